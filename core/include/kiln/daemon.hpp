@@ -1,0 +1,59 @@
+#pragma once
+// What every daemon's main() shares: the command line (--help, --version,
+// -c/--config, --check-config, -v), reading the config with errors that end
+// start-up, SIGINT/SIGTERM hooked to a graceful stop, and closing the loop.
+#include <functional>
+#include <string>
+
+#include <uv.h>
+
+#include <kiln/config.hpp>
+
+namespace kiln {
+
+struct DaemonInfo {
+    const char *name;    // "kiln-runner"
+    const char *summary; // one line for --help
+    const char *config;  // file name under the config dir: "runner.toml"
+};
+
+struct DaemonOptions {
+    std::string config_path;
+    bool check_config = false;
+    bool verbose = false;
+};
+
+// Parse argv.  --help and --version print and exit 0; a usage error prints
+// why and exits 2.
+DaemonOptions parse_daemon_args(int argc, char **argv, const DaemonInfo &info);
+
+// Load the config file and hand its root table to `apply`, which reads it
+// (throwing ConfigError or PluginError on anything wrong).  Errors are
+// printed as "NAME: why" and false returned, so main() can exit 1.
+bool load_daemon_config(const DaemonOptions &opts, const DaemonInfo &info,
+                        const std::function<void(const ConfigTable &)> &apply);
+
+// SIGINT and SIGTERM call on_stop (a second signal stops at once); SIGPIPE
+// is ignored so a vanished peer is an error code, not a death.
+class StopSignals {
+  public:
+    StopSignals(uv_loop_t *loop, std::function<void(int signum)> on_stop);
+    ~StopSignals();
+    StopSignals(const StopSignals &) = delete;
+    StopSignals &operator=(const StopSignals &) = delete;
+
+  private:
+    static void on_signal(uv_signal_t *, int);
+    uv_signal_t *sigint_, *sigterm_;
+    std::function<void(int)> on_stop_;
+    int received_ = 0;
+};
+
+// Run the loop until nothing is left, closing stray handles, then close it.
+// Returns uv_loop_close's result (0 when everything was released).
+int drain_and_close_loop(uv_loop_t *loop);
+
+// Wall clock in Unix milliseconds.
+int64_t unix_ms();
+
+} // namespace kiln

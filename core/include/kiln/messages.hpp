@@ -1,0 +1,144 @@
+#pragma once
+// Typed protocol messages, each one msgpack map with a string key "type".
+// decode_message() checks every field: a missing field, a field of the wrong
+// type, an invalid commit id or name, or an unknown type gives an error that
+// names the message type and the field.
+//
+// Wire keys are the member names below ("job_id", "timeout_ms", ...);
+// JobSpec's members sit flat in the commit and assign maps; Result.tests is
+// "tests", an array of maps.  The encoder writes "type" first and every
+// field (Reply.body only when not empty).  The decoder finds keys anywhere in
+// the map and ignores keys it does not know, so a newer peer may add fields.
+// Strings may be msgpack str or bin.
+//
+// Optional on decode (absent means the default shown in the struct):
+//   hello.name, ack.job_id, error.id, register.slots, register.labels,
+//   heartbeat.jobs, query.arg, reply.body, commit/assign vcs, exec and
+//   timeout_ms, result.error, .log, .tests, .started_unix_ms,
+//   .finished_unix_ms, and in each test: duration_ms, message.
+// Everything else is required.  Also checked: repo, vcs, exec and each
+// label are valid_name(); branch valid_branch(); commit valid_commit_id();
+// url non-empty without control characters or a leading '-' (it reaches a
+// plugin's argv); slots and attempt at least 1; uint32 fields in range;
+// outcomes (of the job and of each test) known to outcome_from_name().
+//
+// Error texts read "<type>: missing field '<f>'", "<type>: field '<f>' must
+// be <a string | an unsigned integer | an integer | an array | a map>",
+// "<type>: field '<f>' must be at most <max>", "<type>: field '<f>' is not
+// <a commit id | a valid name | a valid branch | a valid url | an outcome>",
+// with nested fields named like 'tests[2].outcome' or 'labels[0]'; and for
+// the frame as a whole "invalid msgpack: <why>", "frame has <n> bytes
+// after the msgpack map", "frame is not a msgpack map", "frame has no
+// string 'type'", "unknown message type '<t>'".
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace kiln {
+
+constexpr uint32_t kProtocolVersion = 1;
+
+// What to test: forwarded from the observer's repo config to the runner.
+struct JobSpec {
+    std::string repo;   // name, valid_name()
+    std::string url;    // as the vcs plugin understands it
+    std::string branch; // valid_branch()
+    std::string commit; // valid_commit_id()
+    std::string vcs = "git";
+    std::string exec = "unittest";
+    uint64_t timeout_ms = 600000;
+};
+
+struct Hello {          // first frame both ways
+    uint64_t id = 0;
+    uint32_t version = kProtocolVersion;
+    std::string role;   // "observer", "runner", "ctl", "dispatcher"
+    std::string name;
+};
+struct Ack {            // positive answer to the request with this id
+    uint64_t id = 0;
+    uint64_t job_id = 0; // for commit acks: the job created (0 if none)
+};
+struct Error {          // negative answer (id 0: about the connection); the sender closes after it
+    uint64_t id = 0;
+    std::string message;
+};
+struct Commit {         // observer → dispatcher; acked once recorded
+    uint64_t id = 0;
+    JobSpec spec;
+};
+struct Register {       // runner → dispatcher; acked
+    uint64_t id = 0;
+    std::string name;   // valid_name()
+    uint32_t slots = 1;
+    std::vector<std::string> labels;
+};
+struct Heartbeat {      // both ways; a runner lists the jobs it is running
+    uint64_t id = 0;
+    std::vector<uint64_t> jobs;
+};
+struct Assign {         // dispatcher → runner
+    uint64_t job_id = 0;
+    uint32_t attempt = 1;
+    JobSpec spec;
+};
+struct TestOutcome {
+    std::string name;
+    std::string outcome; // "passed", "failed", "error", "skipped", "timeout", "cancelled"
+    uint64_t duration_ms = 0;
+    std::string message;
+};
+struct Result {         // runner → dispatcher; acked once recorded
+    uint64_t id = 0;
+    uint64_t job_id = 0;
+    uint32_t attempt = 1;
+    std::string commit;  // valid_commit_id()
+    std::string outcome; // of the whole job, as TestOutcome::outcome
+    std::string error;   // why, for error/timeout/cancelled
+    std::vector<TestOutcome> tests;
+    std::string log;
+    int64_t started_unix_ms = 0;
+    int64_t finished_unix_ms = 0;
+};
+struct Query {          // kilnctl → dispatcher: "status", "runners", "jobs", "result"
+    uint64_t id = 0;
+    std::string what;
+    std::string arg;     // the commit (or a unique prefix) for "result"
+};
+struct Reply {          // dispatcher → kilnctl
+    uint64_t id = 0;
+    std::string body;    // exactly one packed msgpack object (map or array), sent
+                         // raw: the encoder trusts it, the decoder checks it
+};
+
+using Message = std::variant<Hello, Ack, Error, Commit, Register, Heartbeat, Assign, Result,
+                             Query, Reply>;
+
+// The wire name of a message's type ("hello", "ack", ...).
+const char *message_type(const Message &msg);
+
+// One complete frame: length prefix + msgpack map.  Does not validate: the
+// sender is trusted to fill valid names and ids (the peer's decoder checks).
+std::string encode_message(const Message &msg);
+
+// Decode one frame payload (without its length prefix).  On failure returns
+// false and sets `error`, e.g. "commit: missing field 'branch'",
+// "result: field 'tests[2].duration_ms' must be an unsigned integer",
+// "unknown message type 'bogus'", "frame is not a msgpack map".  Never
+// throws; msgpack sizes and nesting (depth 16) are capped so that a hostile
+// frame cannot make the decoder allocate much more than the frame itself.
+bool decode_message(std::string_view payload, Message &out, std::string &error);
+
+// 40 or 64 lowercase hex digits.
+bool valid_commit_id(std::string_view s);
+// 1..64 of [A-Za-z0-9._-], not starting with '.' or '-': safe as a path component.
+bool valid_name(std::string_view s);
+// A git branch name without "..", leading '-' or '/', control characters or spaces; 1..200 bytes.
+bool valid_branch(std::string_view s);
+
+// Outcome names ↔ enum kiln_outcome; -1 for an unknown name.
+int outcome_from_name(std::string_view name);
+
+} // namespace kiln

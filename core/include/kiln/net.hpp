@@ -1,0 +1,156 @@
+#pragma once
+// TCP connections carrying Kiln frames, on libuv.  A Connection owns its
+// uv_tcp_t, decodes frames into Messages, queues writes, and closes itself
+// on a malformed frame (after an `error` frame to the peer), an idle timeout
+// or a peer that went away.  A Server accepts many; a Client keeps one up,
+// reconnecting with exponential backoff and jitter.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <uv.h>
+
+#include <kiln/frame_codec.hpp>
+#include <kiln/messages.hpp>
+
+namespace kiln {
+
+// "127.0.0.1:8888", "[::1]:8888", "localhost:8888" → host and port; false
+// with `error` set when malformed.
+bool split_host_port(const std::string &text, std::string &host, int &port, std::string &error);
+
+class Connection : public std::enable_shared_from_this<Connection> {
+  public:
+    using MessageHandler = std::function<void(Connection &, Message &&)>;
+    using CloseHandler = std::function<void(Connection &, const std::string &why)>;
+
+    // Takes an initialised uv_tcp_t (connected or accepted) allocated with new.
+    static std::shared_ptr<Connection> adopt(uv_tcp_t *tcp, size_t max_frame);
+
+    // Start reading; handlers run on the loop.  on_close runs exactly once.
+    void start(MessageHandler on_message, CloseHandler on_close);
+
+    // Queue a message; ignored once closing.
+    void send(const Message &msg);
+    // Send an `error` frame, then close once it is written.
+    void fail(uint64_t id, const std::string &message);
+    // Close now (queued writes are dropped); idempotent.
+    void close(const std::string &why);
+
+    // Close the connection when nothing arrives for `ms` (0: never).
+    void set_idle_timeout(uint64_t ms);
+
+    bool closing() const { return closing_; }
+    const std::string &peer() const { return peer_; }
+    size_t queued_bytes() const { return queued_bytes_; }
+
+    // Free for the owner: what this peer is (a runner, an observer, ...).
+    std::string role;
+    std::string name;
+    uint64_t tag = 0;
+
+    ~Connection();
+
+  private:
+    Connection() = default;
+    static void on_alloc(uv_handle_t *, size_t, uv_buf_t *);
+    static void on_read(uv_stream_t *, ssize_t, const uv_buf_t *);
+    static void on_written(uv_write_t *, int);
+    static void on_idle(uv_timer_t *);
+    void handle_bytes(const char *data, size_t len);
+    void finish_close();
+
+    uv_tcp_t *tcp_ = nullptr;
+    uv_timer_t *idle_timer_ = nullptr;
+    uint64_t idle_ms_ = 0;
+    FrameDecoder decoder_;
+    MessageHandler on_message_;
+    CloseHandler on_close_;
+    std::shared_ptr<Connection> keep_alive_; // held while the handle is open
+    std::string peer_;
+    std::string close_reason_;
+    bool closing_ = false;
+    bool close_after_write_ = false;
+    size_t queued_bytes_ = 0;
+    int writes_in_flight_ = 0;
+};
+
+class Server {
+  public:
+    using AcceptHandler = std::function<void(std::shared_ptr<Connection>)>;
+
+    Server(uv_loop_t *loop, size_t max_frame) : loop_(loop), max_frame_(max_frame) {}
+    ~Server();
+
+    // Bind and listen on "host:port".  0, or a negative libuv error with
+    // `error` saying what failed.
+    int listen(const std::string &address, AcceptHandler on_accept, std::string &error);
+    // The port actually bound (useful with port 0).
+    int port() const;
+    void close();
+
+  private:
+    static void on_connection(uv_stream_t *, int);
+    uv_loop_t *loop_;
+    size_t max_frame_;
+    uv_tcp_t *listener_ = nullptr;
+    AcceptHandler on_accept_;
+};
+
+// Exponential backoff with full jitter: the n-th retry waits a random time
+// in [base/2, min(cap, base * 2^n)].
+class Backoff {
+  public:
+    Backoff(uint64_t base_ms = 200, uint64_t cap_ms = 10000) : base_(base_ms), cap_(cap_ms) {}
+    uint64_t next_delay_ms();
+    void reset() { attempt_ = 0; }
+    unsigned attempt() const { return attempt_; }
+
+  private:
+    uint64_t base_, cap_;
+    unsigned attempt_ = 0;
+};
+
+class Client {
+  public:
+    using ConnectedHandler = std::function<void(Connection &)>;
+    using MessageHandler = Connection::MessageHandler;
+    using DisconnectedHandler = std::function<void(const std::string &why)>;
+
+    // `reconnect` false: one attempt, then on_disconnected (for kilnctl).
+    Client(uv_loop_t *loop, std::string address, size_t max_frame, bool reconnect = true);
+    ~Client();
+
+    ConnectedHandler on_connected;
+    MessageHandler on_message;
+    DisconnectedHandler on_disconnected;
+
+    void start();
+    void stop();
+    // The live connection, or nullptr.
+    Connection *connection() const { return conn_.get(); }
+    // Send if connected; false otherwise.
+    bool send(const Message &msg);
+    const std::string &address() const { return address_; }
+
+  private:
+    static void on_connect(uv_connect_t *, int);
+    static void on_retry(uv_timer_t *);
+    void attempt();
+    void schedule_retry(const std::string &why);
+
+    uv_loop_t *loop_;
+    std::string address_;
+    size_t max_frame_;
+    bool reconnect_;
+    bool stopped_ = true;
+    bool connecting_ = false;
+    Backoff backoff_;
+    uv_timer_t *retry_timer_ = nullptr;
+    std::shared_ptr<Connection> conn_;
+    // Shared with in-flight callbacks so they can tell the Client is gone.
+    std::shared_ptr<Client *> alive_;
+};
+
+} // namespace kiln

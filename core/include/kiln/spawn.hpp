@@ -1,0 +1,21 @@
+#pragma once
+// Running programs without blocking the loop: uv_spawn with an argv (never a
+// shell), in a process group of its own so that a timeout or a cancel kills
+// everything the program started, with stdout and stderr captured up to a
+// limit.  This is the implementation behind kiln_host.spawn.
+#include <uv.h>
+
+#include <kiln/plugin.h>
+
+namespace kiln {
+
+// 0 or -errno (then cb is never called).  cb runs exactly once, from the
+// loop, after the process has exited and both pipes are drained.
+int spawn_process(uv_loop_t *loop, const kiln_spawn_request *req, kiln_spawn_cb cb, void *arg,
+                  kiln_process **proc);
+
+// SIGTERM to the whole process group, SIGKILL after a short grace; the
+// callback still runs once, with cancelled = 1.
+void kill_process(kiln_process *proc);
+
+} // namespace kiln

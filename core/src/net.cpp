@@ -1,0 +1,468 @@
+// Connections, a listening server and a reconnecting client on uv_tcp_t.
+#include <kiln/net.hpp>
+
+#include <cstring>
+#include <random>
+
+#include <kiln/log.hpp>
+
+namespace kiln {
+namespace {
+
+struct WriteRequest {
+    uv_write_t req;
+    std::string data;
+};
+
+template <typename Handle> void close_and_delete(Handle *h)
+{
+    uv_close(reinterpret_cast<uv_handle_t *>(h),
+             [](uv_handle_t *handle) { delete reinterpret_cast<Handle *>(handle); });
+}
+
+std::string address_text(const sockaddr_storage &ss)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (ss.ss_family == AF_INET) {
+        auto *sin = reinterpret_cast<const sockaddr_in *>(&ss);
+        uv_ip4_name(sin, ip, sizeof ip);
+        port = ntohs(sin->sin_port);
+        return std::string(ip) + ":" + std::to_string(port);
+    }
+    if (ss.ss_family == AF_INET6) {
+        auto *sin6 = reinterpret_cast<const sockaddr_in6 *>(&ss);
+        uv_ip6_name(sin6, ip, sizeof ip);
+        port = ntohs(sin6->sin6_port);
+        return "[" + std::string(ip) + "]:" + std::to_string(port);
+    }
+    return "?";
+}
+
+// Resolve numeric addresses only (and "localhost"): a daemon never waits on DNS.
+int make_sockaddr(const std::string &address, sockaddr_storage &ss, std::string &error)
+{
+    std::string host;
+    int port = 0;
+    if (!split_host_port(address, host, port, error))
+        return UV_EINVAL;
+    if (host == "localhost")
+        host = "127.0.0.1";
+    memset(&ss, 0, sizeof ss);
+    if (uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in *>(&ss)) == 0)
+        return 0;
+    if (uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6 *>(&ss)) == 0)
+        return 0;
+    error = address + ": not a numeric IPv4 or IPv6 address";
+    return UV_EINVAL;
+}
+
+thread_local char read_buffer[64 * 1024];
+
+} // namespace
+
+bool split_host_port(const std::string &text, std::string &host, int &port, std::string &error)
+{
+    size_t colon;
+    if (!text.empty() && text[0] == '[') {
+        size_t close = text.find(']');
+        if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+            error = "'" + text + "': expected [IPV6]:PORT";
+            return false;
+        }
+        host = text.substr(1, close - 1);
+        colon = close + 1;
+    } else {
+        colon = text.rfind(':');
+        if (colon == std::string::npos || colon == 0) {
+            error = "'" + text + "': expected HOST:PORT";
+            return false;
+        }
+        host = text.substr(0, colon);
+    }
+    std::string digits = text.substr(colon + 1);
+    if (digits.empty() || digits.size() > 5 ||
+        digits.find_first_not_of("0123456789") != std::string::npos || std::stoi(digits) > 65535) {
+        error = "'" + text + "': port must be a number from 0 to 65535";
+        return false;
+    }
+    port = std::stoi(digits);
+    return true;
+}
+
+// ---- Connection ----
+
+std::shared_ptr<Connection> Connection::adopt(uv_tcp_t *tcp, size_t max_frame)
+{
+    std::shared_ptr<Connection> conn(new Connection);
+    conn->tcp_ = tcp;
+    conn->decoder_ = FrameDecoder(max_frame);
+    conn->keep_alive_ = conn;
+    tcp->data = conn.get();
+    uv_tcp_nodelay(tcp, 1);
+    sockaddr_storage ss{};
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr *>(&ss), &len) == 0)
+        conn->peer_ = address_text(ss);
+    else
+        conn->peer_ = "?";
+    return conn;
+}
+
+Connection::~Connection() = default;
+
+void Connection::start(MessageHandler on_message, CloseHandler on_close)
+{
+    on_message_ = std::move(on_message);
+    on_close_ = std::move(on_close);
+    int rc = uv_read_start(reinterpret_cast<uv_stream_t *>(tcp_), on_alloc, on_read);
+    if (rc != 0)
+        close(std::string("read: ") + uv_strerror(rc));
+}
+
+void Connection::on_alloc(uv_handle_t *, size_t, uv_buf_t *buf)
+{
+    *buf = uv_buf_init(read_buffer, sizeof read_buffer);
+}
+
+void Connection::on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    auto *conn = static_cast<Connection *>(stream->data);
+    if (nread > 0)
+        conn->handle_bytes(buf->base, static_cast<size_t>(nread));
+    else if (nread == UV_EOF)
+        conn->close("peer closed the connection");
+    else if (nread < 0)
+        conn->close(std::string("read: ") + uv_strerror(static_cast<int>(nread)));
+}
+
+void Connection::handle_bytes(const char *data, size_t len)
+{
+    if (closing_ || close_after_write_)
+        return;
+    if (idle_timer_)
+        uv_timer_again(idle_timer_);
+    if (!decoder_.feed(data, len)) {
+        fail(0, decoder_.error());
+        return;
+    }
+    std::string payload;
+    while (!closing_ && !close_after_write_ && decoder_.next(payload)) {
+        Message msg;
+        std::string error;
+        if (!decode_message(payload, msg, error)) {
+            fail(0, error);
+            return;
+        }
+        on_message_(*this, std::move(msg));
+    }
+}
+
+void Connection::send(const Message &msg)
+{
+    if (closing_ || close_after_write_)
+        return;
+    auto *wr = new WriteRequest;
+    wr->data = encode_message(msg);
+    wr->req.data = this;
+    uv_buf_t buf = uv_buf_init(wr->data.data(), static_cast<unsigned>(wr->data.size()));
+    queued_bytes_ += wr->data.size();
+    writes_in_flight_++;
+    int rc = uv_write(&wr->req, reinterpret_cast<uv_stream_t *>(tcp_), &buf, 1, on_written);
+    if (rc != 0) {
+        writes_in_flight_--;
+        queued_bytes_ -= wr->data.size();
+        delete wr;
+        close(std::string("write: ") + uv_strerror(rc));
+    }
+}
+
+void Connection::on_written(uv_write_t *req, int status)
+{
+    auto *wr = reinterpret_cast<WriteRequest *>(req);
+    auto *conn = static_cast<Connection *>(req->data);
+    conn->writes_in_flight_--;
+    conn->queued_bytes_ -= wr->data.size();
+    delete wr;
+    if (status < 0 && status != UV_ECANCELED)
+        conn->close(std::string("write: ") + uv_strerror(status));
+    else if (conn->close_after_write_ && conn->writes_in_flight_ == 0)
+        conn->close(conn->close_reason_);
+}
+
+void Connection::fail(uint64_t id, const std::string &message)
+{
+    if (closing_ || close_after_write_)
+        return;
+    log_warning("peer %s: %s; closing the connection", peer_.c_str(), message.c_str());
+    send(Error{id, message});
+    close_after_write_ = true;
+    close_reason_ = message;
+    uv_read_stop(reinterpret_cast<uv_stream_t *>(tcp_));
+    if (writes_in_flight_ == 0)
+        close(message);
+}
+
+void Connection::set_idle_timeout(uint64_t ms)
+{
+    if (closing_)
+        return;
+    if (!idle_timer_) {
+        idle_timer_ = new uv_timer_t;
+        uv_timer_init(tcp_->loop, idle_timer_);
+        idle_timer_->data = this;
+    }
+    idle_ms_ = ms;
+    if (ms == 0)
+        uv_timer_stop(idle_timer_);
+    else
+        uv_timer_start(idle_timer_, on_idle, ms, ms);
+}
+
+void Connection::on_idle(uv_timer_t *timer)
+{
+    auto *conn = static_cast<Connection *>(timer->data);
+    conn->close("idle for " + std::to_string(conn->idle_ms_) + " ms");
+}
+
+void Connection::close(const std::string &why)
+{
+    if (closing_)
+        return;
+    closing_ = true;
+    close_reason_ = why;
+    if (idle_timer_) {
+        close_and_delete(idle_timer_);
+        idle_timer_ = nullptr;
+    }
+    uv_close(reinterpret_cast<uv_handle_t *>(tcp_), [](uv_handle_t *handle) {
+        auto *conn = static_cast<Connection *>(handle->data);
+        delete reinterpret_cast<uv_tcp_t *>(handle);
+        conn->tcp_ = nullptr;
+        conn->finish_close();
+    });
+}
+
+void Connection::finish_close()
+{
+    // Hold ourselves until the handler is done: it may drop the last owner.
+    auto self = std::move(keep_alive_);
+    if (on_close_) {
+        auto handler = std::move(on_close_);
+        handler(*this, close_reason_);
+    }
+    on_message_ = nullptr;
+}
+
+// ---- Server ----
+
+Server::~Server() { close(); }
+
+int Server::listen(const std::string &address, AcceptHandler on_accept, std::string &error)
+{
+    sockaddr_storage ss;
+    int rc = make_sockaddr(address, ss, error);
+    if (rc != 0)
+        return rc;
+    on_accept_ = std::move(on_accept);
+    listener_ = new uv_tcp_t;
+    uv_tcp_init(loop_, listener_);
+    listener_->data = this;
+    rc = uv_tcp_bind(listener_, reinterpret_cast<sockaddr *>(&ss), 0);
+    if (rc == 0)
+        rc = uv_listen(reinterpret_cast<uv_stream_t *>(listener_), 128, on_connection);
+    if (rc != 0) {
+        error = "listen on " + address + ": " + uv_strerror(rc);
+        close();
+    }
+    return rc;
+}
+
+int Server::port() const
+{
+    if (!listener_)
+        return 0;
+    sockaddr_storage ss{};
+    int len = sizeof ss;
+    if (uv_tcp_getsockname(listener_, reinterpret_cast<sockaddr *>(&ss), &len) != 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return ntohs(reinterpret_cast<sockaddr_in *>(&ss)->sin_port);
+    return ntohs(reinterpret_cast<sockaddr_in6 *>(&ss)->sin6_port);
+}
+
+void Server::close()
+{
+    if (listener_) {
+        close_and_delete(listener_);
+        listener_ = nullptr;
+    }
+}
+
+void Server::on_connection(uv_stream_t *stream, int status)
+{
+    auto *server = static_cast<Server *>(stream->data);
+    if (status < 0) {
+        log_warning("accept: %s", uv_strerror(status));
+        return;
+    }
+    auto *tcp = new uv_tcp_t;
+    uv_tcp_init(server->loop_, tcp);
+    if (uv_accept(stream, reinterpret_cast<uv_stream_t *>(tcp)) != 0) {
+        close_and_delete(tcp);
+        return;
+    }
+    server->on_accept_(Connection::adopt(tcp, server->max_frame_));
+}
+
+// ---- Backoff ----
+
+uint64_t Backoff::next_delay_ms()
+{
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    uint64_t ceiling = base_;
+    for (unsigned i = 0; i < attempt_ && ceiling < cap_; i++)
+        ceiling *= 2;
+    if (ceiling > cap_)
+        ceiling = cap_;
+    if (attempt_ < 64)
+        attempt_++;
+    std::uniform_int_distribution<uint64_t> pick(ceiling / 2, ceiling);
+    return pick(rng);
+}
+
+// ---- Client ----
+
+namespace {
+struct ConnectRequest {
+    uv_connect_t req;
+    std::weak_ptr<Client *> client;
+    uv_tcp_t *tcp;
+};
+} // namespace
+
+Client::Client(uv_loop_t *loop, std::string address, size_t max_frame, bool reconnect)
+    : loop_(loop), address_(std::move(address)), max_frame_(max_frame), reconnect_(reconnect),
+      alive_(std::make_shared<Client *>(this))
+{
+}
+
+Client::~Client()
+{
+    stop();
+    *alive_ = nullptr;
+    if (retry_timer_)
+        close_and_delete(retry_timer_);
+}
+
+void Client::start()
+{
+    stopped_ = false;
+    if (!conn_ && !connecting_)
+        attempt();
+}
+
+void Client::stop()
+{
+    stopped_ = true;
+    if (retry_timer_)
+        uv_timer_stop(retry_timer_);
+    if (conn_)
+        conn_->close("client stopped");
+}
+
+bool Client::send(const Message &msg)
+{
+    if (!conn_ || conn_->closing())
+        return false;
+    conn_->send(msg);
+    return true;
+}
+
+void Client::attempt()
+{
+    sockaddr_storage ss;
+    std::string error;
+    if (make_sockaddr(address_, ss, error) != 0) {
+        schedule_retry(error);
+        return;
+    }
+    auto *cr = new ConnectRequest;
+    cr->client = alive_;
+    cr->tcp = new uv_tcp_t;
+    uv_tcp_init(loop_, cr->tcp);
+    connecting_ = true;
+    int rc = uv_tcp_connect(&cr->req, cr->tcp, reinterpret_cast<sockaddr *>(&ss), on_connect);
+    if (rc != 0) {
+        connecting_ = false;
+        close_and_delete(cr->tcp);
+        delete cr;
+        schedule_retry(std::string("connect: ") + uv_strerror(rc));
+    }
+}
+
+void Client::on_connect(uv_connect_t *req, int status)
+{
+    auto *cr = reinterpret_cast<ConnectRequest *>(req);
+    std::unique_ptr<ConnectRequest> owner(cr);
+    auto alive = cr->client.lock();
+    Client *client = alive ? *alive : nullptr;
+    if (!client || client->stopped_ || status < 0) {
+        close_and_delete(cr->tcp);
+        if (client) {
+            client->connecting_ = false;
+            if (!client->stopped_)
+                client->schedule_retry(std::string("connect to ") + client->address_ + ": " +
+                                       uv_strerror(status));
+        }
+        return;
+    }
+    client->connecting_ = false;
+    client->conn_ = Connection::adopt(cr->tcp, client->max_frame_);
+    std::weak_ptr<Client *> weak = client->alive_;
+    client->conn_->start(
+        [weak](Connection &conn, Message &&msg) {
+            auto alive = weak.lock();
+            if (!alive || !*alive)
+                return;
+            (*alive)->backoff_.reset(); // the peer talks to us: a healthy connection
+            if ((*alive)->on_message)
+                (*alive)->on_message(conn, std::move(msg));
+        },
+        [weak](Connection &, const std::string &why) {
+            auto alive = weak.lock();
+            if (!alive || !*alive)
+                return;
+            Client *self = *alive;
+            self->conn_.reset();
+            self->schedule_retry(why);
+        });
+    if (client->on_connected)
+        client->on_connected(*client->conn_);
+}
+
+void Client::schedule_retry(const std::string &why)
+{
+    if (on_disconnected)
+        on_disconnected(why);
+    if (stopped_ || !reconnect_)
+        return;
+    if (!retry_timer_) {
+        retry_timer_ = new uv_timer_t;
+        uv_timer_init(loop_, retry_timer_);
+        retry_timer_->data = this;
+    }
+    uint64_t delay = backoff_.next_delay_ms();
+    log_debug("%s: %s; retrying in %llu ms", address_.c_str(), why.c_str(),
+              static_cast<unsigned long long>(delay));
+    uv_timer_start(retry_timer_, on_retry, delay, 0);
+}
+
+void Client::on_retry(uv_timer_t *timer)
+{
+    auto *client = static_cast<Client *>(timer->data);
+    if (!client->stopped_)
+        client->attempt();
+}
+
+} // namespace kiln

@@ -1,0 +1,243 @@
+// The plugin loader and the host table plugins see.  Every check that can
+// fail does so at start-up, naming the plugin and the file.
+#include <kiln/plugin_loader.hpp>
+
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstring>
+#include <map>
+
+#include <kiln/log.hpp>
+#include <kiln/spawn.hpp>
+
+namespace kiln {
+
+struct Plugin::Impl {
+    kiln_host host{};
+    std::string name;
+    std::string daemon;
+    ConfigTable config;
+    std::map<std::string, std::string> strings; // keeps config strings alive until fini
+};
+
+namespace {
+
+Plugin::Impl &impl_of(const kiln_host *host) { return *static_cast<Plugin::Impl *>(host->host_data); }
+
+void host_log(const kiln_host *host, int level, const char *fmt, ...)
+{
+    char text[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    log(level, "plugin %s: %s", impl_of(host).name.c_str(), text);
+}
+
+// The config getters log a wrong type themselves, so the plugin only has to
+// fail its init.
+int report(int rc, const std::string &message)
+{
+    if (rc == -EINVAL)
+        log_err("%s", message.c_str());
+    return rc;
+}
+
+int host_config_string(const kiln_host *host, const char *key, const char **out)
+{
+    auto &impl = impl_of(host);
+    std::string value, message;
+    int rc = report(impl.config.get_string(key, value, message), message);
+    if (rc == 0) {
+        auto &kept = impl.strings[key];
+        kept = value;
+        *out = kept.c_str();
+    }
+    return rc;
+}
+
+int host_config_int(const kiln_host *host, const char *key, int64_t *out)
+{
+    std::string message;
+    return report(impl_of(host).config.get_int(key, *out, message), message);
+}
+
+int host_config_bool(const kiln_host *host, const char *key, int *out)
+{
+    std::string message;
+    bool value = false;
+    int rc = report(impl_of(host).config.get_bool(key, value, message), message);
+    if (rc == 0)
+        *out = value ? 1 : 0;
+    return rc;
+}
+
+int host_config_duration_ms(const kiln_host *host, const char *key, uint64_t *out)
+{
+    std::string message;
+    return report(impl_of(host).config.get_duration_ms(key, *out, message), message);
+}
+
+int host_spawn(const kiln_host *host, const kiln_spawn_request *req, kiln_spawn_cb cb, void *arg,
+               kiln_process **proc)
+{
+    return spawn_process(host->loop, req, cb, arg, proc);
+}
+
+void host_kill(const kiln_host *, kiln_process *proc) { kill_process(proc); }
+
+bool ops_complete(const kiln_plugin &d, std::string &missing)
+{
+    if (!d.init || !d.fini || !d.cancel) {
+        missing = "init, fini and cancel";
+        return false;
+    }
+    switch (d.kind) {
+    case KILN_PLUGIN_VCS:
+        missing = "vcs ops (poll, prepare)";
+        return d.vcs && d.vcs->poll && d.vcs->prepare;
+    case KILN_PLUGIN_EXEC:
+        missing = "exec ops (run)";
+        return d.exec && d.exec->run; // list is optional
+    case KILN_PLUGIN_REPORT:
+        missing = "report ops (report)";
+        return d.report && d.report->report;
+    }
+    missing = "a known kind";
+    return false;
+}
+
+bool plain_name(const std::string &name)
+{
+    if (name.empty() || name.size() > 64 || name[0] == '.')
+        return false;
+    for (char c : name)
+        if (!isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.')
+            return false;
+    return true;
+}
+
+} // namespace
+
+const char *plugin_kind_name(int kind)
+{
+    switch (kind) {
+    case KILN_PLUGIN_VCS: return "vcs";
+    case KILN_PLUGIN_EXEC: return "exec";
+    case KILN_PLUGIN_REPORT: return "report";
+    default: return "unknown";
+    }
+}
+
+std::vector<std::string> plugin_dirs(const std::vector<std::string> &configured)
+{
+    std::vector<std::string> dirs = configured;
+    dirs.push_back(KILN_PLUGIN_DIR);
+    return dirs;
+}
+
+Plugin::~Plugin()
+{
+    if (desc_ && self_)
+        desc_->fini(self_);
+    if (dl_)
+        dlclose(dl_);
+}
+
+std::unique_ptr<Plugin> load_plugin(uv_loop_t *loop, const std::vector<std::string> &dirs,
+                                    const std::string &name, int kind, const ConfigTable &config,
+                                    const std::string &daemon)
+{
+    std::string prefix = std::string(plugin_kind_name(kind)) + " plugin '" + name + "'";
+    if (!plain_name(name))
+        throw PluginError(prefix + ": not a plugin name (letters, digits, '.', '_', '-')");
+
+    std::string path, looked;
+    for (const auto &dir : dirs) {
+        std::string candidate = dir + "/" + name + ".so";
+        if (access(candidate.c_str(), F_OK) == 0) {
+            path = candidate;
+            break;
+        }
+        looked += (looked.empty() ? "" : ", ") + candidate;
+    }
+    if (path.empty())
+        throw PluginError(prefix + ": no such file (looked for " + looked + ")");
+    auto fail = [&](const std::string &why) { throw PluginError(prefix + ": " + path + ": " + why); };
+
+    std::unique_ptr<Plugin> plugin(new Plugin);
+    plugin->name_ = name;
+    plugin->path_ = path;
+    // RTLD_NOW: an unresolved symbol fails here, not at the first call.
+    plugin->dl_ = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!plugin->dl_)
+        fail(std::string("cannot load: ") + dlerror() + " (check its libraries with ldd)");
+
+    dlerror();
+    auto entry = reinterpret_cast<kiln_plugin_entry_fn>(dlsym(plugin->dl_, KILN_PLUGIN_ENTRY));
+    if (!entry) {
+        for (int v = 0; v <= 9; v++) {
+            std::string other = "kiln_plugin_v" + std::to_string(v);
+            if (v != KILN_PLUGIN_ABI && dlsym(plugin->dl_, other.c_str()))
+                fail("built for plugin ABI " + std::to_string(v) + ", this daemon loads ABI " +
+                     std::to_string(KILN_PLUGIN_ABI) + " (rebuild it against this kiln/plugin.h)");
+        }
+        fail("no entry symbol " KILN_PLUGIN_ENTRY " (not a Kiln plugin?)");
+    }
+    const kiln_plugin *desc = entry();
+    if (!desc)
+        fail(KILN_PLUGIN_ENTRY "() returned no descriptor");
+    if (desc->abi != KILN_PLUGIN_ABI)
+        fail("descriptor says ABI " + std::to_string(desc->abi) + ", this daemon loads ABI " +
+             std::to_string(KILN_PLUGIN_ABI));
+    if (desc->size < sizeof(kiln_plugin))
+        fail("descriptor is " + std::to_string(desc->size) + " bytes, expected at least " +
+             std::to_string(sizeof(kiln_plugin)));
+    if (desc->kind != kind)
+        fail(std::string("is a ") + plugin_kind_name(desc->kind) + " plugin, not " +
+             plugin_kind_name(kind));
+    if (!desc->name || name != desc->name)
+        fail(std::string("calls itself '") + (desc->name ? desc->name : "(null)") +
+             "', expected its file stem '" + name + "'");
+    std::string missing;
+    if (!ops_complete(*desc, missing))
+        fail("descriptor lacks " + missing);
+
+    // Keys the plugin does not declare are a config error, reported with
+    // their place in the file like any other unknown key.
+    for (const char *const *key = desc->config_keys; key && *key; key++)
+        config.accept(*key);
+    config.reject_unknown_keys();
+
+    plugin->desc_ = desc;
+    plugin->impl_ = std::make_unique<Plugin::Impl>();
+    Plugin::Impl &impl = *plugin->impl_;
+    impl.name = name;
+    impl.daemon = daemon;
+    impl.config = config;
+    kiln_host &host = impl.host;
+    host.abi = KILN_PLUGIN_ABI;
+    host.size = sizeof(kiln_host);
+    host.loop = loop;
+    host.daemon = impl.daemon.c_str();
+    host.host_data = &impl;
+    host.log = host_log;
+    host.config_string = host_config_string;
+    host.config_int = host_config_int;
+    host.config_bool = host_config_bool;
+    host.config_duration_ms = host_config_duration_ms;
+    host.spawn = host_spawn;
+    host.kill_process = host_kill;
+
+    void *self = nullptr;
+    int rc = desc->init(&host, &self);
+    if (rc != 0)
+        fail(std::string("init failed: ") + strerror(rc < 0 ? -rc : rc));
+    plugin->self_ = self;
+    return plugin;
+}
+
+} // namespace kiln
