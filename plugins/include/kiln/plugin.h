@@ -146,6 +146,8 @@ struct kiln_vcs_poll_request {
     const char *branch;
     const char *since;     /* last commit handed over, or NULL/"" for none */
     uint32_t max_commits;  /* at most this many, the newest ones */
+    const char *cache_dir; /* the plugin's own directory (mirrors), kept between polls;
+                              NULL: the plugin's default */
 };
 
 struct kiln_vcs_poll_result {

@@ -1,0 +1,72 @@
+#pragma once
+// kiln-dispatcher's logic: accepts observers, runners and kilnctl on one
+// port, queues commits, assigns them to free runner slots, watches runner
+// heartbeats, requeues the jobs of a lost runner, records results and hands
+// them to the report plugins.
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <uv.h>
+
+#include <kiln/net.hpp>
+#include <kiln/plugin_loader.hpp>
+
+#include "dispatcher_config.hpp"
+#include "job_table.hpp"
+
+namespace kiln {
+
+struct RunnerSlotInfo {
+    std::string name;
+    std::shared_ptr<Connection> conn;
+    uint32_t slots = 1;
+    std::vector<std::string> labels;
+    std::set<uint64_t> jobs; // assigned to it now
+    int64_t connected_unix_ms = 0;
+    uint64_t completed = 0;
+};
+
+class Dispatcher {
+  public:
+    // Loads the report plugins; throws PluginError or ConfigError.
+    Dispatcher(uv_loop_t *loop, DispatcherConfig config);
+    ~Dispatcher();
+
+    // Listen; false (logged) when the address cannot be bound.
+    bool start();
+    // Stop accepting, close every connection; the loop then ends.
+    void stop();
+
+    // What kilnctl asks for, as one packed msgpack object.
+    std::string query(const std::string &what, const std::string &arg, std::string &error) const;
+
+  private:
+    void on_accept(std::shared_ptr<Connection> conn);
+    void on_message(Connection &conn, Message &&msg);
+    void on_close(Connection &conn, const std::string &why);
+    void on_hello(Connection &conn, const Hello &hello);
+    void on_commit(Connection &conn, const Commit &commit);
+    void on_register(Connection &conn, const Register &reg);
+    void on_result(Connection &conn, const Result &result);
+    void on_query(Connection &conn, const Query &query);
+    void schedule();
+    void lose_runner(const std::string &name, const std::string &why);
+    void report(const Job &job);
+    static void on_heartbeat_timer(uv_timer_t *timer);
+
+    uv_loop_t *loop_;
+    DispatcherConfig config_;
+    Server server_;
+    JobTable jobs_;
+    std::map<std::string, RunnerSlotInfo> runners_;
+    std::set<std::shared_ptr<Connection>> connections_;
+    std::vector<std::unique_ptr<Plugin>> reporters_;
+    uv_timer_t *heartbeat_timer_ = nullptr;
+    int64_t started_unix_ms_ = 0;
+    bool stopping_ = false;
+};
+
+} // namespace kiln

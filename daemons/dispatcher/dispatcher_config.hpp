@@ -1,0 +1,26 @@
+#pragma once
+// dispatcher.toml, read into plain values.  See kiln.toml(5).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <kiln/config.hpp>
+
+namespace kiln {
+
+struct DispatcherConfig {
+    std::string listen = "127.0.0.1:8888";
+    std::string state_dir = "/var/lib/kiln/dispatcher";
+    uint64_t heartbeat_interval_ms = 2000;
+    uint64_t runner_timeout_ms = 10000;
+    uint64_t handshake_timeout_ms = 10000;
+    uint32_t max_attempts = 3;
+    size_t max_frame = 16u << 20;
+    std::vector<std::string> plugin_dirs;
+    std::vector<ConfigTable> reports; // [[report]] tables, each naming its plugin
+
+    // Throws ConfigError naming file, line, column and key.
+    static DispatcherConfig from(const ConfigTable &root);
+};
+
+} // namespace kiln

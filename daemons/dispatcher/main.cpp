@@ -1,0 +1,39 @@
+// kiln-dispatcher: queues commits, assigns them to runners, records results.
+#include <cstdio>
+
+#include <kiln/daemon.hpp>
+#include <kiln/log.hpp>
+
+#include "dispatcher.hpp"
+
+using namespace kiln;
+
+static const DaemonInfo kInfo = {"kiln-dispatcher",
+                                 "Queue commits, hand them to test runners, record results.",
+                                 "dispatcher.toml"};
+
+int main(int argc, char **argv)
+{
+    DaemonOptions opts = parse_daemon_args(argc, argv, kInfo);
+    log_init(kInfo.name, opts.verbose);
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    std::unique_ptr<Dispatcher> dispatcher;
+    if (!load_daemon_config(opts, kInfo, [&](const ConfigTable &root) {
+            dispatcher = std::make_unique<Dispatcher>(&loop, DispatcherConfig::from(root));
+        }))
+        return 1;
+    if (opts.check_config) {
+        printf("%s: %s: OK\n", kInfo.name, opts.config_path.c_str());
+        return 0;
+    }
+    if (!dispatcher->start())
+        return 1;
+    StopSignals signals(&loop, [&](int) { dispatcher->stop(); });
+    uv_run(&loop, UV_RUN_DEFAULT);
+    dispatcher.reset();
+    drain_and_close_loop(&loop);
+    log_notice("stopped");
+    return 0;
+}

@@ -1,0 +1,38 @@
+// kiln-observer: watches repositories and tells the dispatcher about new commits.
+#include <cstdio>
+
+#include <kiln/daemon.hpp>
+#include <kiln/log.hpp>
+
+#include "observer.hpp"
+
+using namespace kiln;
+
+static const DaemonInfo kInfo = {"kiln-observer",
+                                 "Watch repositories and send new commits to the dispatcher.",
+                                 "observer.toml"};
+
+int main(int argc, char **argv)
+{
+    DaemonOptions opts = parse_daemon_args(argc, argv, kInfo);
+    log_init(kInfo.name, opts.verbose);
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    std::unique_ptr<Observer> observer;
+    if (!load_daemon_config(opts, kInfo, [&](const ConfigTable &root) {
+            observer = std::make_unique<Observer>(&loop, ObserverConfig::from(root));
+        }))
+        return 1;
+    if (opts.check_config) {
+        printf("%s: %s: OK\n", kInfo.name, opts.config_path.c_str());
+        return 0;
+    }
+    observer->start();
+    StopSignals signals(&loop, [&](int) { observer->stop(); });
+    uv_run(&loop, UV_RUN_DEFAULT);
+    observer.reset();
+    drain_and_close_loop(&loop);
+    log_notice("stopped");
+    return 0;
+}

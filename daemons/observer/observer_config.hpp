@@ -1,0 +1,37 @@
+#pragma once
+// observer.toml, read into plain values.  See kiln.toml(5).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <kiln/config.hpp>
+#include <kiln/messages.hpp>
+
+namespace kiln {
+
+struct WatchedRepo {
+    std::string name;
+    std::string url;
+    std::vector<std::string> branches = {"main"};
+    std::string vcs = "git";
+    std::string exec = "unittest";
+    bool every = true;      // mode = "every" (each new commit) or "latest"
+    uint64_t timeout_ms = 600000;
+    uint64_t interval_ms;   // from [observer] unless the repo sets its own
+};
+
+struct ObserverConfig {
+    std::string dispatcher = "127.0.0.1:8888";
+    std::string state_dir = "/var/lib/kiln/observer";
+    uint64_t interval_ms = 5000;
+    uint32_t max_backlog = 100;
+    uint64_t dispatcher_timeout_ms = 30000;
+    size_t max_frame = 16u << 20;
+    std::vector<std::string> plugin_dirs;
+    std::vector<WatchedRepo> repos;
+    ConfigTable plugin_tables; // [plugin.NAME]
+
+    static ObserverConfig from(const ConfigTable &root);
+};
+
+} // namespace kiln

@@ -1,0 +1,155 @@
+// The steps of one job: clean, prepare the workspace, run the tests, clean.
+#include "job_run.hpp"
+
+#include <kiln/daemon.hpp>
+#include <kiln/log.hpp>
+#include <kiln/spawn.hpp>
+
+namespace kiln {
+
+JobRun::JobRun(uv_loop_t *loop, Assign assign, const Plugin &vcs, const Plugin &exec,
+               std::string workspace, std::string cache_dir, bool keep_workspace, Done done)
+    : loop_(loop), assign_(std::move(assign)), vcs_(vcs), exec_(exec),
+      workspace_(std::move(workspace)), cache_dir_(std::move(cache_dir)),
+      keep_workspace_(keep_workspace), done_(std::move(done))
+{
+    result_.job_id = assign_.job_id;
+    result_.attempt = assign_.attempt;
+    result_.commit = assign_.spec.commit;
+}
+
+void JobRun::start()
+{
+    result_.started_unix_ms = unix_ms();
+    log_info("job %llu: %s %.12s: preparing %s", static_cast<unsigned long long>(job_id()),
+             assign_.spec.repo.c_str(), assign_.spec.commit.c_str(), workspace_.c_str());
+    clean_then(Step::preparing);
+}
+
+// Remove the workspace (a leftover of an earlier attempt, or this job's own)
+// with rm -rf in a child: a big tree must not stall the loop.
+void JobRun::clean_then(Step next)
+{
+    step_ = next == Step::preparing ? Step::cleaning : Step::removing;
+    const char *argv[] = {"rm", "-rf", "--", workspace_.c_str(), nullptr};
+    kiln_spawn_request req{};
+    req.argv = argv;
+    req.timeout_ms = 10 * 60 * 1000;
+    auto on_removed = [](void *arg, int status, const kiln_spawn_result *res) {
+        auto *self = static_cast<JobRun *>(arg);
+        self->cleaner_ = nullptr;
+        if (status != 0 || res->exit_status != 0 || res->term_signal)
+            log_warning("job %llu: could not remove %s", static_cast<unsigned long long>(self->job_id()),
+                        self->workspace_.c_str());
+        if (self->step_ == Step::cleaning)
+            self->cancelled_ ? self->fail("cancelled") : self->prepare();
+        else
+            self->finish();
+    };
+    int rc = spawn_process(loop_, &req, on_removed, this, &cleaner_);
+    if (rc != 0) {
+        log_warning("job %llu: rm: %s", static_cast<unsigned long long>(job_id()), uv_strerror(rc));
+        // Nothing started, so nothing calls back: go on from the next tick.
+        auto *idle = new uv_idle_t;
+        uv_idle_init(loop_, idle);
+        idle->data = this;
+        uv_idle_start(idle, [](uv_idle_t *h) {
+            auto *self = static_cast<JobRun *>(h->data);
+            uv_close(reinterpret_cast<uv_handle_t *>(h),
+                     [](uv_handle_t *hh) { delete reinterpret_cast<uv_idle_t *>(hh); });
+            if (self->step_ == Step::cleaning)
+                self->prepare();
+            else
+                self->finish();
+        });
+    }
+}
+
+void JobRun::prepare()
+{
+    step_ = Step::preparing;
+    kiln_vcs_prepare_request req{};
+    req.url = assign_.spec.url.c_str();
+    req.commit = assign_.spec.commit.c_str();
+    req.workspace = workspace_.c_str();
+    req.cache_dir = cache_dir_.c_str();
+    auto on_prepared = [](void *arg, int status, const char *error) {
+        auto *self = static_cast<JobRun *>(arg);
+        self->op_ = nullptr;
+        if (status != 0) {
+            self->fail(std::string("workspace: ") + (error ? error : uv_strerror(status)));
+            return;
+        }
+        self->run_tests();
+    };
+    int rc = vcs_.vcs().prepare(vcs_.self(), &req, on_prepared, this, &op_);
+    if (rc != 0)
+        fail(std::string("workspace: cannot start: ") + uv_strerror(rc));
+}
+
+void JobRun::run_tests()
+{
+    if (cancelled_) {
+        fail("cancelled");
+        return;
+    }
+    step_ = Step::running;
+    log_info("job %llu: running tests with %s", static_cast<unsigned long long>(job_id()),
+             exec_.name().c_str());
+    kiln_exec_request req{};
+    req.workspace = workspace_.c_str();
+    req.tests_dir = "tests";
+    req.timeout_ms = assign_.spec.timeout_ms;
+    auto on_ran = [](void *arg, const kiln_exec_result *res) {
+        auto *self = static_cast<JobRun *>(arg);
+        self->op_ = nullptr;
+        Result &r = self->result_;
+        r.outcome = kiln_outcome_name(res->outcome);
+        r.error = res->error ? res->error : "";
+        r.log.assign(res->log ? res->log : "", res->log_len);
+        for (size_t i = 0; i < res->n_tests; i++) {
+            const kiln_test_result &t = res->tests[i];
+            r.tests.push_back({t.name ? t.name : "?", kiln_outcome_name(t.outcome), t.duration_ms,
+                               t.message ? t.message : ""});
+        }
+        self->keep_workspace_ ? self->finish() : self->clean_then(Step::finished);
+    };
+    int rc = exec_.exec().run(exec_.self(), &req, on_ran, this, &op_);
+    if (rc != 0)
+        fail(std::string("tests: cannot start: ") + uv_strerror(rc));
+}
+
+void JobRun::fail(const std::string &why)
+{
+    result_.outcome = kiln_outcome_name(cancelled_ ? KILN_CANCELLED : KILN_ERROR);
+    result_.error = why;
+    log_warning("job %llu: %s", static_cast<unsigned long long>(job_id()), why.c_str());
+    keep_workspace_ || step_ == Step::cleaning ? finish() : clean_then(Step::finished);
+}
+
+void JobRun::finish()
+{
+    if (step_ == Step::finished && !done_)
+        return;
+    step_ = Step::finished;
+    result_.finished_unix_ms = unix_ms();
+    auto done = std::move(done_);
+    done_ = nullptr;
+    if (done)
+        done(*this, std::move(result_)); // may destroy this
+}
+
+void JobRun::cancel()
+{
+    if (cancelled_)
+        return;
+    cancelled_ = true;
+    if (op_ && step_ == Step::preparing)
+        vcs_.cancel(op_);
+    else if (op_ && step_ == Step::running)
+        exec_.cancel(op_);
+    else if (cleaner_)
+        kill_process(cleaner_);
+}
+
+} // namespace kiln

@@ -1,0 +1,53 @@
+#pragma once
+// One assigned job on a runner: a clean workspace for the exact commit
+// (vcs plugin), the tests run in it (exec plugin), a Result at the end.
+// Every step is asynchronous; `done` is called exactly once.
+#include <functional>
+#include <string>
+
+#include <uv.h>
+
+#include <kiln/messages.hpp>
+#include <kiln/plugin_loader.hpp>
+
+namespace kiln {
+
+class JobRun {
+  public:
+    using Done = std::function<void(JobRun &, Result &&)>;
+
+    JobRun(uv_loop_t *loop, Assign assign, const Plugin &vcs, const Plugin &exec,
+           std::string workspace, std::string cache_dir, bool keep_workspace, Done done);
+    JobRun(const JobRun &) = delete;
+    JobRun &operator=(const JobRun &) = delete;
+
+    void start();
+    // Stop whatever step is running; done still follows, with "cancelled".
+    void cancel();
+
+    uint64_t job_id() const { return assign_.job_id; }
+    uint32_t attempt() const { return assign_.attempt; }
+
+  private:
+    enum class Step { idle, cleaning, preparing, running, removing, finished };
+    void clean_then(Step next);
+    void prepare();
+    void run_tests();
+    void finish();
+    void fail(const std::string &why);
+
+    uv_loop_t *loop_;
+    Assign assign_;
+    const Plugin &vcs_;
+    const Plugin &exec_;
+    std::string workspace_, cache_dir_;
+    bool keep_workspace_;
+    Done done_;
+    Step step_ = Step::idle;
+    void *op_ = nullptr;              // the plugin operation under way
+    kiln_process *cleaner_ = nullptr; // the rm under way
+    bool cancelled_ = false;
+    Result result_;
+};
+
+} // namespace kiln

@@ -1,0 +1,38 @@
+// kiln-runner: runs the tests of the commits the dispatcher assigns.
+#include <cstdio>
+
+#include <kiln/daemon.hpp>
+#include <kiln/log.hpp>
+
+#include "runner.hpp"
+
+using namespace kiln;
+
+static const DaemonInfo kInfo = {"kiln-runner",
+                                 "Run the tests of assigned commits in clean workspaces.",
+                                 "runner.toml"};
+
+int main(int argc, char **argv)
+{
+    DaemonOptions opts = parse_daemon_args(argc, argv, kInfo);
+    log_init(kInfo.name, opts.verbose);
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    std::unique_ptr<Runner> runner;
+    if (!load_daemon_config(opts, kInfo, [&](const ConfigTable &root) {
+            runner = std::make_unique<Runner>(&loop, RunnerConfig::from(root));
+        }))
+        return 1;
+    if (opts.check_config) {
+        printf("%s: %s: OK\n", kInfo.name, opts.config_path.c_str());
+        return 0;
+    }
+    runner->start();
+    StopSignals signals(&loop, [&](int) { runner->stop(); });
+    uv_run(&loop, UV_RUN_DEFAULT);
+    runner.reset();
+    drain_and_close_loop(&loop);
+    log_notice("stopped");
+    return 0;
+}

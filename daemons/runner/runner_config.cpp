@@ -1,0 +1,37 @@
+#include "runner_config.hpp"
+
+#include <unistd.h>
+
+#include <kiln/messages.hpp>
+
+namespace kiln {
+
+RunnerConfig RunnerConfig::from(const ConfigTable &root)
+{
+    RunnerConfig c;
+    ConfigTable r = root.table("runner");
+    c.dispatcher = r.string("dispatcher", c.dispatcher);
+    char host[256] = "runner";
+    gethostname(host, sizeof host - 1);
+    c.name = r.string("name", host);
+    if (!valid_name(c.name))
+        throw ConfigError(r.error_at("name", "'" + c.name +
+                                                 "' is not a valid runner name (1-64 of "
+                                                 "letters, digits, '.', '_', '-')"));
+    c.slots = static_cast<uint32_t>(r.integer("slots", c.slots, 1, 256));
+    c.labels = r.strings("labels", {});
+    c.work_dir = r.string("work_dir", c.work_dir);
+    c.plugin_dirs = r.strings("plugin_dir", {});
+    c.vcs_plugins = r.strings("vcs", c.vcs_plugins);
+    c.exec_plugins = r.strings("exec", c.exec_plugins);
+    c.heartbeat_interval_ms = r.duration_ms("heartbeat_interval", c.heartbeat_interval_ms);
+    c.dispatcher_timeout_ms = r.duration_ms("dispatcher_timeout", c.dispatcher_timeout_ms);
+    c.keep_workspaces = r.boolean("keep_workspaces", c.keep_workspaces);
+    c.max_frame = static_cast<size_t>(r.integer("max_frame", c.max_frame, 4096, 1 << 30));
+    r.reject_unknown_keys();
+    c.plugin_tables = root.table("plugin");
+    root.reject_unknown_keys();
+    return c;
+}
+
+} // namespace kiln

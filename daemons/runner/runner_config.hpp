@@ -1,0 +1,29 @@
+#pragma once
+// runner.toml, read into plain values.  See kiln.toml(5).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <kiln/config.hpp>
+
+namespace kiln {
+
+struct RunnerConfig {
+    std::string dispatcher = "127.0.0.1:8888";
+    std::string name; // default: the host name
+    uint32_t slots = 1;
+    std::vector<std::string> labels;
+    std::string work_dir = "/var/lib/kiln/runner";
+    std::vector<std::string> plugin_dirs;
+    std::vector<std::string> vcs_plugins = {"git"};
+    std::vector<std::string> exec_plugins = {"unittest", "script"};
+    uint64_t heartbeat_interval_ms = 2000;
+    uint64_t dispatcher_timeout_ms = 10000;
+    bool keep_workspaces = false;
+    size_t max_frame = 16u << 20;
+    ConfigTable plugin_tables; // [plugin.NAME] tables, each handed to that plugin
+
+    static RunnerConfig from(const ConfigTable &root);
+};
+
+} // namespace kiln
