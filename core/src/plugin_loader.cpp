@@ -197,7 +197,7 @@ std::unique_ptr<Plugin> load_plugin(uv_loop_t *loop, const std::vector<std::stri
         fail("descriptor is " + std::to_string(desc->size) + " bytes, expected at least " +
              std::to_string(sizeof(kiln_plugin)));
     if (desc->kind != kind)
-        fail(std::string("is a ") + plugin_kind_name(desc->kind) + " plugin, not " +
+        fail(std::string("is of kind ") + plugin_kind_name(desc->kind) + ", not " +
              plugin_kind_name(kind));
     if (!desc->name || name != desc->name)
         fail(std::string("calls itself '") + (desc->name ? desc->name : "(null)") +

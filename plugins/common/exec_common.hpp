@@ -1,0 +1,104 @@
+#pragma once
+// Small pieces the exec plugins (unittest, script) share.  Header-only
+// because a plugin links nothing of Kiln: each .so gets its own copy.
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include <kiln/plugin.h>
+
+namespace kiln_exec {
+
+// One test's result, owning its strings; kiln_test_result only borrows.
+struct TestRecord {
+    std::string name;
+    int outcome = KILN_PASSED;
+    uint64_t duration_ms = 0;
+    std::string message; // empty: no message (handed over as NULL)
+};
+
+// The borrowed view a kiln_exec_result hands to the host.  Valid as long as
+// `records` is neither modified nor destroyed.
+inline std::vector<kiln_test_result> result_view(const std::vector<TestRecord> &records)
+{
+    std::vector<kiln_test_result> view;
+    view.reserve(records.size());
+    for (const TestRecord &r : records)
+        view.push_back({r.name.c_str(), r.outcome, r.duration_ms,
+                        r.message.empty() ? nullptr : r.message.c_str()});
+    return view;
+}
+
+// Outcome of a whole run from its tests, when nothing stopped it early:
+// FAILED if any test failed or errored, PASSED otherwise.
+inline int overall_outcome(const std::vector<TestRecord> &records)
+{
+    for (const TestRecord &r : records)
+        if (r.outcome == KILN_FAILED || r.outcome == KILN_ERROR)
+            return KILN_FAILED;
+    return KILN_PASSED;
+}
+
+inline std::string join_path(const std::string &a, const std::string &b)
+{
+    if (a.empty() || (!b.empty() && b[0] == '/'))
+        return b;
+    return a.back() == '/' ? a + b : a + "/" + b;
+}
+
+// "tests directory 'tests' not found in workspace" and friends, from the
+// errno of the stat/scandir of that directory.
+inline std::string tests_dir_error(const std::string &tests_dir, int status)
+{
+    if (status == UV_ENOENT)
+        return "tests directory '" + tests_dir + "' not found in workspace";
+    if (status == UV_ENOTDIR)
+        return "tests directory '" + tests_dir + "' is not a directory";
+    return "tests directory '" + tests_dir + "': " + uv_strerror(status);
+}
+
+inline std::string describe_exit(const kiln_spawn_result &res)
+{
+    if (res.term_signal != 0)
+        return "killed by signal " + std::to_string(res.term_signal);
+    return "exit status " + std::to_string(res.exit_status);
+}
+
+// Copies the borrowed `only` list of a request; false when it is present but
+// empty (NULL means "all"; an empty shard is a caller bug, refused with -EINVAL).
+inline bool copy_only(const kiln_exec_request &req, std::vector<std::string> &only)
+{
+    if (req.only == nullptr)
+        return true;
+    if (req.n_only == 0)
+        return false;
+    for (size_t i = 0; i < req.n_only; i++)
+        only.emplace_back(req.only[i] ? req.only[i] : "");
+    return true;
+}
+
+inline void append_line(std::string &log, const char *data, size_t len)
+{
+    log.append(data, len);
+    if (len > 0 && data[len - 1] != '\n')
+        log += '\n';
+}
+
+// The live operations of one plugin instance, so that cancel() on an op that
+// has already completed (a caller bug, but a cheap one to survive) is ignored
+// instead of touching freed memory.
+template <typename Op> class OpSet {
+  public:
+    void add(Op *op) { ops_.insert(op); }
+    void remove(Op *op) { ops_.erase(op); }
+    bool contains(void *op) const { return ops_.count(static_cast<Op *>(op)) != 0; }
+    bool empty() const { return ops_.empty(); }
+
+  private:
+    std::unordered_set<Op *> ops_;
+};
+
+} // namespace kiln_exec

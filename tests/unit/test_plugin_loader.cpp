@@ -1,0 +1,173 @@
+// The plugin loader: a good plugin loads, is initialised with its config
+// and runs an operation; every broken one is refused with a message that
+// names the plugin and the file.
+#include "test.hpp"
+
+#include <cerrno>
+#include <memory>
+
+#include <kiln/config.hpp>
+#include <kiln/plugin_loader.hpp>
+
+using namespace kiln;
+
+namespace {
+
+const std::vector<std::string> kDirs = {KILN_TEST_FIXTURE_DIR};
+
+// Load `name` expecting failure; return the message.
+std::string refusal(const std::string &name, int kind, const ConfigTable &config = ConfigTable())
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    std::string message;
+    try {
+        load_plugin(&loop, kDirs, name, kind, config, "test");
+        message = "(loaded)";
+    } catch (const PluginError &e) {
+        message = e.what();
+    } catch (const ConfigError &e) {
+        message = std::string("config: ") + e.what();
+    }
+    uv_loop_close(&loop);
+    return message;
+}
+
+bool contains(const std::string &text, const std::string &part)
+{
+    if (text.find(part) != std::string::npos)
+        return true;
+    print_error("'%s' does not contain '%s'\n", text.c_str(), part.c_str());
+    return false;
+}
+
+int done_calls;
+int done_status;
+
+void test_good_plugin_loads_and_runs(void **)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    {
+        ConfigTable config = parse_config_string("answer = 7\n", "fixture.toml");
+        auto plugin = load_plugin(&loop, kDirs, "good", KILN_PLUGIN_REPORT, config, "test");
+        assert_string_equal(plugin->name().c_str(), "good");
+        assert_string_equal(plugin->path().c_str(), KILN_TEST_FIXTURE_DIR "/good.so");
+        assert_int_equal(plugin->descriptor().abi, KILN_PLUGIN_ABI);
+        // The fixture's state: its host and the `answer` it read from config.
+        struct FixtureState {
+            const kiln_host *host;
+            int64_t answer;
+        };
+        assert_int_equal(static_cast<FixtureState *>(plugin->self())->answer, 7);
+
+        kiln_report rep{};
+        done_calls = 0;
+        done_status = -1;
+        void *op = nullptr;
+        int rc = plugin->report().report(
+            plugin->self(), &rep,
+            [](void *, int status, const char *) {
+                done_calls++;
+                done_status = status;
+            },
+            nullptr, &op);
+        assert_int_equal(rc, 0);
+        assert_int_equal(done_calls, 0); // never from inside the start call
+        uv_run(&loop, UV_RUN_DEFAULT);
+        assert_int_equal(done_calls, 1);
+        assert_int_equal(done_status, 0);
+    }
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+void test_missing_file(void **)
+{
+    std::string m = refusal("absent", KILN_PLUGIN_REPORT);
+    assert_true(contains(m, "report plugin 'absent'"));
+    assert_true(contains(m, KILN_TEST_FIXTURE_DIR "/absent.so"));
+}
+
+void test_not_an_elf_file(void **)
+{
+    std::string m = refusal("garbage", KILN_PLUGIN_REPORT);
+    assert_true(contains(m, "'garbage'"));
+    assert_true(contains(m, "garbage.so: cannot load"));
+}
+
+void test_missing_entry_symbol(void **)
+{
+    std::string m = refusal("no_entry", KILN_PLUGIN_REPORT);
+    assert_true(contains(m, "no_entry.so"));
+    assert_true(contains(m, "no entry symbol kiln_plugin_v1"));
+}
+
+void test_wrong_abi_in_descriptor(void **)
+{
+    std::string m = refusal("wrong_abi", KILN_PLUGIN_REPORT);
+    assert_true(contains(m, "wrong_abi.so"));
+    assert_true(contains(m, "descriptor says ABI 99, this daemon loads ABI 1"));
+}
+
+void test_entry_of_another_abi(void **)
+{
+    std::string m = refusal("old_entry", KILN_PLUGIN_REPORT);
+    assert_true(contains(m, "old_entry.so"));
+    assert_true(contains(m, "built for plugin ABI 0"));
+}
+
+void test_wrong_kind(void **)
+{
+    std::string m = refusal("wrong_kind", KILN_PLUGIN_REPORT);
+    assert_true(contains(m, "wrong_kind.so"));
+    assert_true(contains(m, "is of kind exec, not report"));
+}
+
+void test_incomplete_ops(void **)
+{
+    std::string m = refusal("no_ops", KILN_PLUGIN_REPORT);
+    assert_true(contains(m, "no_ops.so"));
+    assert_true(contains(m, "lacks report ops"));
+}
+
+void test_bad_name_is_not_a_path(void **)
+{
+    std::string m = refusal("../good", KILN_PLUGIN_REPORT);
+    assert_true(contains(m, "not a plugin name"));
+}
+
+void test_unknown_config_key(void **)
+{
+    ConfigTable config = parse_config_string("answer = 1\nquestion = 2\n", "r.toml");
+    std::string m = refusal("good", KILN_PLUGIN_REPORT, config);
+    assert_true(contains(m, "r.toml:2:1"));
+    assert_true(contains(m, "question"));
+    assert_true(contains(m, "unknown key"));
+}
+
+void test_config_of_wrong_type_fails_init(void **)
+{
+    ConfigTable config = parse_config_string("answer = \"many\"\n", "r.toml");
+    std::string m = refusal("good", KILN_PLUGIN_REPORT, config);
+    assert_true(contains(m, "good.so: init failed"));
+}
+
+} // namespace
+
+int main()
+{
+    const CMUnitTest tests[] = {
+        cmocka_unit_test(test_good_plugin_loads_and_runs),
+        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_not_an_elf_file),
+        cmocka_unit_test(test_missing_entry_symbol),
+        cmocka_unit_test(test_wrong_abi_in_descriptor),
+        cmocka_unit_test(test_entry_of_another_abi),
+        cmocka_unit_test(test_wrong_kind),
+        cmocka_unit_test(test_incomplete_ops),
+        cmocka_unit_test(test_bad_name_is_not_a_path),
+        cmocka_unit_test(test_unknown_config_key),
+        cmocka_unit_test(test_config_of_wrong_type_fails_init),
+    };
+    return cmocka_run_group_tests(tests, nullptr, nullptr);
+}
