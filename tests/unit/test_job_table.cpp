@@ -1,0 +1,179 @@
+// The dispatcher's job rules: one job per commit, queue order, attempts,
+// and which results count — first, duplicate, stale (late from a runner
+// that lost the job), unknown.
+#include "test.hpp"
+
+#include <cstring>
+
+#include "job_table.hpp"
+
+using namespace kiln;
+
+namespace {
+
+JobSpec spec(const std::string &repo, char fill)
+{
+    JobSpec s;
+    s.repo = repo;
+    s.url = "/srv/git/" + repo;
+    s.branch = "main";
+    s.commit = std::string(40, fill);
+    return s;
+}
+
+Result result_for(const Job &job, const std::string &outcome = "passed")
+{
+    Result r;
+    r.job_id = job.id;
+    r.attempt = job.attempt;
+    r.commit = job.spec.commit;
+    r.outcome = outcome;
+    return r;
+}
+
+void test_same_commit_is_one_job(void **)
+{
+    JobTable t;
+    auto [first, is_new] = t.add(spec("a", '1'), 10);
+    assert_true(is_new);
+    auto [again, again_new] = t.add(spec("a", '1'), 20);
+    assert_false(again_new);
+    assert_int_equal(again->id, first->id);
+    // The same commit in another repository is another job.
+    auto [other, other_new] = t.add(spec("b", '1'), 30);
+    assert_true(other_new);
+    assert_int_not_equal(other->id, first->id);
+    assert_int_equal(t.count(JobState::queued), 2);
+}
+
+void test_queue_order_and_assignment(void **)
+{
+    JobTable t;
+    uint64_t a = t.add(spec("r", 'a'), 1).first->id;
+    uint64_t b = t.add(spec("r", 'b'), 2).first->id;
+    assert_int_equal(t.next_queued()->id, a);
+    t.assign(a, "runner-1", 5);
+    const Job *job = t.find(a);
+    assert_int_equal(job->state, JobState::assigned);
+    assert_int_equal(job->attempt, 1);
+    assert_string_equal(job->runner.c_str(), "runner-1");
+    assert_int_equal(t.next_queued()->id, b);
+    t.assign(b, "runner-2", 6);
+    assert_null(t.next_queued());
+}
+
+void test_result_recorded_once(void **)
+{
+    JobTable t;
+    uint64_t id = t.add(spec("r", 'a'), 1).first->id;
+    t.assign(id, "runner-1", 2);
+    Result r = result_for(*t.find(id), "failed");
+    assert_int_equal(t.record(r, "runner-1", 3), JobTable::Verdict::recorded);
+    assert_int_equal(t.find(id)->state, JobState::done);
+    assert_string_equal(t.find(id)->result.outcome.c_str(), "failed");
+    // The runner did not see the ack and sends it again.
+    r.outcome = "passed";
+    assert_int_equal(t.record(r, "runner-1", 4), JobTable::Verdict::duplicate);
+    assert_string_equal(t.find(id)->result.outcome.c_str(), "failed");
+}
+
+void test_lost_runner_requeues_at_the_front(void **)
+{
+    JobTable t;
+    uint64_t a = t.add(spec("r", 'a'), 1).first->id;
+    t.assign(a, "runner-1", 2);
+    uint64_t b = t.add(spec("r", 'b'), 3).first->id;
+    auto finished = t.release_runner("runner-1", 3, 4);
+    assert_true(finished.empty());
+    assert_int_equal(t.find(a)->state, JobState::queued);
+    assert_int_equal(t.next_queued()->id, a); // ahead of b, which came later
+    (void)b;
+    t.assign(a, "runner-2", 5);
+    assert_int_equal(t.find(a)->attempt, 2);
+}
+
+void test_late_result_of_a_lost_runner_is_stale(void **)
+{
+    JobTable t;
+    uint64_t id = t.add(spec("r", 'a'), 1).first->id;
+    t.assign(id, "runner-1", 2);
+    Result late = result_for(*t.find(id));
+    t.release_runner("runner-1", 3, 3);
+    t.assign(id, "runner-2", 4);
+    assert_int_equal(t.record(late, "runner-1", 5), JobTable::Verdict::stale);
+    assert_int_equal(t.find(id)->state, JobState::assigned);
+    Result good = result_for(*t.find(id));
+    assert_int_equal(t.record(good, "runner-2", 6), JobTable::Verdict::recorded);
+    // Once done, the old attempt stays stale.
+    assert_int_equal(t.record(late, "runner-1", 7), JobTable::Verdict::stale);
+}
+
+void test_result_while_queued_is_stale(void **)
+{
+    JobTable t;
+    uint64_t id = t.add(spec("r", 'a'), 1).first->id;
+    t.assign(id, "runner-1", 2);
+    Result late = result_for(*t.find(id));
+    t.release_runner("runner-1", 3, 3);
+    assert_int_equal(t.record(late, "runner-1", 4), JobTable::Verdict::stale);
+    assert_int_equal(t.find(id)->state, JobState::queued);
+}
+
+void test_max_attempts_gives_an_error_result(void **)
+{
+    JobTable t;
+    uint64_t id = t.add(spec("r", 'a'), 1).first->id;
+    for (int attempt = 1; attempt <= 2; attempt++) {
+        t.assign(id, "runner-x", attempt);
+        assert_true(t.release_runner("runner-x", 2, attempt).size() == size_t(attempt == 2));
+    }
+    const Job *job = t.find(id);
+    assert_int_equal(job->state, JobState::done);
+    assert_string_equal(job->result.outcome.c_str(), "error");
+    assert_non_null(strstr(job->result.error.c_str(), "attempt 2 of 2"));
+    assert_null(t.next_queued());
+}
+
+void test_unknown_job(void **)
+{
+    JobTable t;
+    Result r;
+    r.job_id = 99;
+    assert_int_equal(t.record(r, "runner-1", 1), JobTable::Verdict::unknown);
+}
+
+void test_find_commit_by_prefix(void **)
+{
+    JobTable t;
+    JobSpec s1 = spec("r", 'a');
+    s1.commit = "abcd" + std::string(36, '0');
+    JobSpec s2 = spec("r", 'a');
+    s2.commit = "abce" + std::string(36, '0');
+    t.add(s1, 1);
+    t.add(s2, 2);
+    assert_string_equal(t.find_commit("abcd")->spec.commit.c_str(), s1.commit.c_str());
+    assert_null(t.find_commit("abc"));  // too short
+    assert_null(t.find_commit("ffff")); // unknown
+    JobSpec s3 = s1;
+    s3.repo = "other";
+    t.add(s3, 3);
+    assert_string_equal(t.find_commit("abcd")->spec.repo.c_str(), "other"); // the newest
+}
+
+} // namespace
+
+int main()
+{
+    const CMUnitTest tests[] = {
+        cmocka_unit_test(test_same_commit_is_one_job),
+        cmocka_unit_test(test_queue_order_and_assignment),
+        cmocka_unit_test(test_result_recorded_once),
+        cmocka_unit_test(test_lost_runner_requeues_at_the_front),
+        cmocka_unit_test(test_late_result_of_a_lost_runner_is_stale),
+        cmocka_unit_test(test_result_while_queued_is_stale),
+        cmocka_unit_test(test_max_attempts_gives_an_error_result),
+        cmocka_unit_test(test_unknown_job),
+        cmocka_unit_test(test_find_commit_by_prefix),
+    };
+    return cmocka_run_group_tests(tests, nullptr, nullptr);
+}
