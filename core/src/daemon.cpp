@@ -108,6 +108,12 @@ void StopSignals::on_signal(uv_signal_t *handle, int signum)
     self->on_stop_(signum);
 }
 
+void run_until_stopped(uv_loop_t *loop, const std::function<void()> &stop)
+{
+    StopSignals signals(loop, [&](int) { stop(); });
+    uv_run(loop, UV_RUN_DEFAULT);
+}
+
 int drain_and_close_loop(uv_loop_t *loop)
 {
     uv_walk(

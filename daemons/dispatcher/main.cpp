@@ -30,8 +30,7 @@ int main(int argc, char **argv)
     }
     if (!dispatcher->start())
         return 1;
-    StopSignals signals(&loop, [&](int) { dispatcher->stop(); });
-    uv_run(&loop, UV_RUN_DEFAULT);
+    run_until_stopped(&loop, [&] { dispatcher->stop(); });
     dispatcher.reset();
     drain_and_close_loop(&loop);
     log_notice("stopped");

@@ -29,8 +29,7 @@ int main(int argc, char **argv)
         return 0;
     }
     observer->start();
-    StopSignals signals(&loop, [&](int) { observer->stop(); });
-    uv_run(&loop, UV_RUN_DEFAULT);
+    run_until_stopped(&loop, [&] { observer->stop(); });
     observer.reset();
     drain_and_close_loop(&loop);
     log_notice("stopped");

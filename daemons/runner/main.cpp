@@ -29,8 +29,7 @@ int main(int argc, char **argv)
         return 0;
     }
     runner->start();
-    StopSignals signals(&loop, [&](int) { runner->stop(); });
-    uv_run(&loop, UV_RUN_DEFAULT);
+    run_until_stopped(&loop, [&] { runner->stop(); });
     runner.reset();
     drain_and_close_loop(&loop);
     log_notice("stopped");

@@ -49,6 +49,10 @@ class StopSignals {
     int received_ = 0;
 };
 
+// Run the loop with SIGINT/SIGTERM calling `stop`, until the daemon has
+// released everything that keeps the loop alive.
+void run_until_stopped(uv_loop_t *loop, const std::function<void()> &stop);
+
 // Run the loop until nothing is left, closing stray handles, then close it.
 // Returns uv_loop_close's result (0 when everything was released).
 int drain_and_close_loop(uv_loop_t *loop);
