@@ -127,8 +127,10 @@ std::string encode_message(const Message &msg);
 // false and sets `error`, e.g. "commit: missing field 'branch'",
 // "result: field 'tests[2].duration_ms' must be an unsigned integer",
 // "unknown message type 'bogus'", "frame is not a msgpack map".  Never
-// throws; msgpack sizes and nesting (depth 16) are capped so that a hostile
-// frame cannot make the decoder allocate much more than the frame itself.
+// throws.  Nesting is capped at 16 containers (the frame's map included)
+// and container counts at the payload size, 256Ki array elements and 64Ki
+// map entries, because msgpack allocates a container's slots from its
+// header: a hostile frame costs at most 256 bytes per payload byte, 64 MiB.
 bool decode_message(std::string_view payload, Message &out, std::string &error);
 
 // 40 or 64 lowercase hex digits.
