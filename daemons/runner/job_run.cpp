@@ -8,10 +8,11 @@
 namespace kiln {
 
 JobRun::JobRun(uv_loop_t *loop, Assign assign, const Plugin &vcs, const Plugin &exec,
-               std::string workspace, std::string cache_dir, bool keep_workspace, Done done)
+               std::string workspace, std::string cache_dir, bool keep_workspace, size_t max_log,
+               Done done)
     : loop_(loop), assign_(std::move(assign)), vcs_(vcs), exec_(exec),
       workspace_(std::move(workspace)), cache_dir_(std::move(cache_dir)),
-      keep_workspace_(keep_workspace), done_(std::move(done))
+      keep_workspace_(keep_workspace), max_log_(max_log), done_(std::move(done))
 {
     result_.job_id = assign_.job_id;
     result_.attempt = assign_.attempt;
@@ -106,7 +107,7 @@ void JobRun::run_tests()
         Result &r = self->result_;
         r.outcome = kiln_outcome_name(res->outcome);
         r.error = res->error ? res->error : "";
-        r.log.assign(res->log ? res->log : "", res->log_len);
+        r.log = bounded_log(res->log, res->log_len, self->max_log_);
         for (size_t i = 0; i < res->n_tests; i++) {
             const kiln_test_result &t = res->tests[i];
             r.tests.push_back({t.name ? t.name : "?", kiln_outcome_name(t.outcome), t.duration_ms,
@@ -117,6 +118,18 @@ void JobRun::run_tests()
     int rc = exec_.exec().run(exec_.self(), &req, on_ran, this, &op_);
     if (rc != 0)
         fail(std::string("tests: cannot start: ") + uv_strerror(rc));
+}
+
+std::string JobRun::bounded_log(const char *log, size_t len, size_t max)
+{
+    if (!log)
+        return {};
+    if (len <= max)
+        return std::string(log, len);
+    // The end of a log says why a run failed; the start says what it was.
+    size_t head = max / 4, tail = max - head;
+    return std::string(log, head) + "\n[kiln: " + std::to_string(len - head - tail) +
+           " bytes of log dropped]\n" + std::string(log + len - tail, tail);
 }
 
 void JobRun::fail(const std::string &why)

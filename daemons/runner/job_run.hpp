@@ -17,7 +17,8 @@ class JobRun {
     using Done = std::function<void(JobRun &, Result &&)>;
 
     JobRun(uv_loop_t *loop, Assign assign, const Plugin &vcs, const Plugin &exec,
-           std::string workspace, std::string cache_dir, bool keep_workspace, Done done);
+           std::string workspace, std::string cache_dir, bool keep_workspace, size_t max_log,
+           Done done);
     JobRun(const JobRun &) = delete;
     JobRun &operator=(const JobRun &) = delete;
 
@@ -27,6 +28,10 @@ class JobRun {
 
     uint64_t job_id() const { return assign_.job_id; }
     uint32_t attempt() const { return assign_.attempt; }
+
+    // Keep a log within max bytes: its head and (most of) its tail, with a
+    // line saying how much of the middle was dropped.
+    static std::string bounded_log(const char *log, size_t len, size_t max);
 
   private:
     enum class Step { idle, cleaning, preparing, running, removing, finished };
@@ -42,6 +47,7 @@ class JobRun {
     const Plugin &exec_;
     std::string workspace_, cache_dir_;
     bool keep_workspace_;
+    size_t max_log_;
     Done done_;
     Step step_ = Step::idle;
     void *op_ = nullptr;              // the plugin operation under way

@@ -5,6 +5,33 @@
 
 namespace kiln {
 
+namespace {
+
+// A result must fit in one frame, or the dispatcher would refuse it and the
+// runner would resend it forever.  Shrink the bulky parts step by step.
+void fit_in_frame(Result &r, size_t max_frame)
+{
+    const size_t limits[] = {4096, 256, 0};
+    for (size_t limit : limits) {
+        if (encode_message(r).size() <= max_frame)
+            return;
+        for (auto &t : r.tests)
+            if (t.message.size() > limit)
+                t.message = JobRun::bounded_log(t.message.data(), t.message.size(), limit);
+        if (r.log.size() > (limit << 8))
+            r.log = JobRun::bounded_log(r.log.data(), r.log.size(), limit << 8);
+    }
+    if (encode_message(r).size() > max_frame) {
+        log_err("job %llu: %zu test results do not fit in max_frame; sending none",
+                static_cast<unsigned long long>(r.job_id), r.tests.size());
+        r.error = std::to_string(r.tests.size()) + " test results did not fit in one frame";
+        r.outcome = kiln_outcome_name(KILN_ERROR);
+        r.tests.clear();
+    }
+}
+
+} // namespace
+
 Runner::Runner(uv_loop_t *loop, RunnerConfig config)
     : loop_(loop), config_(std::move(config)),
       client_(loop, config_.dispatcher, config_.max_frame)
@@ -132,6 +159,7 @@ void Runner::on_assign(const Assign &assign)
     std::string cache = config_.work_dir + "/cache/" + assign.spec.vcs;
     auto run = std::make_unique<JobRun>(
         loop_, assign, *vcs->second, *exec->second, workspace, cache, config_.keep_workspaces,
+        config_.max_log,
         [this](JobRun &r, Result &&result) { on_job_done(r, std::move(result)); });
     JobRun &ref = *run;
     running_[assign.job_id] = std::move(run);
@@ -142,6 +170,7 @@ void Runner::on_job_done(JobRun &run, Result &&result)
 {
     uint64_t job_id = run.job_id();
     result.id = next_request_id_++;
+    fit_in_frame(result, config_.max_frame);
     log_notice("job %llu: %s (%zu tests)", static_cast<unsigned long long>(job_id),
                result.outcome.c_str(), result.tests.size());
     if (!stopping_) {

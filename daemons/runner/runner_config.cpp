@@ -28,6 +28,10 @@ RunnerConfig RunnerConfig::from(const ConfigTable &root)
     c.dispatcher_timeout_ms = r.duration_ms("dispatcher_timeout", c.dispatcher_timeout_ms);
     c.keep_workspaces = r.boolean("keep_workspaces", c.keep_workspaces);
     c.max_frame = static_cast<size_t>(r.integer("max_frame", c.max_frame, 4096, 1 << 30));
+    c.max_log = static_cast<size_t>(r.integer("max_log", c.max_log, 1024, 64 << 20));
+    if (c.max_log + (1u << 20) > c.max_frame)
+        throw ConfigError(r.error_at("max_log", "must leave 1 MiB of max_frame for the rest of "
+                                                "a result"));
     r.reject_unknown_keys();
     c.plugin_tables = root.table("plugin");
     root.reject_unknown_keys();

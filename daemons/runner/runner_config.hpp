@@ -21,6 +21,7 @@ struct RunnerConfig {
     uint64_t dispatcher_timeout_ms = 10000;
     bool keep_workspaces = false;
     size_t max_frame = 16u << 20;
+    size_t max_log = 4u << 20; // log bytes sent per job; the middle is dropped beyond
     ConfigTable plugin_tables; // [plugin.NAME] tables, each handed to that plugin
 
     static RunnerConfig from(const ConfigTable &root);

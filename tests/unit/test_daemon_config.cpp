@@ -1,0 +1,110 @@
+// The daemons' config mapping: defaults, cross-key checks with file, line
+// and key in the message, and the runner's log bound.
+#include <cstring>
+
+#include "dispatcher_config.hpp"
+#include "job_run.hpp"
+#include "observer_config.hpp"
+#include "runner_config.hpp"
+#include "test.hpp"
+
+using namespace kiln;
+
+namespace {
+
+// The ConfigError text of reading `text` with T::from, or "" when it is fine.
+template <typename T> std::string error_of(const std::string &text)
+{
+    try {
+        T::from(parse_config_string(text, "x.toml"));
+        return "";
+    } catch (const ConfigError &e) {
+        return e.what();
+    }
+}
+
+void test_dispatcher_defaults(void **)
+{
+    DispatcherConfig c = DispatcherConfig::from(parse_config_string("", "x.toml"));
+    assert_string_equal(c.listen.c_str(), "127.0.0.1:8888");
+    assert_int_equal(c.heartbeat_interval_ms, 2000);
+    assert_int_equal(c.runner_timeout_ms, 10000);
+    assert_int_equal(c.max_attempts, 3);
+    assert_true(c.reports.empty());
+}
+
+void test_dispatcher_errors(void **)
+{
+    assert_string_equal(
+        S(error_of<DispatcherConfig>("[dispatcher]\nheartbeat_interval = \"5s\"\n"
+                                     "runner_timeout = \"2s\"\n")),
+        "x.toml:3:18: dispatcher.runner_timeout: must be longer than heartbeat_interval");
+    assert_string_equal(S(error_of<DispatcherConfig>("[dispatcher]\nlisen = \"x\"\n")),
+                        "x.toml:2:1: dispatcher.lisen: unknown key");
+    assert_non_null(strstr(S(error_of<DispatcherConfig>("[[report]]\ndir = \"/x\"\n")),
+                           "report[0].plugin"));
+}
+
+void test_observer_repos(void **)
+{
+    ObserverConfig c = ObserverConfig::from(parse_config_string(
+        "[observer]\ninterval = \"2s\"\n[[repo]]\nname = \"a\"\nurl = \"/srv/a\"\n"
+        "[[repo]]\nname = \"b\"\nurl = \"/srv/b\"\nmode = \"latest\"\ninterval = \"1m\"\n"
+        "branches = [\"main\", \"release\"]\n",
+        "x.toml"));
+    assert_int_equal(c.repos.size(), 2);
+    assert_true(c.repos[0].every);
+    assert_int_equal(c.repos[0].interval_ms, 2000);
+    assert_false(c.repos[1].every);
+    assert_int_equal(c.repos[1].interval_ms, 60000);
+    assert_int_equal(c.repos[1].branches.size(), 2);
+}
+
+void test_observer_errors(void **)
+{
+    assert_string_equal(
+        S(error_of<ObserverConfig>("[[repo]]\nname = \"a\"\nurl = \"/a\"\nmode = \"some\"\n")),
+        "x.toml:4:8: repo[0].mode: expected \"every\" or \"latest\", got \"some\"");
+    assert_non_null(strstr(S(error_of<ObserverConfig>("[[repo]]\nname = \"../a\"\nurl = \"/a\"\n")),
+                           "repo[0].name: '../a' is not a valid name"));
+    assert_non_null(strstr(S(error_of<ObserverConfig>(
+                               "[[repo]]\nname = \"a\"\nurl = \"/a\"\n[[repo]]\nname = \"a\"\nurl = \"/b\"\n")),
+                           "repo[1].name: repository 'a' is defined twice"));
+    assert_non_null(strstr(S(error_of<ObserverConfig>(
+                               "[[repo]]\nname = \"a\"\nurl = \"/a\"\nbranches = [\"-x\"]\n")),
+                           "repo[0].branches: '-x' is not a valid branch name"));
+}
+
+void test_runner_errors(void **)
+{
+    assert_string_equal(S(error_of<RunnerConfig>("[runner]\nslots = \"two\"\n")),
+                        "x.toml:2:9: runner.slots: expected an integer from 1 to 256, got string");
+    assert_non_null(strstr(S(error_of<RunnerConfig>("[runner]\nmax_log = 16777216\n")),
+                           "runner.max_log: must leave 1 MiB of max_frame"));
+}
+
+void test_log_bound_keeps_head_and_tail(void **)
+{
+    std::string log = std::string(1000, 'h') + std::string(8000, 'm') + std::string(1000, 't');
+    std::string cut = JobRun::bounded_log(log.data(), log.size(), 2000);
+    assert_true(cut.size() < 2100);
+    assert_int_equal(cut.compare(0, 500, std::string(500, 'h')), 0);
+    assert_int_equal(cut.compare(cut.size() - 1000, 1000, std::string(1000, 't')), 0);
+    assert_non_null(strstr(cut.c_str(), "[kiln: 8000 bytes of log dropped]"));
+    assert_string_equal(JobRun::bounded_log("short", 5, 2000).c_str(), "short");
+}
+
+} // namespace
+
+int main()
+{
+    const CMUnitTest tests[] = {
+        cmocka_unit_test(test_dispatcher_defaults),
+        cmocka_unit_test(test_dispatcher_errors),
+        cmocka_unit_test(test_observer_repos),
+        cmocka_unit_test(test_observer_errors),
+        cmocka_unit_test(test_runner_errors),
+        cmocka_unit_test(test_log_bound_keeps_head_and_tail),
+    };
+    return cmocka_run_group_tests(tests, nullptr, nullptr);
+}
