@@ -64,6 +64,11 @@ JobTable::Verdict JobTable::record(const Result &result, const std::string &runn
     Job *job = get(result.job_id);
     if (!job)
         return Verdict::unknown;
+    // Job ids restart with the dispatcher (the table lives in memory): a
+    // result a runner held across a restart may name an id that now belongs
+    // to another commit.  It is never this job's result.
+    if (result.commit != job->spec.commit)
+        return Verdict::stale;
     if (job->state == JobState::done)
         return job->result.attempt == result.attempt && job->runner == runner ? Verdict::duplicate
                                                                               : Verdict::stale;

@@ -134,6 +134,19 @@ void test_max_attempts_gives_an_error_result(void **)
     assert_null(t.next_queued());
 }
 
+void test_result_for_another_commit_is_stale(void **)
+{
+    // A result held across a dispatcher restart can name a job id that now
+    // belongs to another commit: never record it for that one.
+    JobTable t;
+    uint64_t id = t.add(spec("r", 'a'), 1).first->id;
+    t.assign(id, "runner-1", 2);
+    Result r = result_for(*t.find(id));
+    r.commit = std::string(40, 'f');
+    assert_int_equal(t.record(r, "runner-1", 3), JobTable::Verdict::stale);
+    assert_int_equal(t.find(id)->state, JobState::assigned);
+}
+
 void test_unknown_job(void **)
 {
     JobTable t;
@@ -172,6 +185,7 @@ int main()
         cmocka_unit_test(test_late_result_of_a_lost_runner_is_stale),
         cmocka_unit_test(test_result_while_queued_is_stale),
         cmocka_unit_test(test_max_attempts_gives_an_error_result),
+        cmocka_unit_test(test_result_for_another_commit_is_stale),
         cmocka_unit_test(test_unknown_job),
         cmocka_unit_test(test_find_commit_by_prefix),
     };

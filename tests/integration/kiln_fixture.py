@@ -1,0 +1,622 @@
+"""Kiln integration-test fixture: the real daemons in a temporary directory.
+
+Standard library only.  A Cluster owns one temp dir holding a git repository
+with a tests/ directory, the three daemons' configs, their state and work
+directories, the results directory of the files reporter, and one log file
+per daemon (stdout and stderr).  It starts kiln-dispatcher, kiln-runner and
+kiln-observer on 127.0.0.1 with free ports, drives them with
+`kilnctl --json`, and on teardown stops exactly the processes it started, by
+PID: SIGTERM, then SIGKILL after a bound, and checks that each one exited.
+
+Every wait is bounded: wait_until() polls with a deadline and fails with a
+message that names what it waited for and includes the daemons' logs.
+
+Where the binaries are: environment variables KILN_OBSERVER, KILN_DISPATCHER,
+KILN_RUNNER, KILNCTL and KILN_PLUGIN_DIR (set by tests/integration/
+CMakeLists.txt for ctest), or KILN_BUILD_DIR (a CMake build tree), or else
+the build tree ./build at the top of the source tree.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_DIR = os.path.dirname(os.path.dirname(HERE))
+
+# Bounds, in seconds.
+STOP_GRACE = 10.0       # SIGTERM → exit, before SIGKILL
+KILL_GRACE = 5.0        # SIGKILL → reaped
+START_TIMEOUT = 15.0    # a daemon answering / a runner registered
+RESULT_TIMEOUT = 45.0   # a commit's result reported
+KILNCTL_TIMEOUT = 15.0  # one kilnctl call
+
+
+def _build_dir():
+    return os.environ.get("KILN_BUILD_DIR") or os.path.join(SOURCE_DIR, "build")
+
+
+def binary(name):
+    """Path of a built program: "observer", "dispatcher", "runner" or "kilnctl"."""
+    env = {"observer": "KILN_OBSERVER", "dispatcher": "KILN_DISPATCHER",
+           "runner": "KILN_RUNNER", "kilnctl": "KILNCTL"}[name]
+    path = os.environ.get(env)
+    if not path:
+        if name == "kilnctl":
+            path = os.path.join(_build_dir(), "daemons", "kilnctl", "kilnctl")
+        else:
+            path = os.path.join(_build_dir(), "daemons", name, "kiln-" + name)
+    if not os.access(path, os.X_OK):
+        raise RuntimeError("%s: not found or not executable (build first, or set %s)"
+                           % (path, env))
+    return path
+
+
+def plugin_dir():
+    path = os.environ.get("KILN_PLUGIN_DIR") or os.path.join(_build_dir(), "plugins")
+    if not os.path.isdir(path):
+        raise RuntimeError("%s: no plugin directory (build first, or set KILN_PLUGIN_DIR)"
+                           % path)
+    return path
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def toml_str(s):
+    """A TOML basic string (JSON's escaping is valid TOML for these)."""
+    return json.dumps(str(s))
+
+
+def toml_array(items):
+    return "[" + ", ".join(toml_str(i) for i in items) + "]"
+
+
+def run(argv, timeout=30.0, check=True, **kwargs):
+    """Run argv (a list, never a shell), capturing text output, bounded."""
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, timeout=timeout, **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError("%s: exit %d\nstdout:\n%s\nstderr:\n%s"
+                             % (" ".join(argv), proc.returncode, proc.stdout, proc.stderr))
+    return proc
+
+
+# ---- msgpack, the little the hostile-input tests need ----
+
+def mp_str(s):
+    b = s.encode()
+    if len(b) < 32:
+        return bytes([0xa0 | len(b)]) + b
+    if len(b) < 256:
+        return b"\xd9" + bytes([len(b)]) + b
+    return b"\xda" + struct.pack(">H", len(b)) + b
+
+
+def mp_map(pairs):
+    """Encode a dict of str → str|int (non-negative)."""
+    assert len(pairs) < 16
+    out = bytes([0x80 | len(pairs)])
+    for k, v in pairs.items():
+        out += mp_str(k)
+        if isinstance(v, str):
+            out += mp_str(v)
+        elif isinstance(v, int) and 0 <= v < 128:
+            out += bytes([v])
+        elif isinstance(v, int) and 0 <= v < 2 ** 32:
+            out += b"\xce" + struct.pack(">I", v)
+        else:
+            raise ValueError("unsupported value %r" % (v,))
+    return out
+
+
+def frame(payload):
+    return struct.pack(">I", len(payload)) + payload
+
+
+def mp_decode(data):
+    """Decode one msgpack object (maps, arrays, strings, bin, ints, nil,
+    bools, floats) from bytes; returns (object, rest)."""
+    b = data[0]
+    rest = data[1:]
+
+    def take(n):
+        nonlocal rest
+        if len(rest) < n:
+            raise ValueError("truncated msgpack")
+        chunk, rest = rest[:n], rest[n:]
+        return chunk
+
+    def container(n, is_map):
+        nonlocal rest
+        if is_map:
+            out = {}
+            for _ in range(n):
+                k, rest = mp_decode(rest)
+                v, rest = mp_decode(rest)
+                out[k] = v
+            return out
+        out = []
+        for _ in range(n):
+            v, rest = mp_decode(rest)
+            out.append(v)
+        return out
+
+    if b <= 0x7f:
+        return b, rest
+    if b >= 0xe0:
+        return b - 0x100, rest
+    if 0x80 <= b <= 0x8f:
+        return container(b & 0x0f, True), rest
+    if 0x90 <= b <= 0x9f:
+        return container(b & 0x0f, False), rest
+    if 0xa0 <= b <= 0xbf:
+        return take(b & 0x1f).decode("utf-8", "replace"), rest
+    simple = {0xc0: None, 0xc2: False, 0xc3: True}
+    if b in simple:
+        return simple[b], rest
+    if b in (0xd9, 0xda, 0xdb):
+        n = struct.unpack(">" + {0xd9: "B", 0xda: "H", 0xdb: "I"}[b],
+                          take({0xd9: 1, 0xda: 2, 0xdb: 4}[b]))[0]
+        return take(n).decode("utf-8", "replace"), rest
+    if b in (0xc4, 0xc5, 0xc6):
+        n = struct.unpack(">" + {0xc4: "B", 0xc5: "H", 0xc6: "I"}[b],
+                          take({0xc4: 1, 0xc5: 2, 0xc6: 4}[b]))[0]
+        return take(n), rest
+    ints = {0xcc: "B", 0xcd: "H", 0xce: "I", 0xcf: "Q",
+            0xd0: "b", 0xd1: "h", 0xd2: "i", 0xd3: "q"}
+    if b in ints:
+        fmt = ">" + ints[b]
+        return struct.unpack(fmt, take(struct.calcsize(fmt)))[0], rest
+    if b == 0xca:
+        return struct.unpack(">f", take(4))[0], rest
+    if b == 0xcb:
+        return struct.unpack(">d", take(8))[0], rest
+    if b in (0xdc, 0xdd):
+        n = struct.unpack(">H" if b == 0xdc else ">I", take(2 if b == 0xdc else 4))[0]
+        return container(n, False), rest
+    if b in (0xde, 0xdf):
+        n = struct.unpack(">H" if b == 0xde else ">I", take(2 if b == 0xde else 4))[0]
+        return container(n, True), rest
+    raise ValueError("unsupported msgpack byte 0x%02x" % b)
+
+
+def split_frames(data):
+    """Decode the complete frames in data: a list of decoded maps."""
+    out = []
+    while len(data) >= 4:
+        n = struct.unpack(">I", data[:4])[0]
+        if len(data) < 4 + n:
+            break
+        obj, rest = mp_decode(data[4:4 + n])
+        if rest:
+            raise ValueError("%d bytes after the msgpack object" % len(rest))
+        out.append(obj)
+        data = data[4 + n:]
+    return out
+
+
+# ---- the repository under test ----
+
+class GitRepo:
+    """A real git repository (non-bare, branch main) that commits with a fixed
+    identity and never reads the user's git config."""
+
+    def __init__(self, path):
+        self.path = path
+        os.makedirs(path)
+        self.env = dict(os.environ)
+        for k in list(self.env):
+            if k.startswith("GIT_"):
+                del self.env[k]
+        self.env.update({
+            "GIT_AUTHOR_NAME": "Kiln Test", "GIT_AUTHOR_EMAIL": "kiln@example.invalid",
+            "GIT_COMMITTER_NAME": "Kiln Test", "GIT_COMMITTER_EMAIL": "kiln@example.invalid",
+            "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
+            "HOME": path,
+        })
+        self.git("init", "-q")
+        self.git("symbolic-ref", "HEAD", "refs/heads/main")
+
+    def git(self, *args):
+        return run(["git", "-C", self.path] + list(args), env=self.env).stdout
+
+    def write(self, relpath, text, executable=False):
+        path = os.path.join(self.path, relpath)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o755 if executable else 0o644)
+
+    def remove(self, relpath):
+        self.git("rm", "-q", "--", relpath)
+
+    def commit(self, message):
+        """Commit everything in the work tree; returns the full commit id."""
+        self.git("add", "-A")
+        self.git("commit", "-q", "--allow-empty", "-m", message)
+        return self.git("rev-parse", "HEAD").strip()
+
+
+PASSING_UNITTEST = """import unittest
+
+
+class ArithmeticTest(unittest.TestCase):
+    def test_add(self):
+        self.assertEqual(1 + 1, 2)
+
+    def test_mul(self):
+        self.assertEqual(2 * 3, 6)
+"""
+
+FAILING_UNITTEST = """import unittest
+
+
+class ArithmeticTest(unittest.TestCase):
+    def test_add(self):
+        self.assertEqual(1 + 1, 2)
+
+    def test_mul(self):
+        self.assertEqual(2 * 3, 7, "multiplication is broken")
+"""
+
+
+# ---- the daemons ----
+
+class Daemon:
+    def __init__(self, name, argv, log_path):
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.proc = None
+        self.returncode = None
+
+    def start(self):
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, close_fds=True)
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self):
+        try:
+            with open(self.log_path, "r", errors="replace") as f:
+                return f.read()
+        except OSError as e:
+            return "(no log: %s)" % e
+
+    def stop(self):
+        """SIGTERM, wait; SIGKILL, wait.  Only this PID, only if we started it
+        and it has not been reaped.  Returns (exit status, how it ended)."""
+        if self.proc is None:
+            return None, "not started"
+        how = "exited by itself"
+        if self.proc.poll() is None:
+            how = "stopped by SIGTERM"
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                how = "did not stop within %.0fs of SIGTERM; killed" % STOP_GRACE
+                self.proc.kill()
+                try:
+                    self.proc.wait(timeout=KILL_GRACE)
+                except subprocess.TimeoutExpired:
+                    how = "still alive %.0fs after SIGKILL" % KILL_GRACE
+        self.returncode = self.proc.poll()
+        return self.returncode, how
+
+
+class Cluster:
+    """One dispatcher, runner(s) and observer watching one repository.
+
+    Typical use (see test_pipeline.py):
+        c = Cluster(self)          # temp dir, repo, configs
+        c.start()                  # dispatcher, runner, observer; waits until ready
+        commit = c.repo.commit("...")
+        res = c.wait_result(commit)
+        c.stop()                   # also registered with addCleanup
+    """
+
+    def __init__(self, testcase=None, exec_plugin="unittest", mode="every",
+                 interval="500ms", repo_name="example", keep=None):
+        self.plugin_dir = plugin_dir()
+        for program in ("observer", "dispatcher", "runner", "kilnctl"):
+            binary(program)  # fail now, clearly, when the build is missing
+        self.daemons = {}      # running (or expected to be), by key
+        self.retired = []      # stopped on purpose by stop_daemon(), for their logs
+        self.stopped = False
+        self.final_logs = ""
+        self.tmp = tempfile.mkdtemp(prefix="kiln-it-")
+        self.keep = os.environ.get("KILN_KEEP_TMP") == "1" if keep is None else keep
+        if testcase is not None:
+            testcase.addCleanup(self.cleanup)
+        self.set_port(free_port())
+        self.results_dir = os.path.join(self.tmp, "results")
+        self.repo_name = repo_name
+        self.exec_plugin = exec_plugin
+        self.mode = mode
+        self.interval = interval
+        self.repo = GitRepo(os.path.join(self.tmp, "repo"))
+
+    def set_port(self, port):
+        self.port = port
+        self.address = "127.0.0.1:%d" % port
+
+    def path(self, *parts):
+        return os.path.join(self.tmp, *parts)
+
+    # -- configs --
+
+    def write_dispatcher_config(self, extra=""):
+        path = self.path("dispatcher.toml")
+        with open(path, "w") as f:
+            f.write("[dispatcher]\n"
+                    "listen = %s\n"
+                    "state_dir = %s\n"
+                    "heartbeat_interval = \"500ms\"\n"
+                    "runner_timeout = \"3s\"\n"
+                    "handshake_timeout = \"2s\"\n"
+                    "plugin_dir = %s\n"
+                    "%s\n"
+                    "[[report]]\n"
+                    "plugin = \"files\"\n"
+                    "dir = %s\n"
+                    % (toml_str(self.address), toml_str(self.path("dispatcher-state")),
+                       toml_array([self.plugin_dir]), extra, toml_str(self.results_dir)))
+        return path
+
+    def write_runner_config(self, name="runner-1", slots=2):
+        path = self.path("%s.toml" % name)
+        with open(path, "w") as f:
+            f.write("[runner]\n"
+                    "dispatcher = %s\n"
+                    "name = %s\n"
+                    "slots = %d\n"
+                    "work_dir = %s\n"
+                    "heartbeat_interval = \"500ms\"\n"
+                    "dispatcher_timeout = \"3s\"\n"
+                    "plugin_dir = %s\n"
+                    "\n[plugin.git]\n"
+                    "cache_dir = %s\n"
+                    % (toml_str(self.address), toml_str(name), slots,
+                       toml_str(self.path(name + "-work")), toml_array([self.plugin_dir]),
+                       toml_str(self.path(name + "-git-cache"))))
+        return path
+
+    def write_observer_config(self):
+        path = self.path("observer.toml")
+        with open(path, "w") as f:
+            f.write("[observer]\n"
+                    "dispatcher = %s\n"
+                    "state_dir = %s\n"
+                    "interval = %s\n"
+                    "plugin_dir = %s\n"
+                    "\n[[repo]]\n"
+                    "name = %s\n"
+                    "url = %s\n"
+                    "branches = [\"main\"]\n"
+                    "vcs = \"git\"\n"
+                    "mode = %s\n"
+                    "exec = %s\n"
+                    "timeout = \"60s\"\n"
+                    "\n[plugin.git]\n"
+                    "cache_dir = %s\n"
+                    % (toml_str(self.address), toml_str(self.path("observer-state")),
+                       toml_str(self.interval), toml_array([self.plugin_dir]),
+                       toml_str(self.repo_name), toml_str(self.repo.path),
+                       toml_str(self.mode), toml_str(self.exec_plugin),
+                       toml_str(self.path("observer-git-cache"))))
+        return path
+
+    # -- processes --
+
+    def _start(self, key, program, config):
+        if key in self.daemons and self.daemons[key].running():
+            raise RuntimeError("%s already running" % key)
+        d = Daemon(key, [binary(program), "-v", "-c", config], self.path(key + ".log"))
+        d.start()
+        self.daemons[key] = d
+        return d
+
+    def start_dispatcher(self, attempts=3):
+        """Start the dispatcher and wait until kilnctl status answers.  The
+        port was free when picked; if something took it since, the dispatcher
+        exits at start-up and is started again on another port."""
+        for attempt in range(attempts):
+            d = self._start("dispatcher", "dispatcher", self.write_dispatcher_config())
+            deadline = time.monotonic() + START_TIMEOUT
+            while d.running() and time.monotonic() < deadline:
+                if self.ctl_ok("status"):
+                    return d
+                time.sleep(0.1)
+            if (not d.running() and "address already in use" in d.log()
+                    and attempt + 1 < attempts):
+                os.rename(d.log_path, "%s.%d" % (d.log_path, attempt))
+                self.set_port(free_port())
+                continue
+            break
+        self.check_alive()
+        raise AssertionError("timed out after %.1fs waiting for the dispatcher to answer "
+                             "kilnctl status on %s\n%s"
+                             % (START_TIMEOUT, self.address, self.logs()))
+
+    def start_runner(self, name="runner-1", slots=2):
+        d = self._start(name, "runner", self.write_runner_config(name, slots))
+        self.wait_until(lambda: name in self.runner_names(), START_TIMEOUT,
+                        "runner %s registered with the dispatcher" % name)
+        return d
+
+    def start_observer(self):
+        return self._start("observer", "observer", self.write_observer_config())
+
+    def start(self):
+        self.start_dispatcher()
+        self.start_runner()
+        self.start_observer()
+
+    def stop(self):
+        """Stop every daemon this cluster started (by PID), the observer first.
+        Fails if one did not exit or exited with an error."""
+        self.stopped = True
+        problems = []
+        order = ["observer"] + [k for k in self.daemons if k not in ("observer", "dispatcher")] \
+            + ["dispatcher"]
+        for key in order:
+            d = self.daemons.get(key)
+            if d is None:
+                continue
+            code, how = d.stop()
+            if code is None or code != 0:
+                problems.append("%s (pid %s): %s, exit status %s" % (key, d.pid, how, code))
+        if problems:
+            raise AssertionError("daemons did not stop cleanly:\n  " + "\n  ".join(problems)
+                                 + "\n" + self.logs())
+
+    def stop_daemon(self, key):
+        """Stop one daemon now (SIGTERM, by PID) and check it exited 0; it
+        can be started again (its log file is appended to)."""
+        d = self.daemons.pop(key)
+        code, how = d.stop()
+        self.retired.append(d)
+        if code != 0:
+            raise AssertionError("%s (pid %s): %s, exit status %s\n%s"
+                                 % (key, d.pid, how, code, self.logs()))
+
+    def cleanup(self):
+        try:
+            if not self.stopped:
+                self.stop()
+        finally:
+            self.final_logs = self.logs()
+            if self.keep:
+                sys.stderr.write("kiln fixture: keeping %s\n" % self.tmp)
+            else:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def logs(self):
+        out = []
+        for d in self.retired + list(self.daemons.values()):
+            state = "running" if d.running() else "exit status %s" % d.proc.poll()
+            out.append("----- %s (pid %s, %s): %s -----\n%s"
+                       % (d.name, d.pid, state, d.log_path, d.log()))
+        return "\n".join(out)
+
+    def check_alive(self):
+        dead = ["%s (exit status %s)" % (k, d.proc.poll())
+                for k, d in self.daemons.items() if not d.running()]
+        if dead:
+            raise AssertionError("daemon(s) died: %s\n%s" % (", ".join(dead), self.logs()))
+
+    # -- waiting --
+
+    def wait_until(self, predicate, timeout, what, interval=0.1):
+        """Poll predicate() until it returns a true value (returned) or timeout
+        seconds pass (AssertionError naming `what`, with the logs).  A daemon
+        that dies meanwhile fails at once."""
+        deadline = time.monotonic() + timeout
+        last_error = None
+        while True:
+            try:
+                value = predicate()
+                if value:
+                    return value
+            except (AssertionError, ValueError, OSError, subprocess.SubprocessError) as e:
+                last_error = e
+            self.check_alive()
+            if time.monotonic() >= deadline:
+                raise AssertionError("timed out after %.1fs waiting for %s%s\n%s"
+                                     % (timeout, what,
+                                        "\nlast error: %s" % last_error if last_error else "",
+                                        self.logs()))
+            time.sleep(interval)
+
+    # -- kilnctl --
+
+    def ctl(self, *args, json_output=True, check=True, timeout=KILNCTL_TIMEOUT):
+        argv = [binary("kilnctl"), "-d", self.address, "-t", str(int(timeout) - 2 or 1)]
+        if json_output:
+            argv.append("--json")
+        argv += list(args)
+        proc = run(argv, timeout=timeout, check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError("%s: exit %d\nstdout:\n%s\nstderr:\n%s"
+                                 % (" ".join(argv), proc.returncode, proc.stdout, proc.stderr))
+        if json_output and check:
+            try:
+                return json.loads(proc.stdout)
+            except ValueError as e:
+                raise AssertionError("%s: output is not JSON (%s):\n%s"
+                                     % (" ".join(argv), e, proc.stdout))
+        return proc
+
+    def ctl_ok(self, *args):
+        """True when kilnctl gets an answer (a short timeout: for polling)."""
+        return self.ctl(*args, check=False, timeout=4).returncode == 0
+
+    def runner_names(self):
+        proc = self.ctl("runners", check=False, timeout=4)
+        if proc.returncode != 0:
+            return []
+        return [r["name"] for r in json.loads(proc.stdout)]
+
+    def result_file(self, commit):
+        return os.path.join(self.results_dir, commit + ".json")
+
+    def wait_result(self, commit, timeout=RESULT_TIMEOUT):
+        """Wait until the files reporter wrote DIR/<commit>.json; returns it parsed."""
+        path = self.result_file(commit)
+
+        def ready():
+            if not os.path.exists(path):
+                return None
+            with open(path) as f:
+                return json.load(f)  # written atomically: complete when present
+        return self.wait_until(ready, timeout, "the result of commit %s in %s"
+                               % (commit[:12], path), interval=0.2)
+
+
+class ClusterTestCase(unittest.TestCase):
+    """A TestCase whose clusters' daemon logs are printed (to stderr) when the
+    test fails or errs, whatever failed: the logs are read before the temp
+    dir is removed.  Set KILN_KEEP_TMP=1 to keep the temp dirs as well."""
+
+    def cluster(self, **kwargs):
+        c = Cluster(self, **kwargs)
+        self._kiln_clusters.append(c)
+        return c
+
+    def run(self, result=None):
+        self._kiln_clusters = []
+        if result is None:
+            result = self.defaultTestResult()
+        before = len(result.failures) + len(result.errors)
+        try:
+            return super().run(result)
+        finally:
+            if len(result.failures) + len(result.errors) > before:
+                for c in self._kiln_clusters:
+                    sys.stderr.write("\n===== daemon logs of %s (%s) =====\n%s\n"
+                                     % (self.id(), c.tmp, c.final_logs or c.logs()))
+
+
+def tests_by_name(result):
+    """{short test name: outcome} from a result's "tests" list (file or kilnctl)."""
+    return {t["name"]: t["outcome"] for t in result["tests"]}
