@@ -73,6 +73,8 @@ bool load_daemon_config(const DaemonOptions &opts, const DaemonInfo &info,
         fprintf(stderr, "%s: %s\n", info.name, e.what());
     } catch (const PluginError &e) {
         fprintf(stderr, "%s: %s: %s\n", info.name, opts.config_path.c_str(), e.what());
+    } catch (const std::exception &e) { // the daemon's own start-up errors (its store, ...)
+        fprintf(stderr, "%s: %s\n", info.name, e.what());
     }
     return false;
 }

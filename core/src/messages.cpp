@@ -265,7 +265,7 @@ template <class IO> bool describe(IO &io, Register &m)
     return io.field("id", m.id) && io.field("name", m.name) &&
            io.check(valid_name(m.name), "name", "is not a valid name") &&
            io.field("slots", m.slots, kOptional) &&
-           io.check(m.slots >= 1, "slots", "must be at least 1") && io.names("labels", m.labels);
+           io.names("labels", m.labels); // slots = 0: draining, assign nothing more
 }
 template <class IO> bool describe(IO &io, Heartbeat &m)
 {

@@ -140,7 +140,9 @@ void Connection::handle_bytes(const char *data, size_t len)
 {
     if (closing_ || close_after_write_)
         return;
-    if (idle_timer_)
+    // uv_timer_again would restart a stopped timer that has a repeat: re-arm
+    // only while an idle timeout is set.
+    if (idle_timer_ && idle_ms_)
         uv_timer_again(idle_timer_);
     if (!decoder_.feed(data, len)) {
         fail(0, decoder_.error());

@@ -7,12 +7,28 @@
 namespace kiln {
 
 Dispatcher::Dispatcher(uv_loop_t *loop, DispatcherConfig config)
-    : loop_(loop), config_(std::move(config)), server_(loop, config_.max_frame)
+    : loop_(loop), config_(std::move(config)), server_(loop, config_.max_frame),
+      store_(loop, config_.state_dir)
 {
     auto dirs = plugin_dirs(config_.plugin_dirs);
     for (const auto &table : config_.reports)
         reporters_.push_back(load_plugin(loop_, dirs, table.required_string("plugin"),
                                          KILN_PLUGIN_REPORT, table, "kiln-dispatcher"));
+    // What was assigned when the dispatcher stopped stays with its runner
+    // for runner_timeout: the runner may still be running it, or hold its
+    // result, and come back.
+    int64_t deadline = unix_ms() + static_cast<int64_t>(config_.runner_timeout_ms);
+    size_t loaded = 0;
+    for (Job &job : store_.load_jobs()) {
+        if (job.state == JobState::assigned)
+            orphan_deadlines_[job.runner] = deadline;
+        jobs_.restore(std::move(job));
+        loaded++;
+    }
+    if (loaded)
+        log_notice("store %s: %zu job(s): %zu queued, %zu assigned, %zu done",
+                   store_.path().c_str(), loaded, jobs_.count(JobState::queued),
+                   jobs_.count(JobState::assigned), jobs_.count(JobState::done));
 }
 
 Dispatcher::~Dispatcher()
@@ -38,6 +54,11 @@ bool Dispatcher::start()
                    config_.heartbeat_interval_ms);
     log_notice("listening on %s (port %d), %zu report plugin(s)", config_.listen.c_str(),
                server_.port(), reporters_.size());
+    // Results recorded before a crash but not yet reported: report them now
+    // (reporting is at least once).
+    for (const auto &[id, job] : jobs_.jobs())
+        if (job.state == JobState::done && !job.reported)
+            report(job);
     return true;
 }
 
@@ -58,6 +79,50 @@ void Dispatcher::on_heartbeat_timer(uv_timer_t *timer)
     for (const auto &conn : self->connections_)
         if (!conn->role.empty())
             conn->send(Heartbeat{});
+    self->expire_orphans();
+}
+
+void Dispatcher::expire_orphans()
+{
+    int64_t now = unix_ms();
+    for (auto it = orphan_deadlines_.begin(); it != orphan_deadlines_.end();) {
+        if (it->second > now || runners_.count(it->first)) {
+            ++it;
+            continue;
+        }
+        std::string name = it->first;
+        it = orphan_deadlines_.erase(it);
+        std::vector<uint64_t> held;
+        for (const auto &[id, job] : jobs_.jobs())
+            if (job.state == JobState::assigned && job.runner == name)
+                held.push_back(id);
+        for (uint64_t id : held)
+            release(id, "runner " + name + " did not come back after the restart");
+    }
+    schedule();
+}
+
+// Requeue one assigned job (or end it with an error result after
+// max_attempts), persist that, and report an ending.
+void Dispatcher::release(uint64_t job_id, const std::string &why)
+{
+    bool finished = jobs_.release_job(job_id, config_.max_attempts, unix_ms());
+    const Job *job = jobs_.find(job_id);
+    if (finished)
+        log_err("job %llu: %s; %s", static_cast<unsigned long long>(job_id), why.c_str(),
+                job->result.error.c_str());
+    else
+        log_warning("job %llu: %s; requeued", static_cast<unsigned long long>(job_id),
+                    why.c_str());
+    save(job_id, [this, job_id, finished] {
+        if (finished)
+            report(*jobs_.find(job_id));
+    });
+}
+
+void Dispatcher::save(uint64_t job_id, Store::Durable durable)
+{
+    store_.save_job(*jobs_.find(job_id), std::move(durable));
 }
 
 void Dispatcher::on_accept(std::shared_ptr<Connection> conn)
@@ -78,7 +143,9 @@ void Dispatcher::on_close(Connection &conn, const std::string &why)
 {
     log_info("peer %s%s%s: disconnected: %s", conn.peer().c_str(), conn.name.empty() ? "" : " ",
              conn.name.c_str(), why.c_str());
-    if (conn.role == "runner") {
+    // When the dispatcher itself stops, runners keep their jobs: they are
+    // still assigned in the store and wait for their runner after the restart.
+    if (conn.role == "runner" && !stopping_) {
         auto it = runners_.find(conn.name);
         if (it != runners_.end() && it->second.conn.get() == &conn)
             lose_runner(conn.name, why);
@@ -110,7 +177,7 @@ void Dispatcher::on_message(Connection &conn, Message &&msg)
             else if constexpr (std::is_same_v<T, Query>)
                 on_query(conn, m);
             else if constexpr (std::is_same_v<T, Heartbeat>)
-                ; // its arrival has already reset the idle timer
+                on_heartbeat(conn, m); // its arrival has already reset the idle timer
             else if constexpr (std::is_same_v<T, Ack> || std::is_same_v<T, Error>)
                 log_debug("peer %s: %s", conn.peer().c_str(), message_type(msg));
             else
@@ -148,12 +215,22 @@ void Dispatcher::on_hello(Connection &conn, const Hello &hello)
 void Dispatcher::on_commit(Connection &conn, const Commit &commit)
 {
     auto [job, is_new] = jobs_.add(commit.spec, unix_ms());
-    conn.send(Ack{commit.id, job->id});
-    if (is_new) {
-        log_info("job %llu: queued %s %s %.12s", static_cast<unsigned long long>(job->id),
-                 job->spec.repo.c_str(), job->spec.branch.c_str(), job->spec.commit.c_str());
-        schedule();
+    // Acknowledge only what is on disk: a known commit may still be in the
+    // batch being committed, so wait for that too.
+    std::weak_ptr<Connection> weak = conn.shared_from_this();
+    Ack ack{commit.id, job->id};
+    auto send_ack = [weak, ack] {
+        if (auto c = weak.lock())
+            c->send(ack);
+    };
+    if (!is_new) {
+        store_.sync(send_ack);
+        return;
     }
+    log_info("job %llu: queued %s %s %.12s", static_cast<unsigned long long>(job->id),
+             job->spec.repo.c_str(), job->spec.branch.c_str(), job->spec.commit.c_str());
+    store_.save_job(*job, send_ack);
+    schedule();
 }
 
 void Dispatcher::on_register(Connection &conn, const Register &reg)
@@ -168,16 +245,34 @@ void Dispatcher::on_register(Connection &conn, const Register &reg)
         lose_runner(reg.name, "replaced by a new registration");
         old->close("replaced by a new registration");
     }
+    bool again = conn.name == reg.name && runners_.count(reg.name);
     conn.name = reg.name;
     RunnerSlotInfo &runner = runners_[reg.name];
-    runner.name = reg.name;
-    runner.conn = conn.shared_from_this();
-    runner.slots = reg.slots == 0 ? 1 : reg.slots;
+    runner.slots = reg.slots;
     runner.labels = reg.labels;
-    runner.connected_unix_ms = unix_ms();
+    if (!again) {
+        runner.name = reg.name;
+        runner.conn = conn.shared_from_this();
+        runner.connected_unix_ms = unix_ms();
+        // Jobs this runner held before: it says in its first heartbeat which
+        // it still runs; its spooled results come before that heartbeat.
+        orphan_deadlines_.erase(reg.name);
+        for (const auto &[id, job] : jobs_.jobs())
+            if (job.state == JobState::assigned && job.runner == reg.name) {
+                runner.jobs.insert(id);
+                runner.adopted.insert(id);
+            }
+        runner.awaiting_heartbeat = !runner.adopted.empty();
+    }
+    store_.save_runner(reg.name, reg.slots, reg.labels, unix_ms());
     conn.send(Ack{reg.id, 0});
-    log_notice("runner %s: registered from %s with %u slot(s)", reg.name.c_str(),
-               conn.peer().c_str(), runner.slots);
+    if (reg.slots == 0)
+        log_notice("runner %s: draining (%zu job(s) still running)", reg.name.c_str(),
+                   runner.jobs.size());
+    else
+        log_notice("runner %s: registered from %s with %u slot(s)%s", reg.name.c_str(),
+                   conn.peer().c_str(), runner.slots,
+                   runner.adopted.empty() ? "" : ", holding jobs from before");
     schedule();
 }
 
@@ -192,11 +287,22 @@ void Dispatcher::schedule()
                 best = &runner;
         if (!best)
             return;
-        jobs_.assign(job->id, best->name, unix_ms());
-        best->jobs.insert(job->id);
-        best->conn->send(Assign{job->id, job->attempt, job->spec});
-        log_info("job %llu: assigned to %s (attempt %u)", static_cast<unsigned long long>(job->id),
+        uint64_t id = job->id;
+        jobs_.assign(id, best->name, unix_ms());
+        best->jobs.insert(id);
+        log_info("job %llu: assigned to %s (attempt %u)", static_cast<unsigned long long>(id),
                  best->name.c_str(), job->attempt);
+        // Tell the runner once the assignment is on disk, so that after a
+        // crash the dispatcher never forgets a job a runner is running.
+        std::weak_ptr<Connection> weak = best->conn;
+        Assign assign{id, job->attempt, job->spec};
+        save(id, [this, weak, assign, runner = best->name] {
+            const Job *now = jobs_.find(assign.job_id);
+            auto conn = weak.lock();
+            if (conn && now && now->state == JobState::assigned && now->runner == runner &&
+                now->attempt == assign.attempt)
+                conn->send(assign);
+        });
     }
 }
 
@@ -208,11 +314,12 @@ void Dispatcher::lose_runner(const std::string &name, const std::string &why)
     if (!it->second.jobs.empty())
         log_warning("runner %s: lost (%s); requeueing %zu job(s)", name.c_str(), why.c_str(),
                     it->second.jobs.size());
+    std::set<uint64_t> held = std::move(it->second.jobs);
     runners_.erase(it);
-    for (const Job *job : jobs_.release_runner(name, config_.max_attempts, unix_ms())) {
-        log_err("job %llu: %s", static_cast<unsigned long long>(job->id),
-                job->result.error.c_str());
-        report(*job);
+    for (uint64_t id : held) {
+        const Job *job = jobs_.find(id);
+        if (job && job->state == JobState::assigned && job->runner == name)
+            release(id, "runner " + name + " lost (" + why + ")");
     }
     schedule();
 }
@@ -220,33 +327,48 @@ void Dispatcher::lose_runner(const std::string &name, const std::string &why)
 void Dispatcher::on_result(Connection &conn, const Result &result)
 {
     auto verdict = jobs_.record(result, conn.name, unix_ms());
-    // Acknowledge whatever the verdict: the runner may forget the result now.
-    conn.send(Ack{result.id, result.job_id});
+    // Acknowledge whatever the verdict — the runner may then forget the
+    // result — but a recorded one only once it is on disk.
+    std::weak_ptr<Connection> weak = conn.shared_from_this();
+    Ack ack{result.id, result.job_id};
+    auto send_ack = [weak, ack] {
+        if (auto c = weak.lock())
+            c->send(ack);
+    };
     auto runner = runners_.find(conn.name);
+    if (runner != runners_.end() && verdict != JobTable::Verdict::duplicate) {
+        runner->second.jobs.erase(result.job_id);
+        runner->second.adopted.erase(result.job_id);
+    }
     switch (verdict) {
     case JobTable::Verdict::recorded: {
         const Job *job = jobs_.find(result.job_id);
         log_notice("job %llu: %s %.12s %s by %s", static_cast<unsigned long long>(job->id),
                    job->spec.repo.c_str(), job->spec.commit.c_str(), result.outcome.c_str(),
                    conn.name.c_str());
-        if (runner != runners_.end()) {
-            runner->second.jobs.erase(result.job_id);
+        if (runner != runners_.end())
             runner->second.completed++;
-        }
-        report(*job);
+        uint64_t id = job->id;
+        save(id, [this, id, send_ack] {
+            send_ack();
+            report(*jobs_.find(id));
+        });
         break;
     }
     case JobTable::Verdict::duplicate:
         log_info("job %llu: result of attempt %u received again; already recorded",
                  static_cast<unsigned long long>(result.job_id), result.attempt);
+        store_.sync(send_ack);
         break;
     case JobTable::Verdict::stale:
+        send_ack();
         log_warning("job %llu: discarding result of attempt %u from %s: the job is no longer "
                     "theirs",
                     static_cast<unsigned long long>(result.job_id), result.attempt,
                     conn.name.c_str());
         break;
     case JobTable::Verdict::unknown:
+        send_ack();
         log_warning("runner %s: result for unknown job %llu discarded", conn.name.c_str(),
                     static_cast<unsigned long long>(result.job_id));
         break;
@@ -277,26 +399,99 @@ void Dispatcher::report(const Job &job)
     rep.log = job.result.log.data();
     rep.log_len = job.result.log.size();
     rep.error = job.result.error.empty() ? nullptr : job.result.error.c_str();
+    // Once every plugin has it, the job is marked reported (persisted), so a
+    // restart does not report it again.
+    struct Pending {
+        Dispatcher *self;
+        uint64_t job_id;
+        size_t left;
+    };
+    auto *pending = new Pending{this, job.id, reporters_.size() + 1};
+    auto finish_one = [](Pending *p) {
+        if (--p->left > 0)
+            return;
+        p->self->jobs_.set_reported(p->job_id);
+        p->self->save(p->job_id);
+        delete p;
+    };
     for (const auto &plugin : reporters_) {
-        auto *name = new std::string(plugin->name());
+        struct Call {
+            Pending *pending;
+            std::string name;
+            void (*finish)(Pending *);
+        };
+        auto *call = new Call{pending, plugin->name(), finish_one};
         void *op = nullptr;
         int rc = plugin->report().report(
             plugin->self(), &rep,
             [](void *arg, int status, const char *error) {
-                std::unique_ptr<std::string> name(static_cast<std::string *>(arg));
+                std::unique_ptr<Call> call(static_cast<Call *>(arg));
                 if (status != 0)
-                    log_err("report %s: %s", name->c_str(), error ? error : "failed");
+                    log_err("report %s: %s", call->name.c_str(), error ? error : "failed");
+                call->finish(call->pending);
             },
-            name, &op);
+            call, &op);
         if (rc != 0) {
-            log_err("report %s: cannot start: %s", name->c_str(), uv_strerror(rc));
-            delete name;
+            log_err("report %s: cannot start: %s", call->name.c_str(), uv_strerror(rc));
+            finish_one(pending);
+            delete call;
         }
     }
+    finish_one(pending);
+}
+
+void Dispatcher::on_heartbeat(Connection &conn, const Heartbeat &hb)
+{
+    auto it = runners_.find(conn.name);
+    if (conn.role != "runner" || it == runners_.end() || it->second.conn.get() != &conn ||
+        !it->second.awaiting_heartbeat)
+        return;
+    RunnerSlotInfo &runner = it->second;
+    runner.awaiting_heartbeat = false;
+    std::set<uint64_t> running(hb.jobs.begin(), hb.jobs.end());
+    auto adopted = std::move(runner.adopted);
+    runner.adopted.clear();
+    for (uint64_t id : adopted) {
+        const Job *job = jobs_.find(id);
+        if (running.count(id) || !job || job->state != JobState::assigned ||
+            job->runner != runner.name)
+            continue;
+        runner.jobs.erase(id);
+        release(id, "runner " + runner.name + " came back without it");
+    }
+    schedule();
+}
+
+void Dispatcher::retry(Connection &conn, const Query &q)
+{
+    const Job *job = jobs_.find_commit(q.arg);
+    if (!job) {
+        conn.fail(q.id, "no job for commit '" + q.arg + "' (unknown, ambiguous or shorter than 4)");
+        return;
+    }
+    uint64_t id = job->id;
+    if (!jobs_.retry(id)) {
+        conn.fail(q.id, "job " + std::to_string(id) + " is " + job_state_name(job->state) +
+                            "; only a finished job can be retried");
+        return;
+    }
+    log_notice("job %llu: retry requested; queued", static_cast<unsigned long long>(id));
+    std::weak_ptr<Connection> weak = conn.shared_from_this();
+    save(id, [this, weak, q] {
+        std::string error;
+        std::string body = query("result", q.arg, error);
+        if (auto c = weak.lock())
+            c->send(Reply{q.id, body});
+    });
+    schedule();
 }
 
 void Dispatcher::on_query(Connection &conn, const Query &q)
 {
+    if (q.what == "retry") {
+        retry(conn, q);
+        return;
+    }
     std::string error;
     std::string body = query(q.what, q.arg, error);
     if (!error.empty())

@@ -16,6 +16,7 @@
 
 #include "dispatcher_config.hpp"
 #include "job_table.hpp"
+#include "store.hpp"
 
 namespace kiln {
 
@@ -27,11 +28,16 @@ struct RunnerSlotInfo {
     std::set<uint64_t> jobs; // assigned to it now
     int64_t connected_unix_ms = 0;
     uint64_t completed = 0;
+    // Jobs it held before this connection (a dispatcher or runner restart):
+    // those its first heartbeat does not list are requeued.
+    std::set<uint64_t> adopted;
+    bool awaiting_heartbeat = false;
 };
 
 class Dispatcher {
   public:
-    // Loads the report plugins; throws PluginError or ConfigError.
+    // Opens the store and loads the jobs in it, loads the report plugins;
+    // throws StoreError, PluginError or ConfigError.
     Dispatcher(uv_loop_t *loop, DispatcherConfig config);
     ~Dispatcher();
 
@@ -52,6 +58,11 @@ class Dispatcher {
     void on_register(Connection &conn, const Register &reg);
     void on_result(Connection &conn, const Result &result);
     void on_query(Connection &conn, const Query &query);
+    void on_heartbeat(Connection &conn, const Heartbeat &hb);
+    void retry(Connection &conn, const Query &query);
+    void release(uint64_t job_id, const std::string &why);
+    void save(uint64_t job_id, Store::Durable durable = {});
+    void expire_orphans();
     void schedule();
     void lose_runner(const std::string &name, const std::string &why);
     void report(const Job &job);
@@ -61,6 +72,10 @@ class Dispatcher {
     DispatcherConfig config_;
     Server server_;
     JobTable jobs_;
+    Store store_;
+    // Runners that held jobs when the dispatcher last stopped, and when
+    // their jobs go back to the queue if they do not come back.
+    std::map<std::string, int64_t> orphan_deadlines_;
     std::map<std::string, RunnerSlotInfo> runners_;
     std::set<std::shared_ptr<Connection>> connections_;
     std::vector<std::unique_ptr<Plugin>> reporters_;

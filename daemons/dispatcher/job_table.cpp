@@ -81,35 +81,75 @@ JobTable::Verdict JobTable::record(const Result &result, const std::string &runn
     return Verdict::recorded;
 }
 
+bool JobTable::release_job(uint64_t job_id, uint32_t max_attempts, int64_t now)
+{
+    Job *job = get(job_id);
+    if (!job || job->state != JobState::assigned)
+        return false;
+    if (job->attempt - job->round_start >= max_attempts) {
+        std::string runner = job->runner;
+        job->state = JobState::done;
+        job->finished_unix_ms = now;
+        job->result = Result{};
+        job->result.job_id = job_id;
+        job->result.attempt = job->attempt;
+        job->result.commit = job->spec.commit;
+        job->result.outcome = kiln_outcome_name(KILN_ERROR);
+        job->result.error = "runner " + runner + " was lost during attempt " +
+                            std::to_string(job->attempt - job->round_start) + " of " +
+                            std::to_string(max_attempts);
+        return true;
+    }
+    job->state = JobState::queued;
+    // Back at the front: a lost job should not wait behind everything that
+    // arrived while it ran.  Among several, the oldest goes first.
+    auto pos = queue_.begin();
+    while (pos != queue_.end() && *pos < job_id && get(*pos)->attempt > 0)
+        ++pos;
+    queue_.insert(pos, job_id);
+    return false;
+}
+
 std::vector<const Job *> JobTable::release_runner(const std::string &runner,
                                                   uint32_t max_attempts, int64_t now)
 {
     std::vector<const Job *> finished;
-    std::vector<uint64_t> requeued;
-    for (auto &[id, job] : jobs_) {
-        if (job.state != JobState::assigned || job.runner != runner)
-            continue;
-        if (job.attempt >= max_attempts) {
-            job.state = JobState::done;
-            job.finished_unix_ms = now;
-            job.result = Result{};
-            job.result.job_id = id;
-            job.result.attempt = job.attempt;
-            job.result.commit = job.spec.commit;
-            job.result.outcome = kiln_outcome_name(KILN_ERROR);
-            job.result.error = "runner " + runner + " was lost during attempt " +
-                               std::to_string(job.attempt) + " of " + std::to_string(max_attempts);
+    for (auto &[id, job] : jobs_)
+        if (job.state == JobState::assigned && job.runner == runner &&
+            release_job(id, max_attempts, now))
             finished.push_back(&job);
-        } else {
-            job.state = JobState::queued;
-            requeued.push_back(id);
-        }
-    }
-    // Back at the front, oldest first: a lost job should not wait behind
-    // everything that arrived while it ran.
-    for (auto it = requeued.rbegin(); it != requeued.rend(); ++it)
-        queue_.push_front(*it);
     return finished;
+}
+
+bool JobTable::retry(uint64_t job_id)
+{
+    Job *job = get(job_id);
+    if (!job || job->state != JobState::done)
+        return false;
+    job->state = JobState::queued;
+    job->round_start = job->attempt;
+    job->result = Result{};
+    job->reported = false;
+    job->finished_unix_ms = 0;
+    queue_.push_back(job_id);
+    return true;
+}
+
+void JobTable::set_reported(uint64_t job_id)
+{
+    if (Job *job = get(job_id))
+        job->reported = true;
+}
+
+void JobTable::restore(Job job)
+{
+    uint64_t id = job.id;
+    by_commit_[job.spec.repo + "\n" + job.spec.commit] = id;
+    if (id >= next_id_)
+        next_id_ = id + 1;
+    if (job.state == JobState::queued)
+        queue_.push_back(id);
+    jobs_[id] = std::move(job);
 }
 
 const Job *JobTable::find_commit(const std::string &prefix) const

@@ -22,11 +22,13 @@ struct Job {
     JobSpec spec;
     JobState state = JobState::queued;
     uint32_t attempt = 0; // of the current or last assignment; 0 before the first
+    uint32_t round_start = 0; // attempts before the last retry: they do not count to max_attempts
     std::string runner;   // holding it (assigned) or that produced the result (done)
     int64_t created_unix_ms = 0;
     int64_t assigned_unix_ms = 0;
     int64_t finished_unix_ms = 0;
     Result result; // valid when done
+    bool reported = false; // handed to every report plugin
 };
 
 class JobTable {
@@ -54,6 +56,19 @@ class JobTable {
     // Returns the jobs finished that way, for reporting.
     std::vector<const Job *> release_runner(const std::string &runner, uint32_t max_attempts,
                                             int64_t now);
+
+    // One job back to the queue (or finished with an error after max_attempts);
+    // true when it was finished.  Only an assigned job is released.
+    bool release_job(uint64_t job_id, uint32_t max_attempts, int64_t now);
+
+    // Run a done job again (kilnctl retry): queued, its old result dropped,
+    // a fresh round of max_attempts.  False unless the job is done.
+    bool retry(uint64_t job_id);
+
+    void set_reported(uint64_t job_id);
+
+    // Put back a job as stored (start-up): queued ones rejoin the queue in id order.
+    void restore(Job job);
 
     const Job *find(uint64_t job_id) const;
     // By full commit id or a unique prefix (at least 4 hex digits); the

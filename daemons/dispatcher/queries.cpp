@@ -68,7 +68,7 @@ std::string Dispatcher::query(const std::string &what, const std::string &arg,
         for (const auto &[id, job] : jobs_.jobs())
             if (job.state == JobState::done)
                 (job.result.outcome == "passed" ? passed : failed)++;
-        pk.pack_map(9);
+        pk.pack_map(10);
         pk.pack("version"), pk.pack(KILN_VERSION);
         pk.pack("listen"), pk.pack(config_.listen);
         pk.pack("uptime_s"), pk.pack((unix_ms() - started_unix_ms_) / 1000);
@@ -78,6 +78,7 @@ std::string Dispatcher::query(const std::string &what, const std::string &arg,
         pk.pack("done"), pk.pack(jobs_.count(JobState::done));
         pk.pack("passed"), pk.pack(passed);
         pk.pack("not_passed"), pk.pack(failed);
+        pk.pack("store_backlog"), pk.pack(store_.backlog());
     } else if (what == "runners") {
         pk.pack_array(static_cast<uint32_t>(runners_.size()));
         for (const auto &[name, r] : runners_) {

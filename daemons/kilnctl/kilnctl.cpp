@@ -26,7 +26,8 @@ void usage(FILE *out)
             "  status           queue and runner counts\n"
             "  runners          registered runners and their slots\n"
             "  jobs             every job with its state, attempt and outcome\n"
-            "  result COMMIT    the result of a commit (full id or unique prefix)\n\n"
+            "  result COMMIT    the result of a commit (full id or unique prefix)\n"
+            "  retry COMMIT     run a finished commit's tests again\n\n"
             "Options:\n"
             "  -d, --dispatcher HOST:PORT  dispatcher address (default $KILN_DISPATCHER or "
             "127.0.0.1:8888)\n"
@@ -78,9 +79,9 @@ int main(int argc, char **argv)
         return 2;
     }
     session.query.what = argv[optind++];
-    if (session.query.what == "result") {
+    if (session.query.what == "result" || session.query.what == "retry") {
         if (optind >= argc) {
-            fprintf(stderr, "kilnctl: result needs a COMMIT\n");
+            fprintf(stderr, "kilnctl: %s needs a COMMIT\n", session.query.what.c_str());
             return 2;
         }
         session.query.arg = argv[optind++];

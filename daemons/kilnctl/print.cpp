@@ -103,6 +103,9 @@ bool print_answer(const std::string &what, const nlohmann::json &body, bool json
             print_table(rows);
         } else if (what == "result") {
             print_result(body);
+        } else if (what == "retry") {
+            printf("job %s (%s %s) queued again\n", str(body, "job_id").c_str(),
+                   str(body, "repo").c_str(), str(body, "commit").substr(0, 12).c_str());
         }
         return true;
     } catch (const nlohmann::json::exception &e) {

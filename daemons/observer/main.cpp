@@ -28,7 +28,8 @@ int main(int argc, char **argv)
         printf("%s: %s: OK\n", kInfo.name, opts.config_path.c_str());
         return 0;
     }
-    observer->start();
+    if (!observer->start())
+        return 1; // state file unreadable, corrupt or not writable: start() logged why
     run_until_stopped(&loop, [&] { observer->stop(); });
     observer.reset();
     drain_and_close_loop(&loop);

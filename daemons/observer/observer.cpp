@@ -1,12 +1,33 @@
-// kiln-observer: polling, the outbox, the dispatcher connection.
+// kiln-observer: polling, the outbox, the dispatcher connection, the state.
 #include "observer.hpp"
 
 #include <kiln/log.hpp>
 
 namespace kiln {
 
+namespace {
+
+// Everything below runs from libuv or plugin callbacks, which an exception
+// must not cross: the worst run-time case (out of memory) is logged and the
+// event dropped.  At-least-once delivery survives a dropped event: the commit
+// stays in the outbox, or is listed again after a restart.
+template <typename Fn> void guarded(const char *what, Fn &&fn) noexcept
+{
+    try {
+        fn();
+    } catch (const std::exception &e) {
+        log_err("%s: %s", what, e.what());
+    } catch (...) {
+        log_err("%s: unknown exception", what);
+    }
+}
+
+} // namespace
+
 Observer::Observer(uv_loop_t *loop, ObserverConfig config)
-    : loop_(loop), config_(std::move(config)), client_(loop, config_.dispatcher, config_.max_frame)
+    : loop_(loop), config_(std::move(config)),
+      client_(loop, config_.dispatcher, config_.max_frame),
+      state_(loop, config_.state_dir + "/handed-over")
 {
     auto dirs = plugin_dirs(config_.plugin_dirs);
     for (const auto &repo : config_.repos)
@@ -19,36 +40,53 @@ Observer::Observer(uv_loop_t *loop, ObserverConfig config)
         for (const auto &branch : repo.branches) {
             auto w = std::make_unique<Watch>();
             w->owner = this;
+            w->index = watches_.size();
             w->repo = &repo;
             w->branch = branch;
             watches_.push_back(std::move(w));
         }
 
     client_.on_connected = [this](Connection &conn) {
-        conn.set_idle_timeout(config_.dispatcher_timeout_ms);
-        conn.send(Hello{next_id_++, kProtocolVersion, "observer", "kiln-observer"});
+        guarded("dispatcher: connected", [&] {
+            conn.set_idle_timeout(config_.dispatcher_timeout_ms);
+            conn.send(Hello{next_hello_id_++, kProtocolVersion, "observer", "kiln-observer"});
+        });
     };
-    client_.on_message = [this](Connection &conn, Message &&msg) { on_message(conn, std::move(msg)); };
+    client_.on_message = [this](Connection &conn, Message &&msg) {
+        guarded("dispatcher: message", [&] { on_message(conn, std::move(msg)); });
+    };
     client_.on_disconnected = [this](const std::string &why) {
-        if (ready_)
-            log_warning("dispatcher %s: disconnected: %s; %zu commit(s) wait in the outbox",
-                        client_.address().c_str(), why.c_str(), outbox_.size());
-        ready_ = false;
-        for (auto &out : outbox_)
-            out.sent = false; // unacknowledged: send again after reconnecting
+        guarded("dispatcher: disconnected", [&] {
+            if (ready_)
+                log_warning("dispatcher %s: disconnected: %s; %zu commit(s) wait in the outbox",
+                            client_.address().c_str(), why.c_str(), outbox_.size());
+            ready_ = false;
+            outbox_.mark_all_unsent(); // sent again after the next hello
+            if (ack_timer_)
+                uv_timer_stop(ack_timer_);
+        });
     };
 }
 
 Observer::~Observer()
 {
     for (auto &w : watches_)
-        if (w->timer)
-            uv_close(reinterpret_cast<uv_handle_t *>(w->timer),
-                     [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
+        close_timer(w->timer);
+    close_timer(ack_timer_);
 }
 
-void Observer::start()
+void Observer::close_timer(uv_timer_t *&timer)
 {
+    if (timer)
+        uv_close(reinterpret_cast<uv_handle_t *>(timer),
+                 [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
+    timer = nullptr;
+}
+
+bool Observer::start()
+{
+    if (!load_state())
+        return false;
     log_notice("watching %zu branch(es) of %zu repositories; dispatcher %s", watches_.size(),
                config_.repos.size(), config_.dispatcher.c_str());
     for (auto &w : watches_) {
@@ -56,13 +94,53 @@ void Observer::start()
         uv_timer_init(loop_, w->timer);
         w->timer->data = w.get();
         uv_timer_start(
-            w->timer, [](uv_timer_t *t) {
+            w->timer,
+            [](uv_timer_t *t) noexcept {
                 auto *watch = static_cast<Watch *>(t->data);
-                watch->owner->poll(*watch);
+                guarded("poll", [&] { watch->owner->poll(*watch); });
             },
             0, w->repo->interval_ms);
     }
+    ack_timer_ = new uv_timer_t;
+    uv_timer_init(loop_, ack_timer_);
+    ack_timer_->data = this;
     client_.start();
+    return true;
+}
+
+bool Observer::load_state()
+{
+    std::string error;
+    if (!state_.load(handed_over_, error)) {
+        log_err("state: %s", error.c_str());
+        return false;
+    }
+    for (auto &w : watches_) {
+        auto it = handed_over_.find(WatchKey{w->repo->name, w->branch});
+        if (it != handed_over_.end()) {
+            w->last = it->second;
+            log_info("repo %s %s: resuming after %.12s, the last commit acknowledged",
+                     w->repo->name.c_str(), w->branch.c_str(), w->last.c_str());
+        }
+    }
+    // Kept, not dropped: a repo taken out of the config by mistake resumes
+    // where it was when it comes back.
+    for (const auto &[key, commit] : handed_over_) {
+        bool watched = false;
+        for (auto &w : watches_)
+            watched = watched || (w->repo->name == key.first && w->branch == key.second);
+        if (!watched)
+            log_notice("state %s: repo %s %s is not watched; its entry is kept",
+                       state_.path().c_str(), key.first.c_str(), key.second.c_str());
+    }
+    // Now rather than at the first ack: a state dir we cannot write is a
+    // start-up error, not a surprise after the first commit.
+    int rc = state_.write_now(handed_over_);
+    if (rc < 0) {
+        log_err("state %s: cannot write: %s", state_.path().c_str(), uv_strerror(rc));
+        return false;
+    }
+    return true;
 }
 
 void Observer::stop()
@@ -74,6 +152,8 @@ void Observer::stop()
         if (w->op)
             vcs_.at(w->repo->vcs)->cancel(w->op);
     }
+    if (ack_timer_)
+        uv_timer_stop(ack_timer_);
     client_.stop();
 }
 
@@ -81,6 +161,16 @@ void Observer::poll(Watch &w)
 {
     if (w.polling || stopping_)
         return; // a slow poll is still going: skip this tick rather than pile up
+    if (outbox_.size() >= config_.max_outbox) {
+        // Memory stays bounded while the dispatcher is away; what is not
+        // polled now is listed later (up to max_backlog per branch).
+        if (!outbox_full_)
+            log_warning("outbox: %zu commits wait for the dispatcher (max_outbox %zu); polling "
+                        "paused until it acknowledges some",
+                        outbox_.size(), config_.max_outbox);
+        outbox_full_ = true;
+        return;
+    }
     Plugin &vcs = *vcs_.at(w.repo->vcs);
     std::string cache = config_.state_dir + "/cache/" + w.repo->vcs;
     kiln_vcs_poll_request req{};
@@ -89,11 +179,12 @@ void Observer::poll(Watch &w)
     req.since = w.last.c_str();
     req.max_commits = config_.max_backlog;
     req.cache_dir = cache.c_str();
-    auto cb = [](void *arg, int status, const char *error, const kiln_vcs_poll_result *res) {
+    auto cb = [](void *arg, int status, const char *error,
+                 const kiln_vcs_poll_result *res) noexcept {
         auto *watch = static_cast<Watch *>(arg);
         watch->polling = false;
         watch->op = nullptr;
-        watch->owner->on_polled(*watch, status, error, res);
+        guarded("poll", [&] { watch->owner->on_polled(*watch, status, error, res); });
     };
     int rc = vcs.vcs().poll(vcs.self(), &req, cb, &w, &w.op);
     if (rc != 0)
@@ -111,6 +202,8 @@ void Observer::on_polled(Watch &w, int status, const char *error, const kiln_vcs
             log_warning("repo %s %s: poll: %s", repo, branch, error ? error : uv_strerror(status));
         return;
     }
+    // A deleted branch keeps its `last`: when it comes back, the commits
+    // after it are listed (or, if history was rewritten, its new head).
     if (!res->head) {
         if (!w.branch_missing)
             log_warning("repo %s: branch %s does not exist (or was deleted); waiting for it",
@@ -118,14 +211,23 @@ void Observer::on_polled(Watch &w, int status, const char *error, const kiln_vcs
         w.branch_missing = true;
         return;
     }
+    if (w.branch_missing)
+        log_notice("repo %s: branch %s exists again, at %.12s", repo, branch, res->head);
     w.branch_missing = false;
+    if (!valid_commit_id(res->head)) {
+        log_err("repo %s %s: plugin %s gave head '%s', not a commit id; ignored", repo, branch,
+                w.repo->vcs.c_str(), res->head);
+        return;
+    }
+    // Logged once: `last` moves to the new head below, which is found next time.
     if (!w.last.empty() && !res->since_found)
         log_warning("repo %s %s: %.12s is no longer in the history (force-push?); testing the "
                     "new head %.12s",
                     repo, branch, w.last.c_str(), res->head);
     if (res->truncated)
-        log_warning("repo %s %s: more than %u new commits; testing only the newest %zu",
-                    repo, branch, config_.max_backlog, res->n_commits);
+        log_warning("repo %s %s: more than %u new commits after %.12s; skipping the older ones, "
+                    "testing the newest %zu (max_backlog)",
+                    repo, branch, config_.max_backlog, w.last.c_str(), res->n_commits);
     if (res->n_commits > 0) {
         if (w.repo->every)
             for (size_t i = 0; i < res->n_commits; i++)
@@ -137,16 +239,14 @@ void Observer::on_polled(Watch &w, int status, const char *error, const kiln_vcs
     flush();
 }
 
-void Observer::enqueue(const Watch &w, const std::string &commit)
+void Observer::enqueue(Watch &w, const std::string &commit)
 {
     if (!valid_commit_id(commit)) {
         log_err("repo %s: plugin %s gave '%s', not a commit id; ignored", w.repo->name.c_str(),
                 w.repo->vcs.c_str(), commit.c_str());
         return;
     }
-    Outgoing out;
-    out.commit.id = next_id_++;
-    JobSpec &s = out.commit.spec;
+    JobSpec s;
     s.repo = w.repo->name;
     s.url = w.repo->url;
     s.branch = w.branch;
@@ -155,37 +255,88 @@ void Observer::enqueue(const Watch &w, const std::string &commit)
     s.exec = w.repo->exec;
     s.timeout_ms = w.repo->timeout_ms;
     log_info("repo %s %s: new commit %.12s", s.repo.c_str(), s.branch.c_str(), commit.c_str());
-    outbox_.push_back(std::move(out));
+    outbox_.push(w.index, std::move(s));
 }
 
 void Observer::flush()
 {
     if (!ready_)
         return;
-    for (auto &out : outbox_)
-        if (!out.sent && client_.send(out.commit))
-            out.sent = true;
+    // A send that fails means the connection is closing: on_disconnected
+    // then marks everything unsent again.
+    for (const Commit &c : outbox_.take_unsent())
+        client_.send(c);
+    arm_ack_timer(false);
+}
+
+void Observer::arm_ack_timer(bool restart)
+{
+    if (!ack_timer_)
+        return;
+    if (!outbox_.awaiting_ack() || config_.ack_timeout_ms == 0) {
+        uv_timer_stop(ack_timer_);
+        return;
+    }
+    if (restart || !uv_is_active(reinterpret_cast<uv_handle_t *>(ack_timer_)))
+        uv_timer_start(
+            ack_timer_,
+            [](uv_timer_t *t) noexcept {
+                guarded("ack timeout", [&] { static_cast<Observer *>(t->data)->on_ack_timeout(); });
+            },
+            config_.ack_timeout_ms, 0);
 }
 
 void Observer::on_message(Connection &conn, Message &&msg)
 {
     if (std::holds_alternative<Hello>(msg)) {
         ready_ = true;
-        log_info("dispatcher %s: connected", conn.peer().c_str());
+        log_info("dispatcher %s: connected; %zu commit(s) to send", conn.peer().c_str(),
+                 outbox_.size());
         flush();
     } else if (auto *ack = std::get_if<Ack>(&msg)) {
-        for (auto it = outbox_.begin(); it != outbox_.end(); ++it)
-            if (it->commit.id == ack->id) {
-                log_debug("commit %.12s: acknowledged as job %llu", it->commit.spec.commit.c_str(),
-                          static_cast<unsigned long long>(ack->job_id));
-                outbox_.erase(it);
-                break;
-            }
+        on_ack(*ack);
     } else if (auto *error = std::get_if<Error>(&msg)) {
-        log_err("dispatcher %s: error: %s", conn.peer().c_str(), error->message.c_str());
+        // Not dropped from the outbox: the error may be passing (a database
+        // that is full), and a lost commit is worse than a retried one.
+        log_err("dispatcher %s: error (request %llu): %s", conn.peer().c_str(),
+                static_cast<unsigned long long>(error->id), error->message.c_str());
     } else if (!std::holds_alternative<Heartbeat>(msg)) {
         conn.fail(0, std::string("unexpected message ") + message_type(msg));
     }
+}
+
+void Observer::on_ack(const Ack &ack)
+{
+    Outbox::AckResult r = outbox_.ack(ack.id);
+    if (!r.known) {
+        log_debug("dispatcher: ack for request %llu, not in the outbox; ignored",
+                  static_cast<unsigned long long>(ack.id));
+        return;
+    }
+    log_debug("commit %.12s: acknowledged as job %llu", r.commit.c_str(),
+              static_cast<unsigned long long>(ack.job_id));
+    if (r.advance) {
+        const Watch &w = *watches_.at(r.advance->watch);
+        handed_over_[WatchKey{w.repo->name, w.branch}] = r.advance->commit;
+        state_.save(handed_over_);
+    }
+    arm_ack_timer(true); // the dispatcher makes progress: a full ack_timeout for the rest
+    if (outbox_full_ && outbox_.size() < config_.max_outbox) {
+        log_notice("outbox: %zu commit(s) wait; polling resumed", outbox_.size());
+        outbox_full_ = false;
+    }
+}
+
+void Observer::on_ack_timeout()
+{
+    Connection *conn = client_.connection();
+    if (!outbox_.awaiting_ack() || !conn)
+        return;
+    log_warning("dispatcher %s: no acknowledgement for %llu ms; reconnecting to send %zu "
+                "commit(s) again",
+                conn->peer().c_str(), static_cast<unsigned long long>(config_.ack_timeout_ms),
+                outbox_.size());
+    conn->close("acknowledgement overdue");
 }
 
 } // namespace kiln

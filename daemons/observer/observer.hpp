@@ -1,10 +1,17 @@
 #pragma once
 // kiln-observer's logic: polls each watched branch through its vcs plugin on
 // a timer and sends every new commit (or only the newest, in mode "latest")
-// to the dispatcher.  Commits wait in an outbox until the dispatcher acks
-// them, and are sent again after a reconnect, so a dispatcher outage delays
-// commits but does not lose them.
-#include <deque>
+// to the dispatcher, so that no commit is lost whatever crashes:
+//
+//  - commits wait in the Outbox until the dispatcher acknowledges them (it
+//    acks only once they are persisted); all unacknowledged ones are sent
+//    again after every reconnect, and when an ack is overdue (ack_timeout);
+//  - per watch, the last commit acknowledged (with every earlier one) is
+//    kept in STATE_DIR/handed-over; after a restart polling starts from
+//    there, so whatever was not acknowledged is listed and sent again (the
+//    dispatcher deduplicates by repo and commit);
+//  - polling goes on while the dispatcher is down, until the outbox holds
+//    max_outbox commits.
 #include <map>
 #include <memory>
 #include <string>
@@ -16,6 +23,8 @@
 #include <kiln/plugin_loader.hpp>
 
 #include "observer_config.hpp"
+#include "observer_state.hpp"
+#include "outbox.hpp"
 
 namespace kiln {
 
@@ -25,30 +34,37 @@ class Observer {
     Observer(uv_loop_t *loop, ObserverConfig config);
     ~Observer();
 
-    void start();
+    // Load the state file and start polling and connecting.  False (after
+    // logging why, naming the file and line) when the state file is
+    // unreadable, corrupt or cannot be written: the observer must not start
+    // without knowing what it already handed over.
+    bool start();
+    // Stop polling and disconnect; a state write in flight still completes.
     void stop();
 
   private:
     struct Watch {
         Observer *owner = nullptr;
+        size_t index = 0; // in watches_, and the Outbox's watch number
         const WatchedRepo *repo = nullptr;
         std::string branch;
-        std::string last;  // the newest commit handed to the outbox
+        std::string last; // `since` of the next poll: the newest commit enqueued
         bool polling = false;
         bool branch_missing = false;
         uv_timer_t *timer = nullptr;
         void *op = nullptr;
     };
-    struct Outgoing {
-        Commit commit;
-        bool sent = false;
-    };
 
+    bool load_state();
     void poll(Watch &watch);
     void on_polled(Watch &watch, int status, const char *error, const kiln_vcs_poll_result *res);
-    void enqueue(const Watch &watch, const std::string &commit);
+    void enqueue(Watch &watch, const std::string &commit);
     void flush();
     void on_message(Connection &conn, Message &&msg);
+    void on_ack(const Ack &ack);
+    void arm_ack_timer(bool restart);
+    void on_ack_timeout();
+    void close_timer(uv_timer_t *&timer);
 
     uv_loop_t *loop_;
     ObserverConfig config_;
@@ -57,8 +73,12 @@ class Observer {
     Client client_;
     bool ready_ = false; // connected and greeted
     bool stopping_ = false;
-    uint64_t next_id_ = 1;
-    std::deque<Outgoing> outbox_;
+    bool outbox_full_ = false; // polling paused: max_outbox reached
+    uint64_t next_hello_id_ = 1;
+    Outbox outbox_;
+    HandedOver handed_over_; // also keeps entries of watches no longer configured
+    StateFile state_;
+    uv_timer_t *ack_timer_ = nullptr;
 };
 
 } // namespace kiln

@@ -26,6 +26,8 @@ struct ObserverConfig {
     uint64_t interval_ms = 5000;
     uint32_t max_backlog = 100;
     uint64_t dispatcher_timeout_ms = 30000;
+    uint64_t ack_timeout_ms = 30000; // 0: wait for acks forever
+    size_t max_outbox = 10000;       // unacknowledged commits before polling pauses
     size_t max_frame = 16u << 20;
     std::vector<std::string> plugin_dirs;
     std::vector<WatchedRepo> repos;

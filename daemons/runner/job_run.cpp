@@ -7,6 +7,27 @@
 
 namespace kiln {
 
+// Each step is entered from a C callback (libuv or a plugin): no exception
+// may unwind through it.  A step that throws ends the job as an error, so
+// `done` still follows.
+template <typename Fn> void JobRun::guard(JobRun *self, Fn &&fn) noexcept
+{
+    std::string why;
+    try {
+        fn();
+        return;
+    } catch (const std::exception &e) {
+        why = e.what();
+    } catch (...) {
+        why = "unknown exception";
+    }
+    try {
+        self->fail("runner: " + why);
+    } catch (...) {
+        log_err("job %llu: cannot report an internal error", (unsigned long long)self->job_id());
+    }
+}
+
 JobRun::JobRun(uv_loop_t *loop, Assign assign, const Plugin &vcs, const Plugin &exec,
                std::string workspace, std::string cache_dir, bool keep_workspace, size_t max_log,
                Done done)
@@ -39,13 +60,16 @@ void JobRun::clean_then(Step next)
     auto on_removed = [](void *arg, int status, const kiln_spawn_result *res) {
         auto *self = static_cast<JobRun *>(arg);
         self->cleaner_ = nullptr;
-        if (status != 0 || res->exit_status != 0 || res->term_signal)
-            log_warning("job %llu: could not remove %s", static_cast<unsigned long long>(self->job_id()),
-                        self->workspace_.c_str());
-        if (self->step_ == Step::cleaning)
-            self->cancelled_ ? self->fail("cancelled") : self->prepare();
-        else
-            self->finish();
+        guard(self, [&] {
+            if (status != 0 || res->exit_status != 0 || res->term_signal)
+                log_warning("job %llu: could not remove %s",
+                            static_cast<unsigned long long>(self->job_id()),
+                            self->workspace_.c_str());
+            if (self->step_ == Step::cleaning)
+                self->cancelled_ ? self->fail("cancelled") : self->prepare();
+            else
+                self->finish();
+        });
     };
     int rc = spawn_process(loop_, &req, on_removed, this, &cleaner_);
     if (rc != 0) {
@@ -58,10 +82,7 @@ void JobRun::clean_then(Step next)
             auto *self = static_cast<JobRun *>(h->data);
             uv_close(reinterpret_cast<uv_handle_t *>(h),
                      [](uv_handle_t *hh) { delete reinterpret_cast<uv_idle_t *>(hh); });
-            if (self->step_ == Step::cleaning)
-                self->prepare();
-            else
-                self->finish();
+            guard(self, [self] { self->step_ == Step::cleaning ? self->prepare() : self->finish(); });
         });
     }
 }
@@ -77,11 +98,12 @@ void JobRun::prepare()
     auto on_prepared = [](void *arg, int status, const char *error) {
         auto *self = static_cast<JobRun *>(arg);
         self->op_ = nullptr;
-        if (status != 0) {
-            self->fail(std::string("workspace: ") + (error ? error : uv_strerror(status)));
-            return;
-        }
-        self->run_tests();
+        guard(self, [&] {
+            if (status != 0)
+                self->fail(std::string("workspace: ") + (error ? error : uv_strerror(status)));
+            else
+                self->run_tests();
+        });
     };
     int rc = vcs_.vcs().prepare(vcs_.self(), &req, on_prepared, this, &op_);
     if (rc != 0)
@@ -104,16 +126,18 @@ void JobRun::run_tests()
     auto on_ran = [](void *arg, const kiln_exec_result *res) {
         auto *self = static_cast<JobRun *>(arg);
         self->op_ = nullptr;
-        Result &r = self->result_;
-        r.outcome = kiln_outcome_name(res->outcome);
-        r.error = res->error ? res->error : "";
-        r.log = bounded_log(res->log, res->log_len, self->max_log_);
-        for (size_t i = 0; i < res->n_tests; i++) {
-            const kiln_test_result &t = res->tests[i];
-            r.tests.push_back({t.name ? t.name : "?", kiln_outcome_name(t.outcome), t.duration_ms,
-                               t.message ? t.message : ""});
-        }
-        self->keep_workspace_ ? self->finish() : self->clean_then(Step::finished);
+        guard(self, [&] {
+            Result &r = self->result_;
+            r.outcome = kiln_outcome_name(res->outcome);
+            r.error = res->error ? res->error : "";
+            r.log = bounded_log(res->log, res->log_len, self->max_log_);
+            for (size_t i = 0; i < res->n_tests; i++) {
+                const kiln_test_result &t = res->tests[i];
+                r.tests.push_back({t.name ? t.name : "?", kiln_outcome_name(t.outcome),
+                                   t.duration_ms, t.message ? t.message : ""});
+            }
+            self->keep_workspace_ ? self->finish() : self->clean_then(Step::finished);
+        });
     };
     int rc = exec_.exec().run(exec_.self(), &req, on_ran, this, &op_);
     if (rc != 0)

@@ -40,6 +40,7 @@ class JobRun {
     void run_tests();
     void finish();
     void fail(const std::string &why);
+    template <typename Fn> static void guard(JobRun *self, Fn &&fn) noexcept;
 
     uv_loop_t *loop_;
     Assign assign_;

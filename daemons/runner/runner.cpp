@@ -1,6 +1,7 @@
 // kiln-runner: dispatcher connection, registration, heartbeats, jobs.
 #include "runner.hpp"
 
+#include <kiln/daemon.hpp>
 #include <kiln/log.hpp>
 
 namespace kiln {
@@ -30,11 +31,28 @@ void fit_in_frame(Result &r, size_t max_frame)
     }
 }
 
+// Every entry from the loop (libuv, a plugin's C callback, the thread pool)
+// goes through here: no exception may unwind into C frames, and at run time
+// nothing aborts the runner.
+template <typename Fn> void guarded(const char *what, Fn &&fn) noexcept
+{
+    try {
+        fn();
+    } catch (const std::exception &e) {
+        log_err("runner: %s: %s", what, e.what());
+    } catch (...) {
+        log_err("runner: %s: unknown exception", what);
+    }
+}
+
 } // namespace
+
+using ull = unsigned long long;
 
 Runner::Runner(uv_loop_t *loop, RunnerConfig config)
     : loop_(loop), config_(std::move(config)),
-      client_(loop, config_.dispatcher, config_.max_frame)
+      client_(loop, config_.dispatcher, config_.max_frame),
+      spool_(loop, config_.work_dir + "/spool"), alive_(std::make_shared<Runner *>(this))
 {
     auto dirs = plugin_dirs(config_.plugin_dirs);
     for (const auto &name : config_.vcs_plugins)
@@ -46,25 +64,48 @@ Runner::Runner(uv_loop_t *loop, RunnerConfig config)
     // A [plugin.X] table for a plugin nobody loads is a mistake worth naming.
     config_.plugin_tables.reject_unknown_keys();
 
-    client_.on_connected = [this](Connection &conn) { on_connected(conn); };
-    client_.on_message = [this](Connection &conn, Message &&msg) { on_message(conn, std::move(msg)); };
-    client_.on_disconnected = [this](const std::string &why) {
-        if (registered_)
-            log_warning("dispatcher %s: disconnected: %s", client_.address().c_str(), why.c_str());
-        registered_ = false;
+    client_.on_connected = [this](Connection &conn) {
+        guarded("connected", [&] { on_connected(conn); });
     };
+    client_.on_message = [this](Connection &conn, Message &&msg) {
+        guarded(message_type(msg), [&] { on_message(conn, std::move(msg)); });
+    };
+    client_.on_disconnected = [this](const std::string &why) {
+        guarded("disconnected", [&] { on_disconnected(why); });
+    };
+}
+
+void Runner::on_disconnected(const std::string &why)
+{
+    if (stopped_)
+        log_info("dispatcher %s: disconnected: %s", client_.address().c_str(), why.c_str());
+    else if (registered_)
+        log_warning("dispatcher %s: disconnected: %s%s", client_.address().c_str(), why.c_str(),
+                    running_.empty() ? "" : "; running jobs go on, their results are spooled");
+    registered_ = false;
+    check_drained(); // a stopping runner need not wait to deliver what is spooled
 }
 
 Runner::~Runner()
 {
+    *alive_ = nullptr;
     running_.clear();
-    if (heartbeat_timer_)
-        uv_close(reinterpret_cast<uv_handle_t *>(heartbeat_timer_),
-                 [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
+    for (uv_timer_t *t : {heartbeat_timer_, stop_timer_})
+        if (t)
+            uv_close(reinterpret_cast<uv_handle_t *>(t),
+                     [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
 }
 
 void Runner::start()
 {
+    // Results of an earlier run that were never acked: delivered after the
+    // first registration, with request ids of this process.
+    for (Result &r : spool_.load()) {
+        log_notice("job %llu: result of attempt %u (%s) found in the spool; delivering it",
+                   static_cast<ull>(r.job_id), r.attempt, r.outcome.c_str());
+        r.id = next_request_id_++;
+        unacked_[r.id] = Pending{std::move(r), true};
+    }
     heartbeat_timer_ = new uv_timer_t;
     uv_timer_init(loop_, heartbeat_timer_);
     heartbeat_timer_->data = this;
@@ -75,25 +116,100 @@ void Runner::start()
     client_.start();
 }
 
+// ---- stopping ----
+
 void Runner::stop()
 {
+    guarded("stop", [this] { begin_stop(); });
+}
+
+void Runner::begin_stop()
+{
+    if (stopping_)
+        return;
     stopping_ = true;
-    if (heartbeat_timer_)
-        uv_timer_stop(heartbeat_timer_);
+    log_notice("runner %s: stopping: %zu job(s) running, %zu result(s) unacknowledged; waiting "
+               "up to %llu ms",
+               config_.name.c_str(), running_.size(), unacked_.size(),
+               static_cast<ull>(config_.stop_timeout_ms));
+    if (registered_)
+        send_register(); // with 0 slots: the dispatcher assigns nothing more
+    stop_timer_ = new uv_timer_t;
+    uv_timer_init(loop_, stop_timer_);
+    stop_timer_->data = this;
+    uv_timer_start(stop_timer_, on_stop_deadline, config_.stop_timeout_ms, 0);
+    check_drained();
+}
+
+// Done draining once no job runs and every result is acked — or, when the
+// dispatcher is away, safe in the spool for the next start.
+void Runner::check_drained()
+{
+    if (stopping_ && !stopped_ && running_.empty() && (unacked_.empty() || !registered_))
+        finish_stop();
+}
+
+void Runner::on_stop_deadline(uv_timer_t *timer)
+{
+    auto *self = static_cast<Runner *>(timer->data);
+    if (!self->stopped_)
+        guarded("stop_timeout", [self] { self->abort_stop(); });
+}
+
+void Runner::abort_stop()
+{
+    log_warning("runner %s: stop_timeout passed: cancelling %zu job(s); the dispatcher requeues "
+                "them",
+                config_.name.c_str(), running_.size());
+    aborting_ = true;
     for (auto &[id, run] : running_)
         run->cancel();
+    finish_stop();
+}
+
+void Runner::finish_stop()
+{
+    stopped_ = true;
+    for (uv_timer_t *t : {heartbeat_timer_, stop_timer_})
+        if (t)
+            uv_timer_stop(t);
+    if (!unacked_.empty())
+        log_notice("runner %s: %zu result(s) stay in %s for the next start", config_.name.c_str(),
+                   unacked_.size(), spool_.dir().c_str());
+    // Disconnecting is the hand-back: the dispatcher requeues whatever is
+    // still assigned to us.
     client_.stop();
+}
+
+// ---- the dispatcher connection ----
+
+void Runner::send_register()
+{
+    register_id_ = next_request_id_++;
+    uint32_t slots = stopping_ ? 0 : config_.slots;
+    client_.send(Register{register_id_, config_.name, slots, config_.labels});
+}
+
+void Runner::send_heartbeat()
+{
+    // Jobs without a delivered result: those running, and those whose result
+    // is still on its way to the spool (sent as soon as it is there).  A job
+    // missing from this list and without a result is requeued by the
+    // dispatcher.
+    Heartbeat hb;
+    for (const auto &entry : running_)
+        hb.jobs.push_back(entry.first);
+    for (const auto &[id, pending] : unacked_)
+        if (!pending.ready)
+            hb.jobs.push_back(pending.result.job_id);
+    client_.send(hb);
 }
 
 void Runner::on_heartbeat_timer(uv_timer_t *timer)
 {
     auto *self = static_cast<Runner *>(timer->data);
-    if (!self->registered_)
-        return;
-    Heartbeat hb;
-    for (const auto &entry : self->running_)
-        hb.jobs.push_back(entry.first);
-    self->client_.send(hb);
+    if (self->registered_)
+        guarded("heartbeat", [self] { self->send_heartbeat(); });
 }
 
 void Runner::on_connected(Connection &conn)
@@ -101,20 +217,19 @@ void Runner::on_connected(Connection &conn)
     log_info("dispatcher %s: connected", conn.peer().c_str());
     conn.set_idle_timeout(config_.dispatcher_timeout_ms);
     conn.send(Hello{next_request_id_++, kProtocolVersion, "runner", config_.name});
-    register_id_ = next_request_id_++;
-    conn.send(Register{register_id_, config_.name, config_.slots, config_.labels});
+    send_register();
 }
 
 void Runner::on_message(Connection &conn, Message &&msg)
 {
     if (auto *ack = std::get_if<Ack>(&msg)) {
-        if (ack->id == register_id_) {
-            registered_ = true;
-            log_notice("runner %s: registered with %s", config_.name.c_str(), conn.peer().c_str());
-            send_pending_results();
-        } else if (unacked_.erase(ack->id)) {
-            log_debug("result %llu: acknowledged", static_cast<unsigned long long>(ack->id));
-        }
+        if (ack->id == register_id_ && !registered_)
+            on_registered(conn);
+        else if (ack->id == register_id_)
+            log_info("runner %s: draining: the dispatcher assigns nothing more",
+                     config_.name.c_str());
+        else
+            on_result_acked(ack->id);
     } else if (auto *assign = std::get_if<Assign>(&msg)) {
         on_assign(*assign);
     } else if (auto *error = std::get_if<Error>(&msg)) {
@@ -124,29 +239,59 @@ void Runner::on_message(Connection &conn, Message &&msg)
     }
 }
 
+void Runner::on_registered(Connection &conn)
+{
+    registered_ = true;
+    log_notice("runner %s: registered with %s%s", config_.name.c_str(), conn.peer().c_str(),
+               stopping_ ? " (draining)" : "");
+    // Every result we hold goes out before the first heartbeat: the
+    // dispatcher reconciles its assignments with that heartbeat, and one
+    // connection keeps the order.
+    for (const auto &[id, pending] : unacked_) {
+        if (!pending.ready)
+            continue; // sent when its spool write is over
+        log_info("job %llu: delivering the result of attempt %u",
+                 static_cast<ull>(pending.result.job_id), pending.result.attempt);
+        client_.send(pending.result);
+    }
+    send_heartbeat();
+}
+
+// ---- jobs ----
+
 void Runner::reject(const Assign &assign, const std::string &why)
 {
-    log_err("job %llu: %s", static_cast<unsigned long long>(assign.job_id), why.c_str());
+    log_err("job %llu: %s", static_cast<ull>(assign.job_id), why.c_str());
     Result r;
-    r.id = next_request_id_++;
     r.job_id = assign.job_id;
     r.attempt = assign.attempt;
     r.commit = assign.spec.commit;
     r.outcome = kiln_outcome_name(KILN_ERROR);
     r.error = "runner " + config_.name + ": " + why;
-    unacked_[r.id] = r;
-    client_.send(r);
+    r.started_unix_ms = r.finished_unix_ms = unix_ms();
+    deliver(std::move(r));
 }
 
 void Runner::on_assign(const Assign &assign)
 {
-    if (stopping_)
-        return; // the dispatcher requeues it when we are gone
-    if (running_.count(assign.job_id)) {
-        log_warning("job %llu: assigned again while running; ignored",
-                    static_cast<unsigned long long>(assign.job_id));
+    if (stopping_) {
+        log_info("job %llu: assigned while stopping; ignored (requeued when we disconnect)",
+                 static_cast<ull>(assign.job_id));
         return;
     }
+    if (running_.count(assign.job_id)) {
+        log_warning("job %llu: assigned again while running; ignored",
+                    static_cast<ull>(assign.job_id));
+        return;
+    }
+    for (const auto &[id, pending] : unacked_)
+        if (pending.result.job_id == assign.job_id && pending.result.attempt == assign.attempt) {
+            // A dispatcher back from a restart may assign again what we ran
+            // while it was away: the held result answers it.
+            log_info("job %llu: attempt %u already ran here; its result is being delivered",
+                     static_cast<ull>(assign.job_id), assign.attempt);
+            return;
+        }
     auto vcs = vcs_.find(assign.spec.vcs);
     auto exec = exec_.find(assign.spec.exec);
     if (vcs == vcs_.end())
@@ -160,7 +305,9 @@ void Runner::on_assign(const Assign &assign)
     auto run = std::make_unique<JobRun>(
         loop_, assign, *vcs->second, *exec->second, workspace, cache, config_.keep_workspaces,
         config_.max_log,
-        [this](JobRun &r, Result &&result) { on_job_done(r, std::move(result)); });
+        [this](JobRun &r, Result &&result) {
+            guarded("job done", [&] { on_job_done(r, std::move(result)); });
+        });
     JobRun &ref = *run;
     running_[assign.job_id] = std::move(run);
     ref.start();
@@ -169,23 +316,18 @@ void Runner::on_assign(const Assign &assign)
 void Runner::on_job_done(JobRun &run, Result &&result)
 {
     uint64_t job_id = run.job_id();
-    result.id = next_request_id_++;
-    fit_in_frame(result, config_.max_frame);
-    log_notice("job %llu: %s (%zu tests)", static_cast<unsigned long long>(job_id),
-               result.outcome.c_str(), result.tests.size());
-    if (!stopping_) {
-        if (registered_)
-            client_.send(result);
-        unacked_[result.id] = std::move(result);
-    }
+    if (aborting_)
+        log_notice("job %llu: cancelled by the stop; handed back to the dispatcher",
+                   static_cast<ull>(job_id));
+    else
+        deliver(std::move(result));
     // Destroy the run from the next statement on: we are inside its callback.
     auto it = running_.find(job_id);
     if (it != running_.end()) {
         auto owned = std::move(it->second);
         running_.erase(it);
-        uv_loop_t *loop = loop_;
         auto *idle = new uv_idle_t;
-        uv_idle_init(loop, idle);
+        uv_idle_init(loop_, idle);
         idle->data = owned.release();
         uv_idle_start(idle, [](uv_idle_t *h) {
             delete static_cast<JobRun *>(h->data);
@@ -193,15 +335,62 @@ void Runner::on_job_done(JobRun &run, Result &&result)
                      [](uv_handle_t *hh) { delete reinterpret_cast<uv_idle_t *>(hh); });
         });
     }
+    check_drained();
 }
 
-void Runner::send_pending_results()
+// ---- results: spooled, sent, acked, unspooled ----
+
+void Runner::deliver(Result &&result)
 {
-    for (const auto &[id, result] : unacked_) {
-        log_info("job %llu: delivering the result held while disconnected",
-                 static_cast<unsigned long long>(result.job_id));
-        client_.send(result);
-    }
+    result.id = next_request_id_++;
+    fit_in_frame(result, config_.max_frame);
+    log_notice("job %llu: %s (%zu tests)", static_cast<ull>(result.job_id), result.outcome.c_str(),
+               result.tests.size());
+    uint64_t id = result.id;
+    Pending &pending = unacked_[id];
+    pending.result = std::move(result);
+    // On disk before it is sent: once the dispatcher has it, we must be able
+    // to deliver it again whatever happens to this process.
+    std::weak_ptr<Runner *> weak = alive_;
+    spool_.save(pending.result, [weak, id](int status) {
+        auto alive = weak.lock();
+        if (alive && *alive)
+            guarded("spooled", [&] { (*alive)->on_spooled(id, status); });
+    });
+}
+
+void Runner::on_spooled(uint64_t id, int status)
+{
+    auto it = unacked_.find(id);
+    if (it == unacked_.end())
+        return;
+    Pending &pending = it->second;
+    if (status != 0)
+        log_err("job %llu: cannot spool its result in %s: %s; held in memory only",
+                static_cast<ull>(pending.result.job_id), spool_.dir().c_str(), uv_strerror(status));
+    pending.ready = true;
+    if (registered_ && !stopped_)
+        client_.send(pending.result);
+}
+
+void Runner::on_result_acked(uint64_t id)
+{
+    auto it = unacked_.find(id);
+    if (it == unacked_.end())
+        return;
+    const Result &r = it->second.result;
+    log_debug("job %llu: result acknowledged", static_cast<ull>(r.job_id));
+    uint64_t job_id = r.job_id;
+    uint32_t attempt = r.attempt;
+    spool_.remove(job_id, attempt, [job_id, attempt](int status) {
+        // Left behind, it is delivered again at the next start, and acked as
+        // a duplicate: untidy, not wrong.  (A printf-style log: cannot throw.)
+        if (status != 0 && status != UV_ENOENT)
+            log_warning("job %llu: cannot remove spooled result of attempt %u: %s",
+                        static_cast<ull>(job_id), attempt, uv_strerror(status));
+    });
+    unacked_.erase(it);
+    check_drained();
 }
 
 } // namespace kiln

@@ -1,8 +1,8 @@
 #pragma once
 // kiln-runner's logic: keeps a connection to the dispatcher (reconnecting
 // with backoff), registers its slots, heartbeats, runs each assigned job in
-// its own workspace, and holds each result until the dispatcher acks it —
-// across reconnects.
+// its own workspace, and holds each result — in memory and in the spool on
+// disk — until the dispatcher acks it, across reconnects and restarts.
 #include <map>
 #include <memory>
 #include <string>
@@ -14,39 +14,74 @@
 
 #include "job_run.hpp"
 #include "runner_config.hpp"
+#include "spool.hpp"
 
 namespace kiln {
 
 class Runner {
   public:
     // Loads the vcs and exec plugins; throws PluginError or ConfigError.
+    // Touches nothing on disk (so --check-config can build one).
     Runner(uv_loop_t *loop, RunnerConfig config);
     ~Runner();
 
+    // Load the spool (blocking: call before the loop runs), then connect.
     void start();
-    // Cancel running jobs, disconnect; the loop then ends.
+    // Graceful stop: take no new job (re-register with 0 slots), let the
+    // running ones finish and their results be acked, for up to
+    // stop_timeout; then cancel what still runs (the dispatcher requeues it
+    // when we disconnect) and disconnect.  The loop ends once the cancelled
+    // jobs and pending disk writes are done.  Idempotent.
     void stop();
 
+    // What the runner holds, for tests and logs.
+    size_t running() const { return running_.size(); }
+    size_t unacknowledged() const { return unacked_.size(); }
+    bool stopped() const { return stopped_; }
+
   private:
+    // A result the dispatcher has not acked yet.
+    struct Pending {
+        Result result;
+        bool ready = false; // its spool write is over: it may be sent
+    };
+
     void on_connected(Connection &conn);
+    void on_disconnected(const std::string &why);
     void on_message(Connection &conn, Message &&msg);
+    void on_registered(Connection &conn);
     void on_assign(const Assign &assign);
     void on_job_done(JobRun &run, Result &&result);
-    void send_pending_results();
+    void deliver(Result &&result);
+    void on_spooled(uint64_t id, int status);
+    void on_result_acked(uint64_t id);
+    void send_register();
+    void send_heartbeat();
     void reject(const Assign &assign, const std::string &why);
+    void check_drained();
+    void begin_stop();
+    void finish_stop();
+    void abort_stop();
     static void on_heartbeat_timer(uv_timer_t *timer);
+    static void on_stop_deadline(uv_timer_t *timer);
 
     uv_loop_t *loop_;
     RunnerConfig config_;
     std::map<std::string, std::unique_ptr<Plugin>> vcs_, exec_;
     Client client_;
+    Spool spool_;
     uv_timer_t *heartbeat_timer_ = nullptr;
+    uv_timer_t *stop_timer_ = nullptr;
     uint64_t next_request_id_ = 1;
     uint64_t register_id_ = 0;
     bool registered_ = false;
-    bool stopping_ = false;
+    bool stopping_ = false; // draining: no new jobs
+    bool aborting_ = false; // the stop deadline passed: results of cancelled jobs are dropped
+    bool stopped_ = false;  // disconnected for good
     std::map<uint64_t, std::unique_ptr<JobRun>> running_; // by job id
-    std::map<uint64_t, Result> unacked_;                  // by request id
+    std::map<uint64_t, Pending> unacked_;                 // by request id
+    // Shared with thread-pool callbacks so they can tell the Runner is gone.
+    std::shared_ptr<Runner *> alive_;
 };
 
 } // namespace kiln

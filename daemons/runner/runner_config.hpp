@@ -19,6 +19,7 @@ struct RunnerConfig {
     std::vector<std::string> exec_plugins = {"unittest", "script"};
     uint64_t heartbeat_interval_ms = 2000;
     uint64_t dispatcher_timeout_ms = 10000;
+    uint64_t stop_timeout_ms = 30000; // SIGTERM: time for running jobs to finish and be acked
     bool keep_workspaces = false;
     size_t max_frame = 16u << 20;
     size_t max_log = 4u << 20; // log bytes sent per job; the middle is dropped beyond

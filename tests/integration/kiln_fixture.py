@@ -11,14 +11,25 @@ PID: SIGTERM, then SIGKILL after a bound, and checks that each one exited.
 Every wait is bounded: wait_until() polls with a deadline and fails with a
 message that names what it waited for and includes the daemons' logs.
 
+Faults: kill_daemon(key) crashes one daemon (SIGKILL, by the PID we
+started); start_dispatcher() / start_runner(name) / start_observer() start
+it again with the same port, state, work dir and spool, logging to a new
+file per incarnation (KEY.log, KEY.2.log, ...).  recorded() counts the
+dispatcher's "result recorded" log lines over all its incarnations;
+runner_running(key) tells from a runner's log which jobs' tests it runs.
+SLEEPY_UNITTEST makes each commit's tests take tests/sleep_ms milliseconds.
+The temp dir is made under $TMPDIR (tempfile's rules).
+
 Where the binaries are: environment variables KILN_OBSERVER, KILN_DISPATCHER,
 KILN_RUNNER, KILNCTL and KILN_PLUGIN_DIR (set by tests/integration/
 CMakeLists.txt for ctest), or KILN_BUILD_DIR (a CMake build tree), or else
 the build tree ./build at the top of the source tree.
 """
 
+import collections
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -273,6 +284,53 @@ class ArithmeticTest(unittest.TestCase):
 """
 
 
+# A test that sleeps as long as tests/sleep_ms (in the same commit) says, so
+# each commit can take its own time: repo.write("tests/sleep_ms", "300").
+SLEEPY_UNITTEST = """import os
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class Sleepy(unittest.TestCase):
+    def test_sleep(self):
+        with open(os.path.join(HERE, "sleep_ms")) as f:
+            ms = int(f.read().strip() or "0")
+        time.sleep(ms / 1000.0)
+"""
+
+
+def hanging_unittest(marker, seconds=30):
+    """A test that starts a child (`sleep`), writes "<its pid> <child pid>" to
+    the file `marker` (atomically) and sleeps `seconds`: for timeouts."""
+    return ("import os\nimport subprocess\nimport time\nimport unittest\n\n\n"
+            "class Hang(unittest.TestCase):\n"
+            "    def test_hang(self):\n"
+            "        child = subprocess.Popen([\"sleep\", \"%d\"])\n"
+            "        tmp = %r + \".tmp\"\n"
+            "        with open(tmp, \"w\") as f:\n"
+            "            f.write(\"%%d %%d\\n\" %% (os.getpid(), child.pid))\n"
+            "        os.rename(tmp, %r)\n"
+            "        time.sleep(%d)\n"
+            "        child.wait()\n" % (seconds, marker, marker, seconds))
+
+
+def pid_alive(pid):
+    """True when pid exists and is not a zombie (a zombie has ended)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:].split()[0] not in ("Z", "X")
+
+
+# The dispatcher's line for a recorded result (dispatcher.cpp on_result):
+#   "job 7: example 0123456789ab passed by runner-1"
+RECORDED = re.compile(r"job (\d+): (\S+) ([0-9a-f]{12}) (\w+) by (\S+)\s*$", re.M)
+
+
 # ---- the daemons ----
 
 class Daemon:
@@ -301,6 +359,20 @@ class Daemon:
                 return f.read()
         except OSError as e:
             return "(no log: %s)" % e
+
+    def kill(self):
+        """SIGKILL now (a crash), and reap it.  Only this PID, only if we
+        started it and it has not been reaped."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.poll() if self.proc else None
+        self.proc.send_signal(signal.SIGKILL)
+        try:
+            self.proc.wait(timeout=KILL_GRACE)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("%s (pid %d): still alive %.0fs after SIGKILL"
+                                 % (self.name, self.proc.pid, KILL_GRACE))
+        self.returncode = self.proc.returncode
+        return self.returncode
 
     def stop(self):
         """SIGTERM, wait; SIGKILL, wait.  Only this PID, only if we started it
@@ -336,12 +408,16 @@ class Cluster:
     """
 
     def __init__(self, testcase=None, exec_plugin="unittest", mode="every",
-                 interval="500ms", repo_name="example", keep=None):
+                 interval="500ms", repo_name="example", keep=None, runner_timeout="3s",
+                 max_attempts=None, repo_timeout="60s", runner_stop_timeout="5s"):
         self.plugin_dir = plugin_dir()
         for program in ("observer", "dispatcher", "runner", "kilnctl"):
             binary(program)  # fail now, clearly, when the build is missing
         self.daemons = {}      # running (or expected to be), by key
         self.retired = []      # stopped on purpose by stop_daemon(), for their logs
+        self.started = []      # every Daemon ever started, in order (one per incarnation)
+        self.chaos = []        # (seconds since the first start, what): kills and restarts
+        self.t0 = None
         self.stopped = False
         self.final_logs = ""
         self.tmp = tempfile.mkdtemp(prefix="kiln-it-")
@@ -354,6 +430,10 @@ class Cluster:
         self.exec_plugin = exec_plugin
         self.mode = mode
         self.interval = interval
+        self.runner_timeout = runner_timeout
+        self.max_attempts = max_attempts
+        self.repo_timeout = repo_timeout
+        self.runner_stop_timeout = runner_stop_timeout  # < STOP_GRACE
         self.repo = GitRepo(os.path.join(self.tmp, "repo"))
 
     def set_port(self, port):
@@ -372,15 +452,18 @@ class Cluster:
                     "listen = %s\n"
                     "state_dir = %s\n"
                     "heartbeat_interval = \"500ms\"\n"
-                    "runner_timeout = \"3s\"\n"
+                    "runner_timeout = %s\n"
                     "handshake_timeout = \"2s\"\n"
                     "plugin_dir = %s\n"
-                    "%s\n"
+                    "%s%s\n"
                     "[[report]]\n"
                     "plugin = \"files\"\n"
                     "dir = %s\n"
                     % (toml_str(self.address), toml_str(self.path("dispatcher-state")),
-                       toml_array([self.plugin_dir]), extra, toml_str(self.results_dir)))
+                       toml_str(self.runner_timeout), toml_array([self.plugin_dir]),
+                       "" if self.max_attempts is None
+                       else "max_attempts = %d\n" % self.max_attempts,
+                       extra, toml_str(self.results_dir)))
         return path
 
     def write_runner_config(self, name="runner-1", slots=2):
@@ -393,11 +476,13 @@ class Cluster:
                     "work_dir = %s\n"
                     "heartbeat_interval = \"500ms\"\n"
                     "dispatcher_timeout = \"3s\"\n"
+                    "stop_timeout = %s\n"
                     "plugin_dir = %s\n"
                     "\n[plugin.git]\n"
                     "cache_dir = %s\n"
                     % (toml_str(self.address), toml_str(name), slots,
-                       toml_str(self.path(name + "-work")), toml_array([self.plugin_dir]),
+                       toml_str(self.path(name + "-work")), toml_str(self.runner_stop_timeout),
+                       toml_array([self.plugin_dir]),
                        toml_str(self.path(name + "-git-cache"))))
         return path
 
@@ -416,14 +501,14 @@ class Cluster:
                     "vcs = \"git\"\n"
                     "mode = %s\n"
                     "exec = %s\n"
-                    "timeout = \"60s\"\n"
+                    "timeout = %s\n"
                     "\n[plugin.git]\n"
                     "cache_dir = %s\n"
                     % (toml_str(self.address), toml_str(self.path("observer-state")),
                        toml_str(self.interval), toml_array([self.plugin_dir]),
                        toml_str(self.repo_name), toml_str(self.repo.path),
                        toml_str(self.mode), toml_str(self.exec_plugin),
-                       toml_str(self.path("observer-git-cache"))))
+                       toml_str(self.repo_timeout), toml_str(self.path("observer-git-cache"))))
         return path
 
     # -- processes --
@@ -431,15 +516,23 @@ class Cluster:
     def _start(self, key, program, config):
         if key in self.daemons and self.daemons[key].running():
             raise RuntimeError("%s already running" % key)
-        d = Daemon(key, [binary(program), "-v", "-c", config], self.path(key + ".log"))
+        n = sum(1 for d in self.started if d.name == key)
+        log = self.path(key + ".log" if n == 0 else "%s.%d.log" % (key, n + 1))
+        d = Daemon(key, [binary(program), "-v", "-c", config], log)
+        if self.t0 is None:
+            self.t0 = time.monotonic()
         d.start()
         self.daemons[key] = d
+        self.started.append(d)
+        if n:
+            self.note("%s restarted (pid %d)" % (key, d.pid))
         return d
 
     def start_dispatcher(self, attempts=3):
         """Start the dispatcher and wait until kilnctl status answers.  The
         port was free when picked; if something took it since, the dispatcher
         exits at start-up and is started again on another port."""
+        restart = any(d.name == "dispatcher" for d in self.started)
         for attempt in range(attempts):
             d = self._start("dispatcher", "dispatcher", self.write_dispatcher_config())
             deadline = time.monotonic() + START_TIMEOUT
@@ -448,8 +541,9 @@ class Cluster:
                     return d
                 time.sleep(0.1)
             if (not d.running() and "address already in use" in d.log()
-                    and attempt + 1 < attempts):
+                    and attempt + 1 < attempts and not restart):
                 os.rename(d.log_path, "%s.%d" % (d.log_path, attempt))
+                self.started.remove(d)
                 self.set_port(free_port())
                 continue
             break
@@ -458,18 +552,22 @@ class Cluster:
                              "kilnctl status on %s\n%s"
                              % (START_TIMEOUT, self.address, self.logs()))
 
-    def start_runner(self, name="runner-1", slots=2):
+    def start_runner(self, name="runner-1", slots=2, wait=True):
+        """Start a runner (again: same name, work dir and spool) and, with
+        `wait`, wait until the dispatcher lists it (so not while it is down)."""
         d = self._start(name, "runner", self.write_runner_config(name, slots))
-        self.wait_until(lambda: name in self.runner_names(), START_TIMEOUT,
-                        "runner %s registered with the dispatcher" % name)
+        if wait:
+            self.wait_until(lambda: name in self.runner_names(), START_TIMEOUT,
+                            "runner %s registered with the dispatcher" % name)
         return d
 
     def start_observer(self):
         return self._start("observer", "observer", self.write_observer_config())
 
-    def start(self):
+    def start(self, runners=1, slots=2):
         self.start_dispatcher()
-        self.start_runner()
+        for i in range(runners):
+            self.start_runner("runner-%d" % (i + 1), slots)
         self.start_observer()
 
     def stop(self):
@@ -500,6 +598,71 @@ class Cluster:
             raise AssertionError("%s (pid %s): %s, exit status %s\n%s"
                                  % (key, d.pid, how, code, self.logs()))
 
+    def kill_daemon(self, key):
+        """Crash one daemon: SIGKILL (by PID, one we started), reaped.  It can
+        be started again (start_dispatcher(), start_runner(name), ...: same
+        port, same state and work dirs, a new log file)."""
+        d = self.daemons.pop(key)
+        d.kill()
+        self.retired.append(d)
+        self.note("%s killed with SIGKILL (pid %d)" % (key, d.pid))
+        return d
+
+    def note(self, what):
+        """Remember (and print) a chaos event with its time since the first start."""
+        t = time.monotonic() - (self.t0 or time.monotonic())
+        self.chaos.append((t, what))
+        sys.stderr.write("[%7.2fs] %s\n" % (t, what))
+        sys.stderr.flush()
+
+    def log_of(self, key):
+        """The logs of every incarnation of daemon `key`, oldest first."""
+        return "".join(d.log() for d in self.started if d.name == key)
+
+    def log_has(self, key, pattern):
+        """A match of regex `pattern` in the current incarnation of `key`'s log."""
+        d = self.daemons.get(key)
+        return d is not None and re.search(pattern, d.log(), re.M)
+
+    def recorded(self):
+        """{commit[:12]: [(job id, outcome, runner), ...]}: every result the
+        dispatcher logged as recorded, over all its incarnations."""
+        out = collections.defaultdict(list)
+        for job, _repo, commit, outcome, runner in RECORDED.findall(self.log_of("dispatcher")):
+            out[commit].append((int(job), outcome, runner))
+        return out
+
+    def jobs(self):
+        return self.ctl("jobs")
+
+    def runner_running(self, key):
+        """Job ids whose tests the current incarnation of runner `key` is
+        running, from its log: "job N: running tests" and no end of job N
+        ("job N: passed (...)" and the like) after it."""
+        d = self.daemons.get(key)
+        if d is None or not d.running():
+            return []
+        log = d.log()
+        running = []
+        for m in re.finditer(r"job (\d+): running tests", log):
+            job = m.group(1)
+            end = re.compile(r"job %s: (passed|failed|error|timeout|cancelled|skipped)\b" % job)
+            if not end.search(log, m.end()) and job not in running:
+                running.append(job)
+        return [int(j) for j in running]
+
+    def spool_files(self, runner):
+        """The files in a runner's spool (work_dir/spool), but temporaries."""
+        spool = self.path(runner + "-work", "spool")
+        try:
+            return sorted(f for f in os.listdir(spool)
+                          if not f.startswith(".") and ".tmp" not in f)
+        except FileNotFoundError:
+            return []
+
+    def jobs_of(self, commit):
+        return [j for j in self.jobs() if j["commit"] == commit]
+
     def cleanup(self):
         try:
             if not self.stopped:
@@ -513,7 +676,7 @@ class Cluster:
 
     def logs(self):
         out = []
-        for d in self.retired + list(self.daemons.values()):
+        for d in self.started:
             state = "running" if d.running() else "exit status %s" % d.proc.poll()
             out.append("----- %s (pid %s, %s): %s -----\n%s"
                        % (d.name, d.pid, state, d.log_path, d.log()))

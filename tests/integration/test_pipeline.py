@@ -210,10 +210,10 @@ class LatestModeTest(kf.ClusterTestCase):
 
 
 class DispatcherRestartTest(kf.ClusterTestCase):
-    """The dispatcher stops while a job runs and comes back (with an empty
-    job table, so job ids start again at 1): commits made meanwhile are still
-    tested, and the result the runner held across the restart is not taken
-    for the result of the commit that now has its job id."""
+    """The dispatcher stops (SIGTERM) while a job runs and comes back with
+    its state: a commit made meanwhile is tested under a new job id, and the
+    result the runner held across the restart is recorded for its own commit
+    (test_faults.py has the SIGKILL variants)."""
 
     def test_restart(self):
         c = self.cluster()
@@ -232,8 +232,8 @@ class DispatcherRestartTest(kf.ClusterTestCase):
         made_while_down = c.repo.commit("fails, made while the dispatcher is down")
         c.wait_until(lambda: re.search(r"job 1: passed", c.daemons["runner-1"].log()), 20,
                      "the runner finishing the slow job while disconnected")
-        # A fresh observer connects at once, so the new commit is job 1 before
-        # the runner (reconnecting with backoff) delivers the held result.
+        # A fresh observer connects at once, so the new commit is acknowledged
+        # before the runner (reconnecting with backoff) delivers the held result.
         c.stop_daemon("observer")
         c.start_dispatcher()
         c.start_observer()
@@ -241,9 +241,14 @@ class DispatcherRestartTest(kf.ClusterTestCase):
         self.assertEqual(res["outcome"], "failed", res)
         self.assertEqual(kf.tests_by_name(res), {"test_fail.Fail.test_fail": "failed"})
         self.assertEqual(c.ctl("result", made_while_down)["outcome"], "failed")
-        # (The held commit itself gets no result: the restarted dispatcher
-        # knows nothing of it and the observer does not send it again.)
         self.assertNotEqual(held, made_while_down)
+        # The held result is not taken for another commit's: it is job 1's.
+        res = c.wait_result(held)
+        self.assertEqual((res["outcome"], res["attempt"]), ("passed", 1), res)
+        self.assertEqual(kf.tests_by_name(res), {"test_slow.Slow.test_slow": "passed"})
+        ids = {j["commit"]: j["job_id"] for j in c.ctl("jobs")}
+        self.assertEqual(ids[held], 1)
+        self.assertNotEqual(ids[made_while_down], 1)
 
 
 def read_until_closed(sock, timeout):

@@ -28,7 +28,8 @@ struct DaemonOptions {
 DaemonOptions parse_daemon_args(int argc, char **argv, const DaemonInfo &info);
 
 // Load the config file and hand its root table to `apply`, which reads it
-// (throwing ConfigError or PluginError on anything wrong).  Errors are
+// (throwing ConfigError, PluginError or another std::exception on anything
+// wrong).  Errors are
 // printed as "NAME: why" and false returned, so main() can exit 1.
 bool load_daemon_config(const DaemonOptions &opts, const DaemonInfo &info,
                         const std::function<void(const ConfigTable &)> &apply);

@@ -19,7 +19,7 @@
 // Everything else is required.  Also checked: repo, vcs, exec and each
 // label are valid_name(); branch valid_branch(); commit valid_commit_id();
 // url non-empty without control characters or a leading '-' (it reaches a
-// plugin's argv); slots and attempt at least 1; uint32 fields in range;
+// plugin's argv); attempt at least 1 (register.slots may be 0: a draining runner); uint32 fields in range;
 // outcomes (of the job and of each test) known to outcome_from_name().
 //
 // Error texts read "<type>: missing field '<f>'", "<type>: field '<f>' must
@@ -72,7 +72,7 @@ struct Commit {         // observer → dispatcher; acked once recorded
 struct Register {       // runner → dispatcher; acked
     uint64_t id = 0;
     std::string name;   // valid_name()
-    uint32_t slots = 1;
+    uint32_t slots = 1; // 0: draining, assign nothing more
     std::vector<std::string> labels;
 };
 struct Heartbeat {      // both ways; a runner lists the jobs it is running

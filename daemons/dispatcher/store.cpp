@@ -1,0 +1,369 @@
+// SQLite persistence for the dispatcher: schema and migrations, loading at
+// start-up, batched writes on the thread pool.
+#include "store.hpp"
+
+#include <sqlite3.h>
+
+#include <kiln/atomic_file.hpp>
+#include <kiln/log.hpp>
+
+namespace kiln {
+
+struct Store::Change {
+    enum class Kind { job, runner, barrier } kind = Kind::barrier;
+    Job job;
+    std::string name;
+    uint32_t slots = 0;
+    std::string labels;
+    int64_t seen_unix_ms = 0;
+    Durable durable;
+};
+
+namespace {
+
+// Each entry takes the schema from version i to i + 1.  Never edit one that
+// has shipped: add the next.
+const char *const kMigrations[] = {
+    // 0 → 1
+    "CREATE TABLE jobs ("
+    "  id INTEGER PRIMARY KEY,"
+    "  repo TEXT NOT NULL, url TEXT NOT NULL, branch TEXT NOT NULL, commit_id TEXT NOT NULL,"
+    "  vcs TEXT NOT NULL, exec TEXT NOT NULL, timeout_ms INTEGER NOT NULL,"
+    "  state TEXT NOT NULL, attempt INTEGER NOT NULL, round_start INTEGER NOT NULL,"
+    "  runner TEXT NOT NULL, created_unix_ms INTEGER NOT NULL,"
+    "  assigned_unix_ms INTEGER NOT NULL, finished_unix_ms INTEGER NOT NULL,"
+    "  reported INTEGER NOT NULL,"
+    "  UNIQUE (repo, commit_id));"
+    "CREATE INDEX jobs_by_state ON jobs (state);"
+    // The result as it came from the runner: its frame, decoded on load.
+    "CREATE TABLE results ("
+    "  job_id INTEGER PRIMARY KEY REFERENCES jobs (id),"
+    "  attempt INTEGER NOT NULL, runner TEXT NOT NULL, outcome TEXT NOT NULL,"
+    "  frame BLOB NOT NULL);"
+    "CREATE TABLE runners ("
+    "  name TEXT PRIMARY KEY, slots INTEGER NOT NULL, labels TEXT NOT NULL,"
+    "  last_seen_unix_ms INTEGER NOT NULL);",
+};
+static_assert(sizeof kMigrations / sizeof *kMigrations == kStoreSchemaVersion,
+              "one migration per schema version");
+
+class Statement {
+  public:
+    Statement(sqlite3 *db, const char *sql)
+    {
+        if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK)
+            throw StoreError(std::string("prepare: ") + sqlite3_errmsg(db));
+    }
+    ~Statement() { sqlite3_finalize(stmt_); }
+    Statement &bind(int i, const std::string &s)
+    {
+        sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+        return *this;
+    }
+    Statement &bind(int i, int64_t v)
+    {
+        sqlite3_bind_int64(stmt_, i, v);
+        return *this;
+    }
+    Statement &blob(int i, const std::string &s)
+    {
+        sqlite3_bind_blob(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+        return *this;
+    }
+    // Run to completion; throws with the database's message.
+    void run(sqlite3 *db)
+    {
+        int rc = sqlite3_step(stmt_);
+        if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+            throw StoreError(sqlite3_errmsg(db));
+    }
+    bool step(sqlite3 *db)
+    {
+        int rc = sqlite3_step(stmt_);
+        if (rc == SQLITE_ROW)
+            return true;
+        if (rc != SQLITE_DONE)
+            throw StoreError(sqlite3_errmsg(db));
+        return false;
+    }
+    int64_t integer(int col) const { return sqlite3_column_int64(stmt_, col); }
+    std::string text(int col) const
+    {
+        auto *p = sqlite3_column_blob(stmt_, col);
+        return p ? std::string(static_cast<const char *>(p),
+                               static_cast<size_t>(sqlite3_column_bytes(stmt_, col)))
+                 : std::string();
+    }
+
+  private:
+    sqlite3_stmt *stmt_ = nullptr;
+};
+
+void exec(sqlite3 *db, const char *sql)
+{
+    char *error = nullptr;
+    if (sqlite3_exec(db, sql, nullptr, nullptr, &error) != SQLITE_OK) {
+        std::string why = error ? error : sqlite3_errmsg(db);
+        sqlite3_free(error);
+        throw StoreError(why);
+    }
+}
+
+JobState state_from_name(const std::string &name)
+{
+    if (name == "assigned")
+        return JobState::assigned;
+    if (name == "done")
+        return JobState::done;
+    return JobState::queued;
+}
+
+void write_job(sqlite3 *db, const Job &job)
+{
+    Statement(db, "INSERT INTO jobs (id, repo, url, branch, commit_id, vcs, exec, timeout_ms,"
+                  " state, attempt, round_start, runner, created_unix_ms, assigned_unix_ms,"
+                  " finished_unix_ms, reported) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,"
+                  "?13,?14,?15,?16) ON CONFLICT (id) DO UPDATE SET state = excluded.state,"
+                  " attempt = excluded.attempt, round_start = excluded.round_start,"
+                  " runner = excluded.runner, assigned_unix_ms = excluded.assigned_unix_ms,"
+                  " finished_unix_ms = excluded.finished_unix_ms, reported = excluded.reported")
+        .bind(1, static_cast<int64_t>(job.id))
+        .bind(2, job.spec.repo)
+        .bind(3, job.spec.url)
+        .bind(4, job.spec.branch)
+        .bind(5, job.spec.commit)
+        .bind(6, job.spec.vcs)
+        .bind(7, job.spec.exec)
+        .bind(8, static_cast<int64_t>(job.spec.timeout_ms))
+        .bind(9, std::string(job_state_name(job.state)))
+        .bind(10, static_cast<int64_t>(job.attempt))
+        .bind(11, static_cast<int64_t>(job.round_start))
+        .bind(12, job.runner)
+        .bind(13, job.created_unix_ms)
+        .bind(14, job.assigned_unix_ms)
+        .bind(15, job.finished_unix_ms)
+        .bind(16, static_cast<int64_t>(job.reported))
+        .run(db);
+    if (job.state == JobState::done)
+        Statement(db, "INSERT OR REPLACE INTO results (job_id, attempt, runner, outcome, frame)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5)")
+            .bind(1, static_cast<int64_t>(job.id))
+            .bind(2, static_cast<int64_t>(job.result.attempt))
+            .bind(3, job.runner)
+            .bind(4, job.result.outcome)
+            .blob(5, encode_message(job.result))
+            .run(db);
+    else
+        Statement(db, "DELETE FROM results WHERE job_id = ?1")
+            .bind(1, static_cast<int64_t>(job.id))
+            .run(db);
+}
+
+} // namespace
+
+Store::Store(uv_loop_t *loop, const std::string &state_dir) : loop_(loop)
+{
+    path_ = state_dir + "/dispatcher.db";
+    int rc = make_dirs(state_dir);
+    if (rc != 0)
+        throw StoreError(state_dir + ": cannot create: " + uv_strerror(rc));
+    if (sqlite3_open_v2(path_.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+        SQLITE_OK)
+        throw StoreError(path_ + ": " + (db_ ? sqlite3_errmsg(db_) : "cannot open"));
+    try {
+        // WAL: readers never block the writer; FULL: a committed batch
+        // survives a power cut, not only a crash of this process.
+        exec(db_, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                  " PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;");
+        Statement version(db_, "PRAGMA user_version");
+        version.step(db_);
+        int64_t have = version.integer(0);
+        if (have > kStoreSchemaVersion)
+            throw StoreError("schema version " + std::to_string(have) +
+                             " is newer than this dispatcher's " +
+                             std::to_string(kStoreSchemaVersion) + "; refusing to touch it");
+        for (int64_t v = have; v < kStoreSchemaVersion; v++) {
+            exec(db_, "BEGIN IMMEDIATE");
+            exec(db_, kMigrations[v]);
+            exec(db_, ("PRAGMA user_version = " + std::to_string(v + 1)).c_str());
+            exec(db_, "COMMIT");
+            log_notice("store %s: migrated schema %lld to %lld", path_.c_str(),
+                       static_cast<long long>(v), static_cast<long long>(v + 1));
+        }
+    } catch (const StoreError &e) {
+        sqlite3_close(db_);
+        db_ = nullptr;
+        throw StoreError(path_ + ": " + e.what());
+    }
+    idle_ = new uv_idle_t;
+    uv_idle_init(loop_, idle_);
+    idle_->data = this;
+    retry_timer_ = new uv_timer_t;
+    uv_timer_init(loop_, retry_timer_);
+    retry_timer_->data = this;
+}
+
+Store::~Store()
+{
+    for (uv_handle_t *h : {reinterpret_cast<uv_handle_t *>(idle_),
+                           reinterpret_cast<uv_handle_t *>(retry_timer_)})
+        if (h)
+            uv_close(h, [](uv_handle_t *handle) {
+                if (handle->type == UV_IDLE)
+                    delete reinterpret_cast<uv_idle_t *>(handle);
+                else
+                    delete reinterpret_cast<uv_timer_t *>(handle);
+            });
+    if (db_)
+        sqlite3_close(db_);
+}
+
+std::vector<Job> Store::load_jobs()
+{
+    std::vector<Job> jobs;
+    try {
+        Statement q(db_, "SELECT j.id, j.repo, j.url, j.branch, j.commit_id, j.vcs, j.exec,"
+                         " j.timeout_ms, j.state, j.attempt, j.round_start, j.runner,"
+                         " j.created_unix_ms, j.assigned_unix_ms, j.finished_unix_ms, j.reported,"
+                         " r.frame FROM jobs j LEFT JOIN results r ON r.job_id = j.id"
+                         " ORDER BY j.id");
+        while (q.step(db_)) {
+            Job job;
+            job.id = static_cast<uint64_t>(q.integer(0));
+            job.spec = {q.text(1), q.text(2), q.text(3), q.text(4),
+                        q.text(5), q.text(6), static_cast<uint64_t>(q.integer(7))};
+            job.state = state_from_name(q.text(8));
+            job.attempt = static_cast<uint32_t>(q.integer(9));
+            job.round_start = static_cast<uint32_t>(q.integer(10));
+            job.runner = q.text(11);
+            job.created_unix_ms = q.integer(12);
+            job.assigned_unix_ms = q.integer(13);
+            job.finished_unix_ms = q.integer(14);
+            job.reported = q.integer(15) != 0;
+            if (job.state == JobState::done) {
+                std::string frame = q.text(16), error;
+                Message msg;
+                if (frame.size() < 4 || !decode_message(std::string_view(frame).substr(4), msg, error) ||
+                    !std::holds_alternative<Result>(msg))
+                    throw StoreError("job " + std::to_string(job.id) + ": stored result unreadable: " +
+                                     (error.empty() ? "missing" : error));
+                job.result = std::get<Result>(msg);
+            }
+            jobs.push_back(std::move(job));
+        }
+    } catch (const StoreError &e) {
+        throw StoreError(path_ + ": " + e.what());
+    }
+    return jobs;
+}
+
+void Store::save_job(const Job &job, Durable durable)
+{
+    Change c;
+    c.kind = Change::Kind::job;
+    c.job = job;
+    c.durable = std::move(durable);
+    queued_.push_back(std::move(c));
+    schedule();
+}
+
+void Store::save_runner(const std::string &name, uint32_t slots,
+                        const std::vector<std::string> &labels, int64_t seen_unix_ms)
+{
+    Change c;
+    c.kind = Change::Kind::runner;
+    c.name = name;
+    c.slots = slots;
+    for (const auto &l : labels)
+        c.labels += (c.labels.empty() ? "" : ",") + l;
+    c.seen_unix_ms = seen_unix_ms;
+    queued_.push_back(std::move(c));
+    schedule();
+}
+
+size_t Store::backlog() const { return queued_.size() + committing_.size(); }
+
+void Store::sync(Durable durable)
+{
+    Change c;
+    c.durable = std::move(durable);
+    queued_.push_back(std::move(c));
+    schedule();
+}
+
+// Commit at the start of the next loop turn, so that everything this turn
+// changed goes in one transaction.  (An idle handle, not a check: an active
+// idle handle also keeps the loop from blocking in poll meanwhile.)
+void Store::schedule()
+{
+    if (!in_flight_ && !uv_is_active(reinterpret_cast<uv_handle_t *>(idle_)))
+        uv_idle_start(idle_, on_idle);
+}
+
+void Store::on_idle(uv_idle_t *handle)
+{
+    auto *self = static_cast<Store *>(handle->data);
+    uv_idle_stop(handle);
+    if (!self->in_flight_ && !self->queued_.empty()) {
+        self->committing_ = std::move(self->queued_);
+        self->queued_.clear();
+        self->commit_batch();
+    }
+}
+
+void Store::on_retry(uv_timer_t *timer) { static_cast<Store *>(timer->data)->commit_batch(); }
+
+void Store::commit_batch()
+{
+    in_flight_ = true;
+    work_.data = this;
+    uv_queue_work(
+        loop_, &work_,
+        [](uv_work_t *w) {
+            // Thread pool: only this batch touches the database now.
+            auto *self = static_cast<Store *>(w->data);
+            self->batch_error_.clear();
+            try {
+                exec(self->db_, "BEGIN IMMEDIATE");
+                for (const Change &c : self->committing_) {
+                    if (c.kind == Change::Kind::job)
+                        write_job(self->db_, c.job);
+                    else if (c.kind == Change::Kind::runner)
+                        Statement(self->db_, "INSERT OR REPLACE INTO runners (name, slots, labels,"
+                                             " last_seen_unix_ms) VALUES (?1, ?2, ?3, ?4)")
+                            .bind(1, c.name)
+                            .bind(2, static_cast<int64_t>(c.slots))
+                            .bind(3, c.labels)
+                            .bind(4, c.seen_unix_ms)
+                            .run(self->db_);
+                }
+                exec(self->db_, "COMMIT");
+            } catch (const StoreError &e) {
+                self->batch_error_ = e.what();
+                sqlite3_exec(self->db_, "ROLLBACK", nullptr, nullptr, nullptr);
+            }
+        },
+        [](uv_work_t *w, int) {
+            auto *self = static_cast<Store *>(w->data);
+            if (!self->batch_error_.empty()) {
+                // Nothing of the batch is stored and nothing was acknowledged:
+                // try the same batch again (a full disk may get space).
+                log_err("store %s: commit of %zu change(s) failed: %s; retrying in 1 s",
+                        self->path_.c_str(), self->committing_.size(),
+                        self->batch_error_.c_str());
+                uv_timer_start(self->retry_timer_, on_retry, 1000, 0);
+                return;
+            }
+            self->batches_++;
+            auto done = std::move(self->committing_);
+            self->committing_.clear();
+            self->in_flight_ = false;
+            for (auto &c : done)
+                if (c.durable)
+                    c.durable();
+            if (!self->queued_.empty())
+                self->schedule();
+        });
+}
+
+} // namespace kiln

@@ -1,0 +1,76 @@
+#pragma once
+// The dispatcher's durable state: SQLite (WAL) in state_dir.  The in-memory
+// JobTable decides; the Store records each decision.  Writes are queued and
+// committed in batches, one transaction each, on the libuv thread pool, so
+// the loop never waits for the disk and one fsync covers every change of a
+// loop turn; a change's `durable` callback runs on the loop once its batch
+// has committed — that is when an ack may go out.
+#include <cstdint>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <uv.h>
+
+#include "job_table.hpp"
+
+struct sqlite3;
+
+namespace kiln {
+
+class StoreError : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
+// The schema version this build writes; older databases are migrated.
+constexpr int kStoreSchemaVersion = 1;
+
+class Store {
+  public:
+    using Durable = std::function<void()>;
+
+    // Open (or create) STATE_DIR/dispatcher.db and migrate it.  Blocking:
+    // call before the loop runs.  Throws StoreError naming the file.
+    Store(uv_loop_t *loop, const std::string &state_dir);
+    ~Store();
+    Store(const Store &) = delete;
+    Store &operator=(const Store &) = delete;
+
+    // Every job, in id order, with its result when done.  Blocking: start-up only.
+    std::vector<Job> load_jobs();
+
+    // Record the job as it is now (its result too, when done).
+    void save_job(const Job &job, Durable durable = {});
+    void save_runner(const std::string &name, uint32_t slots,
+                     const std::vector<std::string> &labels, int64_t seen_unix_ms);
+    // `durable` runs once everything queued before it has committed.
+    void sync(Durable durable);
+
+    // Changes queued or committing (for status and tests).
+    size_t backlog() const;
+    const std::string &path() const { return path_; }
+    uint64_t batches_committed() const { return batches_; }
+
+    struct Change; // one queued write
+  private:
+    void schedule();
+    void commit_batch();
+    static void on_idle(uv_idle_t *);
+    static void on_retry(uv_timer_t *);
+
+    uv_loop_t *loop_;
+    std::string path_;
+    sqlite3 *db_ = nullptr;
+    std::vector<Change> queued_;     // waiting for the next batch
+    std::vector<Change> committing_; // the batch on the thread pool
+    bool in_flight_ = false;
+    uv_idle_t *idle_ = nullptr;      // flushes at the start of the next loop turn
+    uv_timer_t *retry_timer_ = nullptr;
+    uv_work_t work_{};
+    std::string batch_error_;
+    uint64_t batches_ = 0;
+};
+
+} // namespace kiln

@@ -1,0 +1,191 @@
+// The dispatcher's store: what is saved comes back after a reopen (the
+// restart path), durable callbacks run in order once committed, a loop
+// turn's changes share one transaction, a newer schema is refused.
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "store.hpp"
+#include "test.hpp"
+
+using namespace kiln;
+
+namespace {
+
+struct Fixture {
+    std::string dir;
+    uv_loop_t loop;
+};
+
+int setup(void **state)
+{
+    auto *f = new Fixture;
+    char tmpl[] = "/tmp/kiln-store-XXXXXX";
+    f->dir = mkdtemp(tmpl);
+    uv_loop_init(&f->loop);
+    *state = f;
+    return 0;
+}
+
+int teardown(void **state)
+{
+    auto *f = static_cast<Fixture *>(*state);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    int rc = uv_loop_close(&f->loop);
+    std::string cmd = "rm -rf '" + f->dir + "'"; // test code: a path we made
+    if (system(cmd.c_str()) != 0)
+        rc = -1;
+    delete f;
+    return rc == 0 ? 0 : -1;
+}
+
+Job make_job(uint64_t id, char fill)
+{
+    Job job;
+    job.id = id;
+    job.spec.repo = "example";
+    job.spec.url = "/srv/git/example";
+    job.spec.branch = "main";
+    job.spec.commit = std::string(40, fill);
+    job.created_unix_ms = 1000 + static_cast<int64_t>(id);
+    return job;
+}
+
+void test_saved_jobs_come_back(void **state)
+{
+    auto *f = static_cast<Fixture *>(*state);
+    {
+        Store store(&f->loop, f->dir);
+        Job queued = make_job(1, 'a');
+        Job assigned = make_job(2, 'b');
+        assigned.state = JobState::assigned;
+        assigned.attempt = 2;
+        assigned.runner = "runner-1";
+        Job done = make_job(3, 'c');
+        done.state = JobState::done;
+        done.attempt = 1;
+        done.runner = "runner-2";
+        done.reported = true;
+        done.result.job_id = 3;
+        done.result.attempt = 1;
+        done.result.commit = done.spec.commit;
+        done.result.outcome = "failed";
+        done.result.log = std::string("log with \0 byte", 15);
+        done.result.tests.push_back({"t.T.test_x", "failed", 12, "AssertionError"});
+        for (const Job &j : {queued, assigned, done})
+            store.save_job(j);
+        uv_run(&f->loop, UV_RUN_DEFAULT);
+        assert_int_equal(store.backlog(), 0);
+    }
+    Store again(&f->loop, f->dir);
+    std::vector<Job> jobs = again.load_jobs();
+    assert_int_equal(jobs.size(), 3);
+    assert_int_equal(jobs[0].state, JobState::queued);
+    assert_string_equal(jobs[0].spec.commit.c_str(), std::string(40, 'a').c_str());
+    assert_int_equal(jobs[1].state, JobState::assigned);
+    assert_int_equal(jobs[1].attempt, 2);
+    assert_string_equal(jobs[1].runner.c_str(), "runner-1");
+    assert_int_equal(jobs[2].state, JobState::done);
+    assert_true(jobs[2].reported);
+    assert_string_equal(jobs[2].result.outcome.c_str(), "failed");
+    assert_int_equal(jobs[2].result.log.size(), 15);
+    assert_int_equal(jobs[2].result.tests.size(), 1);
+    assert_string_equal(jobs[2].result.tests[0].message.c_str(), "AssertionError");
+}
+
+void test_later_saves_replace_earlier_ones(void **state)
+{
+    auto *f = static_cast<Fixture *>(*state);
+    {
+        Store store(&f->loop, f->dir);
+        Job job = make_job(7, 'd');
+        store.save_job(job);
+        job.state = JobState::done;
+        job.result.job_id = 7;
+        job.result.attempt = 1;
+        job.result.commit = job.spec.commit;
+        job.result.outcome = "passed";
+        store.save_job(job);
+        uv_run(&f->loop, UV_RUN_DEFAULT);
+        job.state = JobState::queued; // retried: the old result goes
+        job.result = Result{};
+        store.save_job(job);
+        uv_run(&f->loop, UV_RUN_DEFAULT);
+    }
+    Store again(&f->loop, f->dir);
+    std::vector<Job> jobs = again.load_jobs();
+    assert_int_equal(jobs.size(), 1);
+    assert_int_equal(jobs[0].state, JobState::queued);
+    assert_true(jobs[0].result.outcome.empty());
+}
+
+void test_durable_in_order_and_batched(void **state)
+{
+    auto *f = static_cast<Fixture *>(*state);
+    Store store(&f->loop, f->dir);
+    std::vector<int> order;
+    for (int i = 0; i < 50; i++) {
+        Job job = make_job(static_cast<uint64_t>(i + 1), 'e');
+        job.spec.commit = std::string(38, 'e') + std::to_string(10 + i);
+        store.save_job(job, [&order, i] { order.push_back(i); });
+    }
+    store.sync([&order] { order.push_back(-1); });
+    assert_true(order.empty()); // nothing is durable before its batch commits
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(order.size(), 51);
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(order[static_cast<size_t>(i)], i);
+    assert_int_equal(order.back(), -1);
+    // One loop turn's changes went in one transaction.
+    assert_int_equal(store.batches_committed(), 1);
+}
+
+void test_newer_schema_is_refused(void **state)
+{
+    auto *f = static_cast<Fixture *>(*state);
+    { Store store(&f->loop, f->dir); }
+    sqlite3 *db = nullptr;
+    assert_int_equal(sqlite3_open((f->dir + "/dispatcher.db").c_str(), &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+    std::string message;
+    try {
+        Store store(&f->loop, f->dir);
+    } catch (const StoreError &e) {
+        message = e.what();
+    }
+    assert_non_null(strstr(message.c_str(), "dispatcher.db: schema version 99 is newer"));
+}
+
+void test_unusable_state_dir(void **state)
+{
+    auto *f = static_cast<Fixture *>(*state);
+    std::string file = f->dir + "/plain-file";
+    FILE *fp = fopen(file.c_str(), "w");
+    fclose(fp);
+    std::string message;
+    try {
+        Store store(&f->loop, file + "/state");
+    } catch (const StoreError &e) {
+        message = e.what();
+    }
+    assert_non_null(strstr(message.c_str(), "plain-file/state: cannot create"));
+}
+
+} // namespace
+
+int main()
+{
+    const CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_saved_jobs_come_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_later_saves_replace_earlier_ones, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_durable_in_order_and_batched, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_newer_schema_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unusable_state_dir, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, nullptr, nullptr);
+}
