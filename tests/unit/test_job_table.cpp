@@ -147,6 +147,65 @@ void test_result_for_another_commit_is_stale(void **)
     assert_int_equal(t.find(id)->state, JobState::assigned);
 }
 
+void test_retry_starts_a_new_round(void **)
+{
+    JobTable t;
+    uint64_t id = t.add(spec("r", 'a'), 1).first->id;
+    assert_false(t.retry(id)); // queued: nothing to retry
+    t.assign(id, "runner-1", 2);
+    assert_false(t.retry(id)); // running: not yet
+    Result first = result_for(*t.find(id), "failed");
+    assert_int_equal(t.record(first, "runner-1", 3), JobTable::Verdict::recorded);
+    t.set_reported(id);
+    assert_true(t.retry(id));
+    const Job *job = t.find(id);
+    assert_int_equal(job->state, JobState::queued);
+    assert_false(job->reported);
+    assert_true(job->result.outcome.empty());
+    assert_int_equal(t.next_queued()->id, id);
+    // The old attempt's result, sent again late, does not count for the new round.
+    assert_int_equal(t.record(first, "runner-1", 4), JobTable::Verdict::stale);
+    // The new round has max_attempts of its own.
+    t.assign(id, "runner-2", 5);
+    assert_int_equal(t.find(id)->attempt, 2);
+    assert_true(t.release_job(id, 1, 6));
+    assert_int_equal(t.find(id)->state, JobState::done); // 1 attempt of 1 in this round
+    assert_non_null(strstr(t.find(id)->result.error.c_str(), "attempt 1 of 1"));
+}
+
+void test_release_only_assigned(void **)
+{
+    JobTable t;
+    uint64_t id = t.add(spec("r", 'a'), 1).first->id;
+    assert_false(t.release_job(id, 3, 2)); // queued stays queued, once in the queue
+    assert_int_equal(t.find(id)->state, JobState::queued);
+    t.assign(id, "runner-1", 3);
+    assert_null(t.next_queued());
+    assert_false(t.release_job(id, 3, 4));
+    assert_int_equal(t.next_queued()->id, id);
+    assert_false(t.release_job(99, 3, 5)); // unknown
+}
+
+void test_restore_rebuilds_queue_and_ids(void **)
+{
+    JobTable t;
+    Job queued;
+    queued.id = 5;
+    queued.spec = spec("r", 'a');
+    Job done = queued;
+    done.id = 9;
+    done.spec = spec("r", 'b');
+    done.state = JobState::done;
+    done.attempt = 1;
+    done.result.outcome = "passed";
+    t.restore(queued);
+    t.restore(done);
+    assert_int_equal(t.next_queued()->id, 5);
+    // Known commits are not queued again; new ones get ids after the highest.
+    assert_false(t.add(spec("r", 'b'), 1).second);
+    assert_int_equal(t.add(spec("r", 'c'), 1).first->id, 10);
+}
+
 void test_unknown_job(void **)
 {
     JobTable t;
@@ -186,6 +245,9 @@ int main()
         cmocka_unit_test(test_result_while_queued_is_stale),
         cmocka_unit_test(test_max_attempts_gives_an_error_result),
         cmocka_unit_test(test_result_for_another_commit_is_stale),
+        cmocka_unit_test(test_retry_starts_a_new_round),
+        cmocka_unit_test(test_release_only_assigned),
+        cmocka_unit_test(test_restore_rebuilds_queue_and_ids),
         cmocka_unit_test(test_unknown_job),
         cmocka_unit_test(test_find_commit_by_prefix),
     };
