@@ -342,16 +342,18 @@ void Dispatcher::on_result(Connection &conn, const Result &result)
     }
     switch (verdict) {
     case JobTable::Verdict::recorded: {
-        const Job *job = jobs_.find(result.job_id);
-        log_notice("job %llu: %s %.12s %s by %s", static_cast<unsigned long long>(job->id),
-                   job->spec.repo.c_str(), job->spec.commit.c_str(), result.outcome.c_str(),
-                   conn.name.c_str());
         if (runner != runners_.end())
             runner->second.completed++;
-        uint64_t id = job->id;
+        uint64_t id = result.job_id;
         save(id, [this, id, send_ack] {
+            // Logged once durable: the line means "recorded", which the chaos
+            // test counts across crashes.
+            const Job *job = jobs_.find(id);
+            log_notice("job %llu: %s %.12s %s by %s", static_cast<unsigned long long>(id),
+                       job->spec.repo.c_str(), job->spec.commit.c_str(),
+                       job->result.outcome.c_str(), job->runner.c_str());
             send_ack();
-            report(*jobs_.find(id));
+            report(*job);
         });
         break;
     }
