@@ -1,0 +1,89 @@
+// Losing and finding runners: requeueing the jobs of a lost runner, the
+// jobs that wait for their runner after a dispatcher restart, and the
+// first heartbeat of a runner that comes back.
+#include "dispatcher.hpp"
+
+#include <kiln/daemon.hpp>
+#include <kiln/log.hpp>
+
+namespace kiln {
+
+void Dispatcher::expire_orphans()
+{
+    int64_t now = unix_ms();
+    for (auto it = orphan_deadlines_.begin(); it != orphan_deadlines_.end();) {
+        if (it->second > now || runners_.count(it->first)) {
+            ++it;
+            continue;
+        }
+        std::string name = it->first;
+        it = orphan_deadlines_.erase(it);
+        std::vector<uint64_t> held;
+        for (const auto &[id, job] : jobs_.jobs())
+            if (job.state == JobState::assigned && job.runner == name)
+                held.push_back(id);
+        for (uint64_t id : held)
+            release(id, "runner " + name + " did not come back after the restart");
+    }
+    schedule();
+}
+
+// Requeue one assigned job (or end it with an error result after
+// max_attempts), persist that, and report an ending.
+void Dispatcher::release(uint64_t job_id, const std::string &why)
+{
+    bool finished = jobs_.release_job(job_id, config_.max_attempts, unix_ms());
+    const Job *job = jobs_.find(job_id);
+    if (finished)
+        log_err("job %llu: %s; %s", static_cast<unsigned long long>(job_id), why.c_str(),
+                job->result.error.c_str());
+    else
+        log_warning("job %llu: %s; requeued", static_cast<unsigned long long>(job_id),
+                    why.c_str());
+    save(job_id, [this, job_id, finished] {
+        if (finished)
+            report(*jobs_.find(job_id));
+    });
+}
+
+void Dispatcher::lose_runner(const std::string &name, const std::string &why)
+{
+    auto it = runners_.find(name);
+    if (it == runners_.end())
+        return;
+    if (!it->second.jobs.empty())
+        log_warning("runner %s: lost (%s); requeueing %zu job(s)", name.c_str(), why.c_str(),
+                    it->second.jobs.size());
+    std::set<uint64_t> held = std::move(it->second.jobs);
+    runners_.erase(it);
+    for (uint64_t id : held) {
+        const Job *job = jobs_.find(id);
+        if (job && job->state == JobState::assigned && job->runner == name)
+            release(id, "runner " + name + " lost (" + why + ")");
+    }
+    schedule();
+}
+
+void Dispatcher::on_heartbeat(Connection &conn, const Heartbeat &hb)
+{
+    auto it = runners_.find(conn.name);
+    if (conn.role != "runner" || it == runners_.end() || it->second.conn.get() != &conn ||
+        !it->second.awaiting_heartbeat)
+        return;
+    RunnerSlotInfo &runner = it->second;
+    runner.awaiting_heartbeat = false;
+    std::set<uint64_t> running(hb.jobs.begin(), hb.jobs.end());
+    auto adopted = std::move(runner.adopted);
+    runner.adopted.clear();
+    for (uint64_t id : adopted) {
+        const Job *job = jobs_.find(id);
+        if (running.count(id) || !job || job->state != JobState::assigned ||
+            job->runner != runner.name)
+            continue;
+        runner.jobs.erase(id);
+        release(id, "runner " + runner.name + " came back without it");
+    }
+    schedule();
+}
+
+} // namespace kiln
