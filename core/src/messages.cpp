@@ -23,7 +23,8 @@ enum Need { kRequired, kOptional };
 
 // Wire names, in the order of the Message alternatives.
 const char *const kTypeNames[] = {"hello",  "ack",    "error", "commit", "register",
-                                  "heartbeat", "assign", "result", "query", "reply"};
+                                  "heartbeat", "assign", "result", "query", "reply",
+                                  "test_list", "cancel", "notify"};
 static_assert(std::variant_size_v<Message> == sizeof kTypeNames / sizeof kTypeNames[0]);
 
 template <class IO> bool describe(IO &io, TestOutcome &t); // nested in Result
@@ -35,6 +36,7 @@ struct Counter {
     uint32_t n = 0;
     template <class V> bool field(const char *, const V &, Need = kRequired) { return ++n; }
     template <class V> bool names(const char *, const V &) { return ++n; }
+    template <class V> bool strings(const char *, const V &) { return ++n; }
     template <class V> bool uints(const char *, const V &) { return ++n; }
     template <class V> bool maps(const char *, const V &) { return ++n; }
     bool raw(const char *, const std::string &v) { return v.empty() || ++n; }
@@ -72,6 +74,7 @@ class Writer {
         return true;
     }
     template <class V> bool names(const char *k, const V &v) { return key(k), pk_.pack(v), true; }
+    template <class V> bool strings(const char *k, const V &v) { return key(k), pk_.pack(v), true; }
     template <class V> bool uints(const char *k, const V &v) { return key(k), pk_.pack(v), true; }
     template <class T> bool maps(const char *k, const std::vector<T> &v)
     {
@@ -121,6 +124,14 @@ class Reader {
         return each(k, [&](const Obj &o, const std::string &at) {
             return as(o, at, out.emplace_back()) &&
                    check(valid_name(out.back()), at, "is not a valid name");
+        });
+    }
+    // Optional array of strings of any content (test names), at most 4 KiB each.
+    bool strings(const char *k, std::vector<std::string> &out) const
+    {
+        return each(k, [&](const Obj &o, const std::string &at) {
+            return as(o, at, out.emplace_back()) &&
+                   check(out.back().size() <= 4096, at, "is longer than 4096 bytes");
         });
     }
     bool uints(const char *k, std::vector<uint64_t> &out) const
@@ -180,6 +191,12 @@ class Reader {
         else
             return fail(k, "must be a string");
         return true;
+    }
+    bool as(const Obj &o, const std::string &k, bool &out) const
+    {
+        if (o.type != msgpack::type::BOOLEAN)
+            return fail(k, "must be true or false");
+        return out = o.via.boolean, true;
     }
     bool as(const Obj &o, const std::string &k, int64_t &out) const
     {
@@ -241,7 +258,9 @@ template <class IO> bool describe(IO &io, JobSpec &s)
            io.check(valid_name(s.vcs), "vcs", "is not a valid name") &&
            io.field("exec", s.exec, kOptional) &&
            io.check(valid_name(s.exec), "exec", "is not a valid name") &&
-           io.field("timeout_ms", s.timeout_ms, kOptional);
+           io.field("timeout_ms", s.timeout_ms, kOptional) && io.names("labels", s.labels) &&
+           io.field("shards", s.shards, kOptional) &&
+           io.field("cancel_superseded", s.cancel_superseded, kOptional);
 }
 template <class IO> bool describe(IO &io, Hello &m)
 {
@@ -274,7 +293,28 @@ template <class IO> bool describe(IO &io, Heartbeat &m)
 template <class IO> bool describe(IO &io, Assign &m)
 {
     return io.field("job_id", m.job_id) && io.field("attempt", m.attempt) &&
-           io.check(m.attempt >= 1, "attempt", "must be at least 1") && describe(io, m.spec);
+           io.check(m.attempt >= 1, "attempt", "must be at least 1") && describe(io, m.spec) &&
+           io.field("list", m.list, kOptional) && io.strings("tests", m.tests) &&
+           io.field("shard", m.shard, kOptional) && io.field("shards", m.shards, kOptional);
+}
+template <class IO> bool describe(IO &io, TestList &m)
+{
+    return io.field("id", m.id) && io.field("job_id", m.job_id) && io.field("attempt", m.attempt) &&
+           io.check(m.attempt >= 1, "attempt", "must be at least 1") &&
+           io.field("commit", m.commit) &&
+           io.check(valid_commit_id(m.commit), "commit", "is not a commit id") &&
+           io.strings("tests", m.tests) && io.field("error", m.error, kOptional);
+}
+template <class IO> bool describe(IO &io, Cancel &m)
+{
+    return io.field("job_id", m.job_id) && io.field("attempt", m.attempt);
+}
+template <class IO> bool describe(IO &io, Notify &m)
+{
+    return io.field("id", m.id) && io.field("repo", m.repo) &&
+           io.check(valid_name(m.repo), "repo", "is not a valid name") &&
+           io.field("branch", m.branch, kOptional) &&
+           io.check(m.branch.empty() || valid_branch(m.branch), "branch", "is not a valid branch");
 }
 template <class IO> bool describe(IO &io, TestOutcome &t)
 {

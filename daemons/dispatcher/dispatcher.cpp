@@ -1,6 +1,8 @@
 // kiln-dispatcher: connections, hello, commits, registration, scheduling.
 #include "dispatcher.hpp"
 
+#include <msgpack.hpp>
+
 #include <kiln/daemon.hpp>
 #include <kiln/log.hpp>
 
@@ -17,6 +19,7 @@ Dispatcher::Dispatcher(uv_loop_t *loop, DispatcherConfig config)
     // What was assigned when the dispatcher stopped stays with its runner
     // for runner_timeout: the runner may still be running it, or hold its
     // result, and come back.
+    durations_ = store_.load_durations();
     int64_t deadline = unix_ms() + static_cast<int64_t>(config_.runner_timeout_ms);
     size_t loaded = 0;
     for (Job &job : store_.load_jobs()) {
@@ -136,6 +139,13 @@ void Dispatcher::on_message(Connection &conn, Message &&msg)
                 conn.role == "runner" && !conn.name.empty()
                     ? on_result(conn, m)
                     : conn.fail(m.id, "only a registered runner sends results");
+            else if constexpr (std::is_same_v<T, TestList>)
+                conn.role == "runner" && !conn.name.empty()
+                    ? on_test_list(conn, m)
+                    : conn.fail(m.id, "only a registered runner sends test lists");
+            else if constexpr (std::is_same_v<T, Notify>)
+                conn.role == "ctl" ? on_notify(conn, m)
+                                   : conn.fail(m.id, "only kilnctl sends notify");
             else if constexpr (std::is_same_v<T, Query>)
                 on_query(conn, m);
             else if constexpr (std::is_same_v<T, Heartbeat>)
@@ -192,7 +202,27 @@ void Dispatcher::on_commit(Connection &conn, const Commit &commit)
     log_info("job %llu: queued %s %s %.12s", static_cast<unsigned long long>(job->id),
              job->spec.repo.c_str(), job->spec.branch.c_str(), job->spec.commit.c_str());
     store_.save_job(*job, send_ack);
+    if (job->spec.cancel_superseded)
+        supersede(*job);
     schedule();
+}
+
+// kilnctl notify: every connected observer polls that repository now.
+void Dispatcher::on_notify(Connection &conn, const Notify &notify)
+{
+    size_t relayed = 0;
+    for (const auto &peer : connections_)
+        if (peer->role == "observer") {
+            peer->send(notify);
+            relayed++;
+        }
+    log_info("notify %s %s: relayed to %zu observer(s)", notify.repo.c_str(),
+             notify.branch.empty() ? "(all branches)" : notify.branch.c_str(), relayed);
+    msgpack::sbuffer buf;
+    msgpack::packer<msgpack::sbuffer> pk(buf);
+    pk.pack_map(1);
+    pk.pack("observers"), pk.pack(relayed);
+    conn.send(Reply{notify.id, std::string(buf.data(), buf.size())});
 }
 
 void Dispatcher::on_register(Connection &conn, const Register &reg)
@@ -240,28 +270,35 @@ void Dispatcher::on_register(Connection &conn, const Register &reg)
 
 void Dispatcher::schedule()
 {
-    while (const Job *job = jobs_.next_queued()) {
-        // The least busy runner with a free slot.
-        RunnerSlotInfo *best = nullptr;
-        for (auto &[name, runner] : runners_)
-            if (runner.jobs.size() < runner.slots &&
-                (!best || runner.jobs.size() * best->slots < best->jobs.size() * runner.slots))
-                best = &runner;
-        if (!best)
-            return;
-        uint64_t id = job->id;
-        jobs_.assign(id, best->name, unix_ms());
-        best->jobs.insert(id);
-        log_info("job %llu: assigned to %s (attempt %u)", static_cast<unsigned long long>(id),
-                 best->name.c_str(), job->attempt);
+    // A snapshot of the slots; the picks below keep its busy counts current.
+    std::vector<Scheduler::Runner> slots;
+    std::vector<RunnerSlotInfo *> infos;
+    for (auto &[name, runner] : runners_) {
+        slots.push_back({name, runner.slots, static_cast<uint32_t>(runner.jobs.size()),
+                         &runner.labels});
+        infos.push_back(&runner);
+    }
+    while (auto pick = scheduler_.next(jobs_, slots)) {
+        RunnerSlotInfo *runner = infos[pick->runner];
+        slots[pick->runner].busy++;
+        uint64_t id = pick->job_id;
+        jobs_.assign(id, runner->name, unix_ms());
+        runner->jobs.insert(id);
+        const Job *job = jobs_.find(id);
+        log_info("job %llu: assigned to %s (attempt %u)%s", static_cast<unsigned long long>(id),
+                 runner->name.c_str(), job->attempt, job->listing() ? " to list its tests" : "");
+        Assign assign{id, job->attempt, job->spec};
+        assign.list = job->listing();
+        assign.tests = job->tests;
+        assign.shard = job->shard;
+        assign.shards = job->shards;
         // Tell the runner once the assignment is on disk, so that after a
         // crash the dispatcher never forgets a job a runner is running.
-        std::weak_ptr<Connection> weak = best->conn;
-        Assign assign{id, job->attempt, job->spec};
-        save(id, [this, weak, assign, runner = best->name] {
+        std::weak_ptr<Connection> weak = runner->conn;
+        save(id, [this, weak, assign, name = runner->name] {
             const Job *now = jobs_.find(assign.job_id);
             auto conn = weak.lock();
-            if (conn && now && now->state == JobState::assigned && now->runner == runner &&
+            if (conn && now && now->state == JobState::assigned && now->runner == name &&
                 now->attempt == assign.attempt)
                 conn->send(assign);
         });

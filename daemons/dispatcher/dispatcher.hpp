@@ -16,6 +16,7 @@
 
 #include "dispatcher_config.hpp"
 #include "job_table.hpp"
+#include "scheduler.hpp"
 #include "store.hpp"
 
 namespace kiln {
@@ -59,6 +60,14 @@ class Dispatcher {
     void on_result(Connection &conn, const Result &result);
     void on_query(Connection &conn, const Query &query);
     void on_heartbeat(Connection &conn, const Heartbeat &hb);
+    void on_test_list(Connection &conn, const TestList &list);
+    void on_notify(Connection &conn, const Notify &notify);
+    void supersede(const Job &newer);
+    void cancel_job(uint64_t job_id, const std::string &why);
+    // A job has ended (result recorded, or ended by the dispatcher): persist
+    // it, and for a commit's job log and report it; for a shard, finish its
+    // commit when it was the last.
+    void job_ended(uint64_t job_id, Store::Durable durable = {});
     void retry(Connection &conn, const Query &query);
     void release(uint64_t job_id, const std::string &why);
     void save(uint64_t job_id, Store::Durable durable = {});
@@ -72,7 +81,10 @@ class Dispatcher {
     DispatcherConfig config_;
     Server server_;
     JobTable jobs_;
+    Scheduler scheduler_;
     Store store_;
+    // Last known test durations per repository, for planning shards.
+    std::map<std::string, std::map<std::string, uint64_t>> durations_;
     // Runners that held jobs when the dispatcher last stopped, and when
     // their jobs go back to the queue if they do not come back.
     std::map<std::string, int64_t> orphan_deadlines_;

@@ -1,9 +1,12 @@
-// Job bookkeeping: queue order, attempts, and which result counts.
+// Job bookkeeping: queues, attempts, shards, and which result counts.
 #include "job_table.hpp"
 
 #include <algorithm>
+#include <set>
 
 #include <kiln/plugin.h>
+
+#include "shard_planner.hpp"
 
 namespace kiln {
 
@@ -12,9 +15,21 @@ const char *job_state_name(JobState state)
     switch (state) {
     case JobState::queued: return "queued";
     case JobState::assigned: return "assigned";
+    case JobState::split: return "split";
     case JobState::done: return "done";
     }
     return "?";
+}
+
+JobState job_state_from_name(const std::string &name)
+{
+    if (name == "assigned")
+        return JobState::assigned;
+    if (name == "split")
+        return JobState::split;
+    if (name == "done")
+        return JobState::done;
+    return JobState::queued;
 }
 
 Job *JobTable::get(uint64_t job_id)
@@ -41,18 +56,53 @@ std::pair<const Job *, bool> JobTable::add(const JobSpec &spec, int64_t now)
     job.spec = spec;
     job.created_unix_ms = now;
     by_commit_[key] = id;
-    queue_.push_back(id);
+    queues_[spec.repo].push_back(id);
     return {&job, true};
 }
 
-const Job *JobTable::next_queued() const { return queue_.empty() ? nullptr : find(queue_.front()); }
+const Job *JobTable::next_queued() const
+{
+    const Job *oldest = nullptr;
+    for (const auto &[repo, queue] : queues_)
+        if (!queue.empty() && (!oldest || queue.front() < oldest->id))
+            oldest = find(queue.front());
+    return oldest;
+}
+
+void JobTable::dequeue(const Job &job)
+{
+    auto it = queues_.find(job.spec.repo);
+    if (it == queues_.end())
+        return;
+    auto &q = it->second;
+    q.erase(std::remove(q.begin(), q.end(), job.id), q.end());
+    if (q.empty())
+        queues_.erase(it);
+}
+
+// A job that was already under way goes ahead of the repository's waiting
+// ones: it should not wait behind everything that arrived while it ran.
+void JobTable::enqueue_front(const Job &job) { queues_[job.spec.repo].push_front(job.id); }
+
+void JobTable::end_with(Job &job, const std::string &outcome, const std::string &error,
+                        int64_t now)
+{
+    job.state = JobState::done;
+    job.finished_unix_ms = now;
+    job.result = Result{};
+    job.result.job_id = job.id;
+    job.result.attempt = job.attempt ? job.attempt : 1;
+    job.result.commit = job.spec.commit;
+    job.result.outcome = outcome;
+    job.result.error = error;
+}
 
 void JobTable::assign(uint64_t job_id, const std::string &runner, int64_t now)
 {
     Job *job = get(job_id);
     if (!job || job->state != JobState::queued)
         return;
-    queue_.erase(std::remove(queue_.begin(), queue_.end(), job_id), queue_.end());
+    dequeue(*job);
     job->state = JobState::assigned;
     job->attempt++;
     job->runner = runner;
@@ -64,9 +114,7 @@ JobTable::Verdict JobTable::record(const Result &result, const std::string &runn
     Job *job = get(result.job_id);
     if (!job)
         return Verdict::unknown;
-    // Job ids restart with the dispatcher (the table lives in memory): a
-    // result a runner held across a restart may name an id that now belongs
-    // to another commit.  It is never this job's result.
+    // Job ids are never reused, but a result must still be for this commit.
     if (result.commit != job->spec.commit)
         return Verdict::stale;
     if (job->state == JobState::done)
@@ -81,57 +129,150 @@ JobTable::Verdict JobTable::record(const Result &result, const std::string &runn
     return Verdict::recorded;
 }
 
+JobTable::Verdict JobTable::split(const TestList &list, const std::string &runner,
+                                  const std::vector<std::vector<std::string>> &plan, int64_t now,
+                                  std::vector<uint64_t> &children)
+{
+    Job *job = get(list.job_id);
+    if (!job || job->parent != 0)
+        return Verdict::unknown;
+    if (list.commit != job->spec.commit)
+        return Verdict::stale;
+    if (job->state == JobState::split || job->state == JobState::done ||
+        (job->state == JobState::queued && !job->listing()))
+        return job->attempt == list.attempt && job->runner == runner ? Verdict::duplicate
+                                                                     : Verdict::stale;
+    if (job->state != JobState::assigned || job->attempt != list.attempt ||
+        job->runner != runner || !job->listing())
+        return Verdict::stale;
+    if (job->cancel_requested) {
+        end_with(*job, kiln_outcome_name(KILN_CANCELLED), "superseded by a newer commit", now);
+        return Verdict::recorded;
+    }
+    if (plan.size() < 2) {
+        // Nothing to split (or the list failed): run it whole.
+        job->spec.shards = 1;
+        job->state = JobState::queued;
+        enqueue_front(*job);
+        return Verdict::recorded;
+    }
+    job->state = JobState::split;
+    job->children.clear();
+    for (size_t i = 0; i < plan.size(); i++) {
+        uint64_t cid = next_id_++;
+        Job &child = jobs_[cid];
+        child.id = cid;
+        child.spec = job->spec;
+        child.spec.shards = 1;
+        child.parent = job->id;
+        child.shard = static_cast<uint32_t>(i);
+        child.shards = static_cast<uint32_t>(plan.size());
+        child.tests = plan[i];
+        child.created_unix_ms = now;
+        job->children.push_back(cid);
+    }
+    // Shards of a started commit go first, shard 0 at the very front.
+    for (auto it = job->children.rbegin(); it != job->children.rend(); ++it)
+        enqueue_front(jobs_[*it]);
+    children = job->children;
+    return Verdict::recorded;
+}
+
+bool JobTable::finish_if_complete(uint64_t parent_id, int64_t now)
+{
+    Job *parent = get(parent_id);
+    if (!parent || parent->state != JobState::split)
+        return false;
+    std::vector<const Result *> results;
+    std::vector<std::string> runners;
+    std::set<std::string> distinct;
+    std::string runner_list;
+    for (uint64_t cid : parent->children) {
+        const Job *child = find(cid);
+        if (!child || child->state != JobState::done)
+            return false;
+        results.push_back(&child->result);
+        runners.push_back(child->runner);
+        if (distinct.insert(child->runner).second)
+            runner_list += (runner_list.empty() ? "" : ",") + child->runner;
+    }
+    Result merged = merge_shard_results(results, runners);
+    merged.job_id = parent->id;
+    merged.attempt = parent->attempt;
+    merged.commit = parent->spec.commit;
+    parent->state = JobState::done;
+    parent->result = std::move(merged);
+    parent->runner = runner_list;
+    parent->finished_unix_ms = now;
+    return true;
+}
+
 bool JobTable::release_job(uint64_t job_id, uint32_t max_attempts, int64_t now)
 {
     Job *job = get(job_id);
     if (!job || job->state != JobState::assigned)
         return false;
+    if (job->cancel_requested) {
+        end_with(*job, kiln_outcome_name(KILN_CANCELLED), "superseded by a newer commit", now);
+        return true;
+    }
     if (job->attempt - job->round_start >= max_attempts) {
-        std::string runner = job->runner;
-        job->state = JobState::done;
-        job->finished_unix_ms = now;
-        job->result = Result{};
-        job->result.job_id = job_id;
-        job->result.attempt = job->attempt;
-        job->result.commit = job->spec.commit;
-        job->result.outcome = kiln_outcome_name(KILN_ERROR);
-        job->result.error = "runner " + runner + " was lost during attempt " +
-                            std::to_string(job->attempt - job->round_start) + " of " +
-                            std::to_string(max_attempts);
+        end_with(*job, kiln_outcome_name(KILN_ERROR),
+                 "runner " + job->runner + " was lost during attempt " +
+                     std::to_string(job->attempt - job->round_start) + " of " +
+                     std::to_string(max_attempts),
+                 now);
         return true;
     }
     job->state = JobState::queued;
-    // Back at the front: a lost job should not wait behind everything that
-    // arrived while it ran.  Among several, the oldest goes first.
-    auto pos = queue_.begin();
-    while (pos != queue_.end() && *pos < job_id && get(*pos)->attempt > 0)
-        ++pos;
-    queue_.insert(pos, job_id);
+    enqueue_front(*job);
     return false;
 }
 
-std::vector<const Job *> JobTable::release_runner(const std::string &runner,
-                                                  uint32_t max_attempts, int64_t now)
+std::vector<uint64_t> JobTable::release_runner(const std::string &runner, uint32_t max_attempts,
+                                               int64_t now)
 {
-    std::vector<const Job *> finished;
-    for (auto &[id, job] : jobs_)
-        if (job.state == JobState::assigned && job.runner == runner &&
-            release_job(id, max_attempts, now))
-            finished.push_back(&job);
-    return finished;
+    std::vector<uint64_t> held, ended;
+    for (const auto &[id, job] : jobs_)
+        if (job.state == JobState::assigned && job.runner == runner)
+            held.push_back(id);
+    // Requeued in reverse so the oldest ends up first.
+    for (auto it = held.rbegin(); it != held.rend(); ++it)
+        if (release_job(*it, max_attempts, now))
+            ended.push_back(*it);
+    return ended;
+}
+
+bool JobTable::cancel(uint64_t job_id, const std::string &why, int64_t now)
+{
+    Job *job = get(job_id);
+    if (!job || job->state == JobState::done)
+        return false;
+    job->cancel_requested = true;
+    if (job->state == JobState::queued) {
+        dequeue(*job);
+        end_with(*job, kiln_outcome_name(KILN_CANCELLED), why, now);
+        return true;
+    }
+    if (job->state == JobState::split)
+        for (uint64_t cid : job->children)
+            cancel(cid, why, now);
+    return false;
 }
 
 bool JobTable::retry(uint64_t job_id)
 {
     Job *job = get(job_id);
-    if (!job || job->state != JobState::done)
+    if (!job || job->state != JobState::done || job->parent != 0)
         return false;
     job->state = JobState::queued;
     job->round_start = job->attempt;
     job->result = Result{};
     job->reported = false;
+    job->cancel_requested = false;
     job->finished_unix_ms = 0;
-    queue_.push_back(job_id);
+    job->children.clear(); // a sharded commit is listed and split afresh
+    queues_[job->spec.repo].push_back(job_id);
     return true;
 }
 
@@ -144,11 +285,14 @@ void JobTable::set_reported(uint64_t job_id)
 void JobTable::restore(Job job)
 {
     uint64_t id = job.id;
-    by_commit_[job.spec.repo + "\n" + job.spec.commit] = id;
+    if (job.parent == 0)
+        by_commit_[job.spec.repo + "\n" + job.spec.commit] = id;
+    else if (Job *parent = get(job.parent); parent && parent->state == JobState::split)
+        parent->children.push_back(id);
     if (id >= next_id_)
         next_id_ = id + 1;
     if (job.state == JobState::queued)
-        queue_.push_back(id);
+        queues_[job.spec.repo].push_back(id);
     jobs_[id] = std::move(job);
 }
 
@@ -158,7 +302,7 @@ const Job *JobTable::find_commit(const std::string &prefix) const
         return nullptr;
     const Job *best = nullptr;
     for (const auto &[id, job] : jobs_) {
-        if (job.spec.commit.compare(0, prefix.size(), prefix) != 0)
+        if (job.parent != 0 || job.spec.commit.compare(0, prefix.size(), prefix) != 0)
             continue;
         if (best && best->spec.commit != job.spec.commit)
             return nullptr; // ambiguous prefix
@@ -171,7 +315,7 @@ size_t JobTable::count(JobState state) const
 {
     size_t n = 0;
     for (const auto &entry : jobs_)
-        n += entry.second.state == state;
+        n += entry.second.state == state && entry.second.parent == 0;
     return n;
 }
 

@@ -1,9 +1,11 @@
 #pragma once
-// The dispatcher's jobs: one per (repository, commit), queued in arrival
-// order, assigned to a runner with an attempt number, done with one recorded
-// result.  Pure logic without I/O, so that the rules for late, duplicate and
-// stale results are testable, and so that a persistent store can sit behind
-// the same calls.
+// The dispatcher's jobs: one per (repository, commit), queued per
+// repository in arrival order, assigned to a runner with an attempt number,
+// done with one recorded result.  A commit whose repository asks for shards
+// is first assigned to list its tests; it is then split into shard jobs
+// (children) and done once every shard is, with their results merged.
+// Pure logic without I/O, so the rules for late, duplicate and stale
+// results are testable, and a persistent store sits behind the same calls.
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -14,8 +16,9 @@
 
 namespace kiln {
 
-enum class JobState { queued, assigned, done };
+enum class JobState { queued, assigned, split, done };
 const char *job_state_name(JobState state);
+JobState job_state_from_name(const std::string &name);
 
 struct Job {
     uint64_t id = 0;
@@ -29,6 +32,16 @@ struct Job {
     int64_t finished_unix_ms = 0;
     Result result; // valid when done
     bool reported = false; // handed to every report plugin
+
+    uint64_t parent = 0;            // for a shard: its commit's job
+    uint32_t shard = 0;             // for a shard: its index, of `shards`
+    uint32_t shards = 0;
+    std::vector<std::string> tests; // for a shard: the tests it runs
+    std::vector<uint64_t> children; // for a split job: its shards, in order
+    bool cancel_requested = false;  // superseded: its result will be "cancelled"
+
+    // Assigned to list its tests rather than run them.
+    bool listing() const { return parent == 0 && spec.shards != 1; }
 };
 
 class JobTable {
@@ -38,7 +51,9 @@ class JobTable {
     // it is new.
     std::pair<const Job *, bool> add(const JobSpec &spec, int64_t now);
 
-    // The oldest queued job, or nullptr.
+    // Queued job ids per repository, oldest (or requeued) first.
+    const std::map<std::string, std::deque<uint64_t>> &queues() const { return queues_; }
+    // The oldest queued job of all, or nullptr.
     const Job *next_queued() const;
     // Hand a queued job to a runner: state assigned, attempt + 1.
     void assign(uint64_t job_id, const std::string &runner, int64_t now);
@@ -46,42 +61,59 @@ class JobTable {
     enum class Verdict {
         recorded,  // first result of the current attempt by its runner
         duplicate, // this result was already recorded: acknowledge again, change nothing
-        stale,     // for an attempt or runner that no longer holds the job: discard
+        stale,     // for an attempt, runner or commit that no longer holds the job: discard
         unknown,   // no such job
     };
     Verdict record(const Result &result, const std::string &runner, int64_t now);
 
-    // A runner is gone: its assigned jobs go back to the queue (at their old
-    // place), or, after max_attempts, are finished with an error result.
-    // Returns the jobs finished that way, for reporting.
-    std::vector<const Job *> release_runner(const std::string &runner, uint32_t max_attempts,
-                                            int64_t now);
+    // A listing job's tests arrived: split it into the planned shards, queued
+    // ahead of other work, or — with fewer than two groups — queue it again to
+    // run unsplit.  `children` gets the new shard ids.
+    Verdict split(const TestList &list, const std::string &runner,
+                  const std::vector<std::vector<std::string>> &plan, int64_t now,
+                  std::vector<uint64_t> &children);
+    // After a shard is done: when all its siblings are too, finish the
+    // parent with their merged result and return true.
+    bool finish_if_complete(uint64_t parent_id, int64_t now);
 
-    // One job back to the queue (or finished with an error after max_attempts);
-    // true when it was finished.  Only an assigned job is released.
+    // A runner is gone: its assigned jobs go back to the queue, or after
+    // max_attempts end with an error result.  Returns the ids of the jobs
+    // that ended.
+    std::vector<uint64_t> release_runner(const std::string &runner, uint32_t max_attempts,
+                                         int64_t now);
+    // One assigned job back to the queue (or ended with an error after
+    // max_attempts, or "cancelled" if that was asked); true when it ended.
     bool release_job(uint64_t job_id, uint32_t max_attempts, int64_t now);
 
+    // Supersede: a queued job ends as cancelled at once (true); an assigned
+    // one is marked, its runner must be told (false).  Shards alike.
+    bool cancel(uint64_t job_id, const std::string &why, int64_t now);
+
     // Run a done job again (kilnctl retry): queued, its old result dropped,
-    // a fresh round of max_attempts.  False unless the job is done.
+    // a fresh round of max_attempts.  False unless the job is done and not a shard.
     bool retry(uint64_t job_id);
 
     void set_reported(uint64_t job_id);
 
-    // Put back a job as stored (start-up): queued ones rejoin the queue in id order.
+    // Put back a job as stored (start-up), in id order.
     void restore(Job job);
 
     const Job *find(uint64_t job_id) const;
-    // By full commit id or a unique prefix (at least 4 hex digits); the
-    // newest job when several repositories share it.
+    // A commit's job (not a shard) by full commit id or a unique prefix (at
+    // least 4 hex digits); the newest when several repositories share it.
     const Job *find_commit(const std::string &prefix) const;
     const std::map<uint64_t, Job> &jobs() const { return jobs_; }
     size_t count(JobState state) const;
 
   private:
     Job *get(uint64_t job_id);
+    void enqueue_front(const Job &job);
+    void dequeue(const Job &job);
+    void end_with(Job &job, const std::string &outcome, const std::string &error, int64_t now);
+
     std::map<uint64_t, Job> jobs_;
-    std::map<std::string, uint64_t> by_commit_; // "repo\ncommit" → job
-    std::deque<uint64_t> queue_;                // job ids, oldest first
+    std::map<std::string, uint64_t> by_commit_;              // "repo\ncommit" → job
+    std::map<std::string, std::deque<uint64_t>> queues_;     // per repository
     uint64_t next_id_ = 1;
 };
 

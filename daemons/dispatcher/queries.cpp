@@ -1,5 +1,8 @@
 // Answers to kilnctl: status, runners, jobs, result — each one packed
 // msgpack object that kilnctl prints as a table or as JSON.
+#include <array>
+#include <map>
+
 #include <msgpack.hpp>
 
 #include <kiln/daemon.hpp>
@@ -13,9 +16,15 @@ using Packer = msgpack::packer<msgpack::sbuffer>;
 
 void pack_str(Packer &pk, const std::string &s) { pk.pack(s); }
 
-void pack_job_summary(Packer &pk, const Job &job)
+void pack_job_summary(Packer &pk, const JobTable &jobs, const Job &job)
 {
-    pk.pack_map(10);
+    size_t shards_done = 0;
+    for (uint64_t cid : job.children)
+        shards_done += jobs.find(cid)->state == JobState::done;
+    pk.pack_map(13);
+    pk.pack("shards"), pk.pack(job.children.size());
+    pk.pack("shards_done"), pk.pack(shards_done);
+    pk.pack("labels"), pk.pack(job.spec.labels);
     pk.pack("job_id"), pk.pack(job.id);
     pk.pack("repo"), pack_str(pk, job.spec.repo);
     pk.pack("branch"), pack_str(pk, job.spec.branch);
@@ -28,10 +37,22 @@ void pack_job_summary(Packer &pk, const Job &job)
     pk.pack("finished_unix_ms"), pk.pack(job.finished_unix_ms);
 }
 
-void pack_result(Packer &pk, const Job &job)
+void pack_result(Packer &pk, const JobTable &jobs, const Job &job)
 {
     const Result &r = job.result;
-    pk.pack_map(14);
+    pk.pack_map(15);
+    pk.pack("shards");
+    pk.pack_array(static_cast<uint32_t>(job.children.size()));
+    for (uint64_t cid : job.children) {
+        const Job &c = *jobs.find(cid);
+        pk.pack_map(6);
+        pk.pack("job_id"), pk.pack(c.id);
+        pk.pack("shard"), pk.pack(c.shard);
+        pk.pack("state"), pk.pack(job_state_name(c.state));
+        pk.pack("runner"), pack_str(pk, c.runner);
+        pk.pack("attempt"), pk.pack(c.attempt);
+        pk.pack("tests"), pk.pack(c.tests.size());
+    }
     pk.pack("job_id"), pk.pack(job.id);
     pk.pack("repo"), pack_str(pk, job.spec.repo);
     pk.pack("branch"), pack_str(pk, job.spec.branch);
@@ -66,15 +87,31 @@ std::string Dispatcher::query(const std::string &what, const std::string &arg,
     if (what == "status") {
         size_t passed = 0, failed = 0;
         for (const auto &[id, job] : jobs_.jobs())
-            if (job.state == JobState::done)
+            if (job.state == JobState::done && job.parent == 0)
                 (job.result.outcome == "passed" ? passed : failed)++;
-        pk.pack_map(10);
+        // Per repository: what waits, what runs, what is done.
+        std::map<std::string, std::array<size_t, 3>> repos;
+        for (const auto &[id, job] : jobs_.jobs())
+            if (job.parent == 0)
+                repos[job.spec.repo][job.state == JobState::queued   ? 0
+                                     : job.state == JobState::done ? 2
+                                                                   : 1]++;
+        pk.pack_map(11);
+        pk.pack("repos");
+        pk.pack_map(static_cast<uint32_t>(repos.size()));
+        for (const auto &[repo, n] : repos) {
+            pk.pack(repo);
+            pk.pack_map(3);
+            pk.pack("queued"), pk.pack(n[0]);
+            pk.pack("running"), pk.pack(n[1]);
+            pk.pack("done"), pk.pack(n[2]);
+        }
         pk.pack("version"), pk.pack(KILN_VERSION);
         pk.pack("listen"), pk.pack(config_.listen);
         pk.pack("uptime_s"), pk.pack((unix_ms() - started_unix_ms_) / 1000);
         pk.pack("runners"), pk.pack(runners_.size());
         pk.pack("queued"), pk.pack(jobs_.count(JobState::queued));
-        pk.pack("running"), pk.pack(jobs_.count(JobState::assigned));
+        pk.pack("running"), pk.pack(jobs_.count(JobState::assigned) + jobs_.count(JobState::split));
         pk.pack("done"), pk.pack(jobs_.count(JobState::done));
         pk.pack("passed"), pk.pack(passed);
         pk.pack("not_passed"), pk.pack(failed);
@@ -92,16 +129,21 @@ std::string Dispatcher::query(const std::string &what, const std::string &arg,
             pk.pack("connected_unix_ms"), pk.pack(r.connected_unix_ms);
         }
     } else if (what == "jobs") {
-        pk.pack_array(static_cast<uint32_t>(jobs_.jobs().size()));
+        // A commit's jobs; its shards show in `result`.
+        uint32_t n = 0;
         for (const auto &[id, job] : jobs_.jobs())
-            pack_job_summary(pk, job);
+            n += job.parent == 0;
+        pk.pack_array(n);
+        for (const auto &[id, job] : jobs_.jobs())
+            if (job.parent == 0)
+                pack_job_summary(pk, jobs_, job);
     } else if (what == "result") {
         const Job *job = jobs_.find_commit(arg);
         if (!job) {
             error = "no job for commit '" + arg + "' (unknown, ambiguous or shorter than 4)";
             return {};
         }
-        pack_result(pk, *job);
+        pack_result(pk, jobs_, *job);
     } else {
         error = "unknown query '" + what + "' (status, runners, jobs, result)";
         return {};

@@ -32,18 +32,17 @@ void Dispatcher::expire_orphans()
 // max_attempts), persist that, and report an ending.
 void Dispatcher::release(uint64_t job_id, const std::string &why)
 {
-    bool finished = jobs_.release_job(job_id, config_.max_attempts, unix_ms());
+    bool ended = jobs_.release_job(job_id, config_.max_attempts, unix_ms());
     const Job *job = jobs_.find(job_id);
-    if (finished)
+    if (ended) {
         log_err("job %llu: %s; %s", static_cast<unsigned long long>(job_id), why.c_str(),
                 job->result.error.c_str());
-    else
+        job_ended(job_id);
+    } else {
         log_warning("job %llu: %s; requeued", static_cast<unsigned long long>(job_id),
                     why.c_str());
-    save(job_id, [this, job_id, finished] {
-        if (finished)
-            report(*jobs_.find(job_id));
-    });
+        save(job_id);
+    }
 }
 
 void Dispatcher::lose_runner(const std::string &name, const std::string &why)

@@ -27,17 +27,13 @@ void Dispatcher::on_result(Connection &conn, const Result &result)
     case JobTable::Verdict::recorded: {
         if (runner != runners_.end())
             runner->second.completed++;
-        uint64_t id = result.job_id;
-        save(id, [this, id, send_ack] {
-            // Logged once durable: the line means "recorded", which the chaos
-            // test counts across crashes.
-            const Job *job = jobs_.find(id);
-            log_notice("job %llu: %s %.12s %s by %s", static_cast<unsigned long long>(id),
-                       job->spec.repo.c_str(), job->spec.commit.c_str(),
-                       job->result.outcome.c_str(), job->runner.c_str());
-            send_ack();
-            report(*job);
-        });
+        const Job *job = jobs_.find(result.job_id);
+        // What each test took, for planning this repository's next shards.
+        auto &known = durations_[job->spec.repo];
+        for (const auto &t : result.tests)
+            known[t.name] = t.duration_ms;
+        store_.save_durations(job->spec.repo, result.tests);
+        job_ended(result.job_id, send_ack);
         break;
     }
     case JobTable::Verdict::duplicate:
@@ -59,6 +55,31 @@ void Dispatcher::on_result(Connection &conn, const Result &result)
         break;
     }
     schedule();
+}
+
+void Dispatcher::job_ended(uint64_t job_id, Store::Durable durable)
+{
+    save(job_id, [this, job_id, durable] {
+        // Logged once durable: the line means "recorded", which the chaos
+        // test counts across crashes (one per commit: shards log differently).
+        const Job *job = jobs_.find(job_id);
+        if (job->parent)
+            log_info("job %llu: shard %u/%u of job %llu %s by %s",
+                     static_cast<unsigned long long>(job_id), job->shard + 1, job->shards,
+                     static_cast<unsigned long long>(job->parent), job->result.outcome.c_str(),
+                     job->runner.c_str());
+        else
+            log_notice("job %llu: %s %.12s %s by %s", static_cast<unsigned long long>(job_id),
+                       job->spec.repo.c_str(), job->spec.commit.c_str(),
+                       job->result.outcome.c_str(), job->runner.c_str());
+        if (durable)
+            durable();
+        if (!job->parent)
+            report(*job);
+    });
+    const Job *job = jobs_.find(job_id);
+    if (job->parent && jobs_.finish_if_complete(job->parent, unix_ms()))
+        job_ended(job->parent);
 }
 
 void Dispatcher::report(const Job &job)

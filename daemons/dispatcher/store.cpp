@@ -10,7 +10,8 @@
 namespace kiln {
 
 struct Store::Change {
-    enum class Kind { job, runner, barrier } kind = Kind::barrier;
+    enum class Kind { job, runner, durations, barrier } kind = Kind::barrier;
+    std::vector<TestOutcome> tests; // durations
     Job job;
     std::string name;
     uint32_t slots = 0;
@@ -43,6 +44,18 @@ const char *const kMigrations[] = {
     "CREATE TABLE runners ("
     "  name TEXT PRIMARY KEY, slots INTEGER NOT NULL, labels TEXT NOT NULL,"
     "  last_seen_unix_ms INTEGER NOT NULL);",
+    // 1 → 2: shards, labels, superseding, and test durations for shard planning.
+    "ALTER TABLE jobs ADD COLUMN parent INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN shard INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN shards INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN tests TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN labels TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN spec_shards INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE jobs ADD COLUMN cancel_superseded INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX jobs_by_parent ON jobs (parent);"
+    "CREATE TABLE test_durations ("
+    "  repo TEXT NOT NULL, name TEXT NOT NULL, duration_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (repo, name));",
 };
 static_assert(sizeof kMigrations / sizeof *kMigrations == kStoreSchemaVersion,
               "one migration per schema version");
@@ -109,24 +122,42 @@ void exec(sqlite3 *db, const char *sql)
     }
 }
 
-JobState state_from_name(const std::string &name)
+// Lists of names in one column: newline-separated (names have no newline:
+// labels are valid_name(), test names come from one line of a listing).
+std::string join_lines(const std::vector<std::string> &items)
 {
-    if (name == "assigned")
-        return JobState::assigned;
-    if (name == "done")
-        return JobState::done;
-    return JobState::queued;
+    std::string out;
+    for (const auto &i : items)
+        out += (out.empty() ? "" : "\n") + i;
+    return out;
+}
+
+std::vector<std::string> split_lines(const std::string &text)
+{
+    std::vector<std::string> out;
+    size_t start = 0;
+    while (!text.empty() && start <= text.size()) {
+        size_t end = text.find('\n', start);
+        if (end == std::string::npos)
+            end = text.size();
+        out.push_back(text.substr(start, end - start));
+        start = end + 1;
+    }
+    return out;
 }
 
 void write_job(sqlite3 *db, const Job &job)
 {
     Statement(db, "INSERT INTO jobs (id, repo, url, branch, commit_id, vcs, exec, timeout_ms,"
                   " state, attempt, round_start, runner, created_unix_ms, assigned_unix_ms,"
-                  " finished_unix_ms, reported) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,"
-                  "?13,?14,?15,?16) ON CONFLICT (id) DO UPDATE SET state = excluded.state,"
+                  " finished_unix_ms, reported, parent, shard, shards, tests, labels, spec_shards,"
+                  " cancel_superseded) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,"
+                  "?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23) ON CONFLICT (id) DO UPDATE SET"
+                  " state = excluded.state,"
                   " attempt = excluded.attempt, round_start = excluded.round_start,"
                   " runner = excluded.runner, assigned_unix_ms = excluded.assigned_unix_ms,"
-                  " finished_unix_ms = excluded.finished_unix_ms, reported = excluded.reported")
+                  " finished_unix_ms = excluded.finished_unix_ms, reported = excluded.reported,"
+                  " spec_shards = excluded.spec_shards")
         .bind(1, static_cast<int64_t>(job.id))
         .bind(2, job.spec.repo)
         .bind(3, job.spec.url)
@@ -143,6 +174,13 @@ void write_job(sqlite3 *db, const Job &job)
         .bind(14, job.assigned_unix_ms)
         .bind(15, job.finished_unix_ms)
         .bind(16, static_cast<int64_t>(job.reported))
+        .bind(17, static_cast<int64_t>(job.parent))
+        .bind(18, static_cast<int64_t>(job.shard))
+        .bind(19, static_cast<int64_t>(job.shards))
+        .bind(20, join_lines(job.tests))
+        .bind(21, join_lines(job.spec.labels))
+        .bind(22, static_cast<int64_t>(job.spec.shards))
+        .bind(23, static_cast<int64_t>(job.spec.cancel_superseded))
         .run(db);
     if (job.state == JobState::done)
         Statement(db, "INSERT OR REPLACE INTO results (job_id, attempt, runner, outcome, frame)"
@@ -225,14 +263,15 @@ std::vector<Job> Store::load_jobs()
         Statement q(db_, "SELECT j.id, j.repo, j.url, j.branch, j.commit_id, j.vcs, j.exec,"
                          " j.timeout_ms, j.state, j.attempt, j.round_start, j.runner,"
                          " j.created_unix_ms, j.assigned_unix_ms, j.finished_unix_ms, j.reported,"
-                         " r.frame FROM jobs j LEFT JOIN results r ON r.job_id = j.id"
+                         " r.frame, j.parent, j.shard, j.shards, j.tests, j.labels, j.spec_shards,"
+                         " j.cancel_superseded FROM jobs j LEFT JOIN results r ON r.job_id = j.id"
                          " ORDER BY j.id");
         while (q.step(db_)) {
             Job job;
             job.id = static_cast<uint64_t>(q.integer(0));
             job.spec = {q.text(1), q.text(2), q.text(3), q.text(4),
                         q.text(5), q.text(6), static_cast<uint64_t>(q.integer(7))};
-            job.state = state_from_name(q.text(8));
+            job.state = job_state_from_name(q.text(8));
             job.attempt = static_cast<uint32_t>(q.integer(9));
             job.round_start = static_cast<uint32_t>(q.integer(10));
             job.runner = q.text(11);
@@ -240,6 +279,13 @@ std::vector<Job> Store::load_jobs()
             job.assigned_unix_ms = q.integer(13);
             job.finished_unix_ms = q.integer(14);
             job.reported = q.integer(15) != 0;
+            job.parent = static_cast<uint64_t>(q.integer(17));
+            job.shard = static_cast<uint32_t>(q.integer(18));
+            job.shards = static_cast<uint32_t>(q.integer(19));
+            job.tests = split_lines(q.text(20));
+            job.spec.labels = split_lines(q.text(21));
+            job.spec.shards = static_cast<uint32_t>(q.integer(22));
+            job.spec.cancel_superseded = q.integer(23) != 0;
             if (job.state == JobState::done) {
                 std::string frame = q.text(16), error;
                 Message msg;
@@ -263,6 +309,31 @@ void Store::save_job(const Job &job, Durable durable)
     c.kind = Change::Kind::job;
     c.job = job;
     c.durable = std::move(durable);
+    queued_.push_back(std::move(c));
+    schedule();
+}
+
+std::map<std::string, std::map<std::string, uint64_t>> Store::load_durations()
+{
+    std::map<std::string, std::map<std::string, uint64_t>> out;
+    try {
+        Statement q(db_, "SELECT repo, name, duration_ms FROM test_durations");
+        while (q.step(db_))
+            out[q.text(0)][q.text(1)] = static_cast<uint64_t>(q.integer(2));
+    } catch (const StoreError &e) {
+        throw StoreError(path_ + ": " + e.what());
+    }
+    return out;
+}
+
+void Store::save_durations(const std::string &repo, const std::vector<TestOutcome> &tests)
+{
+    if (tests.empty())
+        return;
+    Change c;
+    c.kind = Change::Kind::durations;
+    c.name = repo;
+    c.tests = tests;
     queued_.push_back(std::move(c));
     schedule();
 }
@@ -328,6 +399,14 @@ void Store::commit_batch()
                 for (const Change &c : self->committing_) {
                     if (c.kind == Change::Kind::job)
                         write_job(self->db_, c.job);
+                    else if (c.kind == Change::Kind::durations)
+                        for (const auto &t : c.tests)
+                            Statement(self->db_, "INSERT OR REPLACE INTO test_durations (repo, name,"
+                                                 " duration_ms) VALUES (?1, ?2, ?3)")
+                                .bind(1, c.name)
+                                .bind(2, t.name)
+                                .bind(3, static_cast<int64_t>(t.duration_ms))
+                                .run(self->db_);
                     else if (c.kind == Change::Kind::runner)
                         Statement(self->db_, "INSERT OR REPLACE INTO runners (name, slots, labels,"
                                              " last_seen_unix_ms) VALUES (?1, ?2, ?3, ?4)")

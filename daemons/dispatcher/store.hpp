@@ -7,6 +7,7 @@
 // has committed — that is when an ack may go out.
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -25,7 +26,7 @@ class StoreError : public std::runtime_error {
 };
 
 // The schema version this build writes; older databases are migrated.
-constexpr int kStoreSchemaVersion = 1;
+constexpr int kStoreSchemaVersion = 2;
 
 class Store {
   public:
@@ -40,9 +41,13 @@ class Store {
 
     // Every job, in id order, with its result when done.  Blocking: start-up only.
     std::vector<Job> load_jobs();
+    // The last known duration of each test, per repository.  Start-up only.
+    std::map<std::string, std::map<std::string, uint64_t>> load_durations();
 
     // Record the job as it is now (its result too, when done).
     void save_job(const Job &job, Durable durable = {});
+    // The durations of a result's tests, for planning the next shards.
+    void save_durations(const std::string &repo, const std::vector<TestOutcome> &tests);
     void save_runner(const std::string &name, uint32_t slots,
                      const std::vector<std::string> &labels, int64_t seen_unix_ms);
     // `durable` runs once everything queued before it has committed.

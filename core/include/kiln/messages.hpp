@@ -49,6 +49,9 @@ struct JobSpec {
     std::string vcs = "git";
     std::string exec = "unittest";
     uint64_t timeout_ms = 600000;
+    std::vector<std::string> labels; // a runner must have all of these
+    uint32_t shards = 1;             // split the tests over this many jobs; 0: "auto"
+    bool cancel_superseded = false;  // a newer commit on the branch cancels this one
 };
 
 struct Hello {          // first frame both ways
@@ -83,6 +86,27 @@ struct Assign {         // dispatcher → runner
     uint64_t job_id = 0;
     uint32_t attempt = 1;
     JobSpec spec;
+    bool list = false;              // only list the tests (answer with TestList)
+    std::vector<std::string> tests; // run only these (a shard); empty: all
+    uint32_t shard = 0;             // this shard's index, of `shards` (0 of 0: not sharded)
+    uint32_t shards = 0;
+};
+struct TestList {       // runner → dispatcher, for an Assign with list; acked
+    uint64_t id = 0;
+    uint64_t job_id = 0;
+    uint32_t attempt = 1;
+    std::string commit;
+    std::vector<std::string> tests;
+    std::string error;  // could not list: the tests then run unsharded
+};
+struct Cancel {         // dispatcher → runner: stop this job, report it cancelled
+    uint64_t job_id = 0;
+    uint32_t attempt = 1;
+};
+struct Notify {         // kilnctl → dispatcher → observer: poll this repository now
+    uint64_t id = 0;
+    std::string repo;
+    std::string branch; // empty: every watched branch
 };
 struct TestOutcome {
     std::string name;
@@ -114,7 +138,7 @@ struct Reply {          // dispatcher → kilnctl
 };
 
 using Message = std::variant<Hello, Ack, Error, Commit, Register, Heartbeat, Assign, Result,
-                             Query, Reply>;
+                             Query, Reply, TestList, Cancel, Notify>;
 
 // The wire name of a message's type ("hello", "ack", ...).
 const char *message_type(const Message &msg);
