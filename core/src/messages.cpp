@@ -67,6 +67,8 @@ class Writer {
         key(k);
         if constexpr (std::is_same_v<V, std::string>)
             key(v);
+        else if constexpr (std::is_same_v<V, bool>)
+            v ? pk_.pack_true() : pk_.pack_false();
         else if constexpr (std::is_signed_v<V>)
             pk_.pack_int64(v);
         else
@@ -295,7 +297,8 @@ template <class IO> bool describe(IO &io, Assign &m)
     return io.field("job_id", m.job_id) && io.field("attempt", m.attempt) &&
            io.check(m.attempt >= 1, "attempt", "must be at least 1") && describe(io, m.spec) &&
            io.field("list", m.list, kOptional) && io.strings("tests", m.tests) &&
-           io.field("shard", m.shard, kOptional) && io.field("shards", m.shards, kOptional);
+           io.field("shard_index", m.shard_index, kOptional) &&
+           io.field("shard_count", m.shard_count, kOptional);
 }
 template <class IO> bool describe(IO &io, TestList &m)
 {

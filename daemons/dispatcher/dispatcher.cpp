@@ -1,6 +1,8 @@
 // kiln-dispatcher: connections, hello, commits, registration, scheduling.
 #include "dispatcher.hpp"
 
+#include <algorithm>
+
 #include <msgpack.hpp>
 
 #include <kiln/daemon.hpp>
@@ -199,7 +201,7 @@ void Dispatcher::on_commit(Connection &conn, const Commit &commit)
         store_.sync(send_ack);
         return;
     }
-    log_info("job %llu: queued %s %s %.12s", static_cast<unsigned long long>(job->id),
+    log_debug("job %llu: queued %s %s %.12s", static_cast<unsigned long long>(job->id),
              job->spec.repo.c_str(), job->spec.branch.c_str(), job->spec.commit.c_str());
     store_.save_job(*job, send_ack);
     if (job->spec.cancel_superseded)
@@ -270,6 +272,11 @@ void Dispatcher::on_register(Connection &conn, const Register &reg)
 
 void Dispatcher::schedule()
 {
+    // Called after every commit and result: leave at once when nothing can move.
+    if (jobs_.queues().empty() ||
+        std::none_of(runners_.begin(), runners_.end(),
+                     [](const auto &r) { return r.second.jobs.size() < r.second.slots; }))
+        return;
     // A snapshot of the slots; the picks below keep its busy counts current.
     std::vector<Scheduler::Runner> slots;
     std::vector<RunnerSlotInfo *> infos;
@@ -285,13 +292,13 @@ void Dispatcher::schedule()
         jobs_.assign(id, runner->name, unix_ms());
         runner->jobs.insert(id);
         const Job *job = jobs_.find(id);
-        log_info("job %llu: assigned to %s (attempt %u)%s", static_cast<unsigned long long>(id),
+        log_debug("job %llu: assigned to %s (attempt %u)%s", static_cast<unsigned long long>(id),
                  runner->name.c_str(), job->attempt, job->listing() ? " to list its tests" : "");
         Assign assign{id, job->attempt, job->spec};
         assign.list = job->listing();
         assign.tests = job->tests;
-        assign.shard = job->shard;
-        assign.shards = job->shards;
+        assign.shard_index = job->shard;
+        assign.shard_count = job->shards;
         // Tell the runner once the assignment is on disk, so that after a
         // crash the dispatcher never forgets a job a runner is running.
         std::weak_ptr<Connection> weak = runner->conn;

@@ -4,6 +4,8 @@
 
 #include <sqlite3.h>
 
+#include <map>
+
 #include <kiln/atomic_file.hpp>
 #include <kiln/log.hpp>
 
@@ -60,14 +62,52 @@ const char *const kMigrations[] = {
 static_assert(sizeof kMigrations / sizeof *kMigrations == kStoreSchemaVersion,
               "one migration per schema version");
 
+} // namespace
+
+// Statements prepared once and reused: compiling SQL was half the
+// dispatcher's CPU when every write prepared its statement afresh.
+struct Store::Prepared {
+    sqlite3 *db;
+    std::map<const char *, sqlite3_stmt *> cache; // by the SQL text's address
+    ~Prepared()
+    {
+        for (auto &entry : cache)
+            sqlite3_finalize(entry.second);
+    }
+    sqlite3_stmt *get(const char *sql)
+    {
+        sqlite3_stmt *&stmt = cache[sql];
+        if (!stmt && sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) !=
+                         SQLITE_OK)
+            throw StoreError(std::string("prepare: ") + sqlite3_errmsg(db));
+        return stmt;
+    }
+};
+
+namespace {
+
 class Statement {
   public:
+    // A one-off statement (start-up, migrations).
     Statement(sqlite3 *db, const char *sql)
     {
         if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK)
             throw StoreError(std::string("prepare: ") + sqlite3_errmsg(db));
     }
-    ~Statement() { sqlite3_finalize(stmt_); }
+    // A cached one, reset for reuse when done.
+    Statement(Store::Prepared &prepared, const char *sql)
+        : stmt_(prepared.get(sql)), owned_(false)
+    {
+    }
+    ~Statement()
+    {
+        if (owned_) {
+            sqlite3_finalize(stmt_);
+        } else {
+            sqlite3_reset(stmt_);
+            sqlite3_clear_bindings(stmt_);
+        }
+    }
     Statement &bind(int i, const std::string &s)
     {
         sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
@@ -110,6 +150,7 @@ class Statement {
 
   private:
     sqlite3_stmt *stmt_ = nullptr;
+    bool owned_ = true;
 };
 
 void exec(sqlite3 *db, const char *sql)
@@ -146,7 +187,7 @@ std::vector<std::string> split_lines(const std::string &text)
     return out;
 }
 
-void write_job(sqlite3 *db, const Job &job)
+void write_job(Store::Prepared &db, const Job &job)
 {
     Statement(db, "INSERT INTO jobs (id, repo, url, branch, commit_id, vcs, exec, timeout_ms,"
                   " state, attempt, round_start, runner, created_unix_ms, assigned_unix_ms,"
@@ -181,7 +222,7 @@ void write_job(sqlite3 *db, const Job &job)
         .bind(21, join_lines(job.spec.labels))
         .bind(22, static_cast<int64_t>(job.spec.shards))
         .bind(23, static_cast<int64_t>(job.spec.cancel_superseded))
-        .run(db);
+        .run(db.db);
     if (job.state == JobState::done)
         Statement(db, "INSERT OR REPLACE INTO results (job_id, attempt, runner, outcome, frame)"
                       " VALUES (?1, ?2, ?3, ?4, ?5)")
@@ -190,11 +231,11 @@ void write_job(sqlite3 *db, const Job &job)
             .bind(3, job.runner)
             .bind(4, job.result.outcome)
             .blob(5, encode_message(job.result))
-            .run(db);
-    else
+            .run(db.db);
+    else if (job.round_start > 0) // only a retry takes a recorded result back
         Statement(db, "DELETE FROM results WHERE job_id = ?1")
             .bind(1, static_cast<int64_t>(job.id))
-            .run(db);
+            .run(db.db);
 }
 
 } // namespace
@@ -233,6 +274,8 @@ Store::Store(uv_loop_t *loop, const std::string &state_dir) : loop_(loop)
         db_ = nullptr;
         throw StoreError(path_ + ": " + e.what());
     }
+    prepared_ = std::make_unique<Prepared>();
+    prepared_->db = db_;
     idle_ = new uv_idle_t;
     uv_idle_init(loop_, idle_);
     idle_->data = this;
@@ -252,6 +295,7 @@ Store::~Store()
                 else
                     delete reinterpret_cast<uv_timer_t *>(handle);
             });
+    prepared_.reset(); // statements before the connection
     if (db_)
         sqlite3_close(db_);
 }
@@ -398,17 +442,17 @@ void Store::commit_batch()
                 exec(self->db_, "BEGIN IMMEDIATE");
                 for (const Change &c : self->committing_) {
                     if (c.kind == Change::Kind::job)
-                        write_job(self->db_, c.job);
+                        write_job(*self->prepared_, c.job);
                     else if (c.kind == Change::Kind::durations)
                         for (const auto &t : c.tests)
-                            Statement(self->db_, "INSERT OR REPLACE INTO test_durations (repo, name,"
+                            Statement(*self->prepared_, "INSERT OR REPLACE INTO test_durations (repo, name,"
                                                  " duration_ms) VALUES (?1, ?2, ?3)")
                                 .bind(1, c.name)
                                 .bind(2, t.name)
                                 .bind(3, static_cast<int64_t>(t.duration_ms))
                                 .run(self->db_);
                     else if (c.kind == Change::Kind::runner)
-                        Statement(self->db_, "INSERT OR REPLACE INTO runners (name, slots, labels,"
+                        Statement(*self->prepared_, "INSERT OR REPLACE INTO runners (name, slots, labels,"
                                              " last_seen_unix_ms) VALUES (?1, ?2, ?3, ?4)")
                             .bind(1, c.name)
                             .bind(2, static_cast<int64_t>(c.slots))

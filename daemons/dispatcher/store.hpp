@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -58,7 +59,8 @@ class Store {
     const std::string &path() const { return path_; }
     uint64_t batches_committed() const { return batches_; }
 
-    struct Change; // one queued write
+    struct Change;   // one queued write
+    struct Prepared; // statements compiled once
   private:
     void schedule();
     void commit_batch();
@@ -68,6 +70,7 @@ class Store {
     uv_loop_t *loop_;
     std::string path_;
     sqlite3 *db_ = nullptr;
+    std::unique_ptr<Prepared> prepared_;
     std::vector<Change> queued_;     // waiting for the next batch
     std::vector<Change> committing_; // the batch on the thread pool
     bool in_flight_ = false;

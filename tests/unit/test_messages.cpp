@@ -160,6 +160,39 @@ static void test_round_trip_jobs(void **)
     check_spec(a.spec, some_spec());
 }
 
+static void test_round_trip_sharding(void **)
+{
+    JobSpec spec = some_spec();
+    spec.labels = {"gpu", "linux"};
+    spec.shards = 0;
+    spec.cancel_superseded = true;
+    Assign in{21, 2, spec};
+    in.list = true;
+    in.tests = {"t.A.test_x", "a name with spaces/and slashes"};
+    in.shard_index = 1;
+    in.shard_count = 3;
+    Assign a = round_trip<Assign>(in);
+    assert_true(a.spec.labels == spec.labels && a.spec.shards == 0 && a.spec.cancel_superseded);
+    assert_true(a.list && a.tests == in.tests && a.shard_index == 1 && a.shard_count == 3);
+    TestList tl = round_trip<TestList>(TestList{22, 23, 2, std::string(40, 'b'), {"x", "y"}, "no"});
+    assert_true(tl.id == 22 && tl.job_id == 23 && tl.attempt == 2 && tl.tests.size() == 2 &&
+                tl.error == "no");
+    Cancel c = round_trip<Cancel>(Cancel{24, 5});
+    assert_true(c.job_id == 24 && c.attempt == 5);
+    Notify n = round_trip<Notify>(Notify{25, "example", "main"});
+    assert_true(n.id == 25 && n.repo == "example" && n.branch == "main");
+    // Defaults when the new fields are absent: one shard, no labels, no cancelling.
+    Commit plain = round_trip<Commit>(Commit{26, some_spec()});
+    assert_true(plain.spec.shards == 1 && plain.spec.labels.empty() && !plain.spec.cancel_superseded);
+    // Bad values are named.
+    Message m;
+    std::string err;
+    std::string frame = encode_message(Notify{27, "example", "main"});
+    frame.replace(frame.find("example"), 7, "../../x");
+    assert_false(decode_message(std::string_view(frame).substr(4), m, err));
+    assert_string_equal(err.c_str(), "notify: field 'repo' is not a valid name");
+}
+
 static void test_round_trip_result(void **)
 {
     Result in{13, 14, 2, kSha1, "failed", "exit status 1",
@@ -394,6 +427,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_simple), cmocka_unit_test(test_round_trip_jobs),
+        cmocka_unit_test(test_round_trip_sharding),
         cmocka_unit_test(test_round_trip_result), cmocka_unit_test(test_reply_body_raw),
         cmocka_unit_test(test_type_first),        cmocka_unit_test(test_optional_and_extra),
         cmocka_unit_test(test_bad_frames),        cmocka_unit_test(test_missing_fields),

@@ -88,8 +88,8 @@ struct Assign {         // dispatcher → runner
     JobSpec spec;
     bool list = false;              // only list the tests (answer with TestList)
     std::vector<std::string> tests; // run only these (a shard); empty: all
-    uint32_t shard = 0;             // this shard's index, of `shards` (0 of 0: not sharded)
-    uint32_t shards = 0;
+    uint32_t shard_index = 0;       // this shard's index, of shard_count (0 of 0: not sharded)
+    uint32_t shard_count = 0;       // (not "shards": that key is the JobSpec's)
 };
 struct TestList {       // runner → dispatcher, for an Assign with list; acked
     uint64_t id = 0;
