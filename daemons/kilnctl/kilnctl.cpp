@@ -1,17 +1,18 @@
-// kilnctl: asks the dispatcher one question and prints the answer, as a
-// table for people or as JSON (--json) for scripts.
+// kilnctl: asks the dispatcher one question (or tells it one thing) and
+// prints the answer, as a table for people or as JSON (--json) for scripts.
 #include <getopt.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include <kiln/log.hpp>
-#include <kiln/net.hpp>
 
 #include "print.hpp"
+#include "session.hpp"
 
 using namespace kiln;
 
@@ -20,14 +21,15 @@ namespace {
 void usage(FILE *out)
 {
     fprintf(out,
-            "Usage: kilnctl [OPTION]... COMMAND [ARG]\n"
+            "Usage: kilnctl [OPTION]... COMMAND [ARG]...\n"
             "Show and drive a Kiln dispatcher.\n\n"
             "Commands:\n"
-            "  status           queue and runner counts\n"
-            "  runners          registered runners and their slots\n"
-            "  jobs             every job with its state, attempt and outcome\n"
-            "  result COMMIT    the result of a commit (full id or unique prefix)\n"
-            "  retry COMMIT     run a finished commit's tests again\n\n"
+            "  status               queue and runner counts\n"
+            "  runners              registered runners and their slots\n"
+            "  jobs                 every job with its state, attempt and outcome\n"
+            "  result COMMIT        the result of a commit (full id or unique prefix)\n"
+            "  retry COMMIT         run a finished commit's tests again\n"
+            "  notify REPO [BRANCH] make the observers poll REPO (only BRANCH) now\n\n"
             "Options:\n"
             "  -d, --dispatcher HOST:PORT  dispatcher address (default $KILN_DISPATCHER or "
             "127.0.0.1:8888)\n"
@@ -40,16 +42,17 @@ void usage(FILE *out)
             "See kilnctl(1).\n");
 }
 
-struct Session {
-    Query query;
+struct Invocation {
+    std::string address;
     bool json = false;
-    int exit_status = 1;
-    bool answered = false;
+    bool verbose = false;
+    long timeout_s = 10;
+    std::string command;
+    std::vector<std::string> args;
 };
 
-} // namespace
-
-int main(int argc, char **argv)
+// Options into `inv`; -1 to go on, or the status to exit with (--help: 0).
+int parse_options(int argc, char **argv, Invocation &inv)
 {
     static const option longopts[] = {
         {"dispatcher", required_argument, nullptr, 'd'}, {"json", no_argument, nullptr, 'j'},
@@ -58,85 +61,83 @@ int main(int argc, char **argv)
         {nullptr, 0, nullptr, 0},
     };
     const char *env = getenv("KILN_DISPATCHER");
-    std::string address = env && *env ? env : "127.0.0.1:8888";
-    Session session;
-    bool verbose = false;
-    long timeout_s = 10;
+    inv.address = env && *env ? env : "127.0.0.1:8888";
     int c;
     while ((c = getopt_long(argc, argv, "d:jt:vhV", longopts, nullptr)) != -1) {
         switch (c) {
-        case 'd': address = optarg; break;
-        case 'j': session.json = true; break;
-        case 't': timeout_s = strtol(optarg, nullptr, 10); break;
-        case 'v': verbose = true; break;
+        case 'd': inv.address = optarg; break;
+        case 'j': inv.json = true; break;
+        case 't': inv.timeout_s = strtol(optarg, nullptr, 10); break;
+        case 'v': inv.verbose = true; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("kilnctl %s\n", KILN_VERSION); return 0;
         default: usage(stderr); return 2;
         }
     }
-    if (optind >= argc || timeout_s <= 0) {
+    if (optind >= argc || inv.timeout_s <= 0) {
         usage(stderr);
         return 2;
     }
-    session.query.what = argv[optind++];
-    if (session.query.what == "result" || session.query.what == "retry") {
-        if (optind >= argc) {
-            fprintf(stderr, "kilnctl: %s needs a COMMIT\n", session.query.what.c_str());
-            return 2;
-        }
-        session.query.arg = argv[optind++];
-    } else if (session.query.what != "status" && session.query.what != "runners" &&
-               session.query.what != "jobs") {
-        fprintf(stderr, "kilnctl: unknown command '%s'\n", session.query.what.c_str());
-        usage(stderr);
-        return 2;
-    }
-    if (optind < argc) {
-        fprintf(stderr, "kilnctl: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
-    log_init("kilnctl", verbose);
+    inv.command = argv[optind++];
+    inv.args.assign(argv + optind, argv + argc);
+    return -1;
+}
 
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    Client client(&loop, address, 256u << 20, /*reconnect=*/false);
-    session.query.id = 2;
-    client.on_connected = [&](Connection &conn) {
-        conn.send(Hello{1, kProtocolVersion, "ctl", "kilnctl"});
-        conn.send(session.query);
+// The request for the command, or false after printing the usage error.
+// Names are checked here too, so a typo is a usage error (2) rather than a
+// refusal from the dispatcher.
+bool make_request(const Invocation &inv, Message &request)
+{
+    const std::string &cmd = inv.command;
+    const size_t n = inv.args.size();
+    auto fail = [&](const std::string &why) {
+        fprintf(stderr, "kilnctl: %s\n", why.c_str());
+        return false;
     };
-    client.on_message = [&](Connection &conn, Message &&msg) {
-        if (auto *reply = std::get_if<Reply>(&msg)) {
-            session.answered = true;
-            try {
-                auto body = nlohmann::json::from_msgpack(reply->body);
-                session.exit_status = print_answer(session.query.what, body, session.json) ? 0 : 1;
-            } catch (const nlohmann::json::exception &e) {
-                fprintf(stderr, "kilnctl: unreadable reply: %s\n", e.what());
-            }
-            conn.close("done");
-        } else if (auto *error = std::get_if<Error>(&msg)) {
-            session.answered = true;
-            fprintf(stderr, "kilnctl: %s\n", error->message.c_str());
-            conn.close("refused");
-        }
-    };
-    client.on_disconnected = [&](const std::string &why) {
-        if (!session.answered)
-            fprintf(stderr, "kilnctl: dispatcher %s: %s\n", address.c_str(), why.c_str());
-        uv_stop(&loop);
-    };
-    uv_timer_t deadline;
-    uv_timer_init(&loop, &deadline);
-    deadline.data = &loop;
-    uv_timer_start(&deadline, [](uv_timer_t *t) {
-        fprintf(stderr, "kilnctl: no answer in time\n");
-        uv_stop(static_cast<uv_loop_t *>(t->data));
-    }, static_cast<uint64_t>(timeout_s) * 1000, 0);
-    client.start();
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_close(reinterpret_cast<uv_handle_t *>(&deadline), nullptr);
-    client.stop();
-    uv_run(&loop, UV_RUN_NOWAIT);
-    return session.exit_status;
+    if (cmd == "status" || cmd == "runners" || cmd == "jobs") {
+        if (n > 0)
+            return fail("unexpected argument '" + inv.args[0] + "'");
+        request = Query{2, cmd, ""};
+    } else if (cmd == "result" || cmd == "retry") {
+        if (n != 1)
+            return fail(n ? "unexpected argument '" + inv.args[1] + "'" : cmd + " needs a COMMIT");
+        request = Query{2, cmd, inv.args[0]};
+    } else if (cmd == "notify") {
+        if (n < 1 || n > 2)
+            return fail(n ? "unexpected argument '" + inv.args[2] + "'" : "notify needs a REPO");
+        if (!valid_name(inv.args[0]))
+            return fail("notify: '" + inv.args[0] + "' is not a valid repository name");
+        if (n == 2 && !valid_branch(inv.args[1]))
+            return fail("notify: '" + inv.args[1] + "' is not a valid branch name");
+        request = Notify{2, inv.args[0], n == 2 ? inv.args[1] : ""};
+    } else {
+        fail("unknown command '" + cmd + "'");
+        usage(stderr);
+        return false;
+    }
+    return true;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    Invocation inv;
+    int status = parse_options(argc, argv, inv);
+    if (status >= 0)
+        return status;
+    Message request;
+    if (!make_request(inv, request))
+        return 2;
+    log_init("kilnctl", inv.verbose);
+    return ask_dispatcher(inv.address, request, static_cast<uint64_t>(inv.timeout_s) * 1000,
+                          [&](const std::string &body) {
+                              try {
+                                  auto answer = nlohmann::json::from_msgpack(body);
+                                  return print_answer(inv.command, answer, inv.json) ? 0 : 1;
+                              } catch (const nlohmann::json::exception &e) {
+                                  fprintf(stderr, "kilnctl: unreadable reply: %s\n", e.what());
+                                  return 1;
+                              }
+                          });
 }

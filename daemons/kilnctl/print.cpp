@@ -106,6 +106,10 @@ bool print_answer(const std::string &what, const nlohmann::json &body, bool json
         } else if (what == "retry") {
             printf("job %s (%s %s) queued again\n", str(body, "job_id").c_str(),
                    str(body, "repo").c_str(), str(body, "commit").substr(0, 12).c_str());
+        } else if (what == "notify") {
+            // Zero is not an error: no observer may be connected right now
+            // (restarting), and its next regular poll finds the commit.
+            printf("notified %s observer(s)\n", str(body, "observers").c_str());
         }
         return true;
     } catch (const nlohmann::json::exception &e) {

@@ -185,6 +185,10 @@ void Observer::poll(Watch &w)
         watch->polling = false;
         watch->op = nullptr;
         guarded("poll", [&] { watch->owner->on_polled(*watch, status, error, res); });
+        if (watch->poll_again && status != UV_ECANCELED) {
+            watch->poll_again = false;
+            guarded("poll", [&] { watch->owner->poll(*watch); });
+        }
     };
     int rc = vcs.vcs().poll(vcs.self(), &req, cb, &w, &w.op);
     if (rc != 0)
@@ -254,6 +258,9 @@ void Observer::enqueue(Watch &w, const std::string &commit)
     s.vcs = w.repo->vcs;
     s.exec = w.repo->exec;
     s.timeout_ms = w.repo->timeout_ms;
+    s.labels = w.repo->labels;
+    s.shards = w.repo->shards;
+    s.cancel_superseded = w.repo->cancel_superseded;
     log_info("repo %s %s: new commit %.12s", s.repo.c_str(), s.branch.c_str(), commit.c_str());
     outbox_.push(w.index, std::move(s));
 }
@@ -286,6 +293,41 @@ void Observer::arm_ack_timer(bool restart)
             config_.ack_timeout_ms, 0);
 }
 
+void Observer::on_notify(const Notify &n)
+{
+    if (stopping_)
+        return; // uv_timer_again would re-arm a stopped timer
+    const char *branch = n.branch.empty() ? "(all branches)" : n.branch.c_str();
+    bool repo_known = false;
+    size_t matched = 0;
+    for (auto &w : watches_) {
+        if (w->repo->name != n.repo)
+            continue;
+        repo_known = true;
+        if (!n.branch.empty() && w->branch != n.branch)
+            continue;
+        matched++;
+        // The next regular poll comes a full interval after this one: the
+        // notification just did its work.
+        if (w->timer)
+            uv_timer_again(w->timer);
+        if (w->polling) {
+            w->poll_again = true; // that poll may predate the push
+            log_info("repo %s %s: notified while polling; polling again after it",
+                     n.repo.c_str(), w->branch.c_str());
+        } else {
+            log_info("repo %s %s: notified; polling now", n.repo.c_str(), w->branch.c_str());
+            poll(*w);
+        }
+    }
+    if (!repo_known)
+        log_warning("notify %s %s: repository %s is not watched here; ignored", n.repo.c_str(),
+                    branch, n.repo.c_str());
+    else if (!matched)
+        log_warning("notify %s %s: branch %s of %s is not watched here; ignored", n.repo.c_str(),
+                    branch, branch, n.repo.c_str());
+}
+
 void Observer::on_message(Connection &conn, Message &&msg)
 {
     if (std::holds_alternative<Hello>(msg)) {
@@ -295,6 +337,8 @@ void Observer::on_message(Connection &conn, Message &&msg)
         flush();
     } else if (auto *ack = std::get_if<Ack>(&msg)) {
         on_ack(*ack);
+    } else if (auto *notify = std::get_if<Notify>(&msg)) {
+        on_notify(*notify);
     } else if (auto *error = std::get_if<Error>(&msg)) {
         // Not dropped from the outbox: the error may be passing (a database
         // that is full), and a lost commit is worse than a retried one.

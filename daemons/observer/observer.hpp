@@ -12,6 +12,12 @@
 //    dispatcher deduplicates by repo and commit);
 //  - polling goes on while the dispatcher is down, until the outbox holds
 //    max_outbox commits.
+//
+// A Notify relayed by the dispatcher (kilnctl notify, from a post-receive
+// hook) polls the named repository (or one branch of it) at once and
+// restarts its interval timer; a notification that arrives while a poll of
+// that branch runs is kept and polls again right after it, since that poll
+// may have listed the branch before the push.
 #include <map>
 #include <memory>
 #include <string>
@@ -50,6 +56,7 @@ class Observer {
         std::string branch;
         std::string last; // `since` of the next poll: the newest commit enqueued
         bool polling = false;
+        bool poll_again = false; // notified while polling: poll once more when done
         bool branch_missing = false;
         uv_timer_t *timer = nullptr;
         void *op = nullptr;
@@ -57,6 +64,7 @@ class Observer {
 
     bool load_state();
     void poll(Watch &watch);
+    void on_notify(const Notify &notify);
     void on_polled(Watch &watch, int status, const char *error, const kiln_vcs_poll_result *res);
     void enqueue(Watch &watch, const std::string &commit);
     void flush();

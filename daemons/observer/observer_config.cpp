@@ -1,10 +1,38 @@
 #include "observer_config.hpp"
 
+#include <algorithm>
+#include <cerrno>
 #include <set>
 
 namespace kiln {
 
 namespace {
+
+// shards = N (1..kMaxShards) or "auto" (0 in the JobSpec: the dispatcher
+// decides from the runners it has).  ConfigTable has no "integer or string" getter, so both
+// typed getters are tried and the error says what either would accept.
+uint32_t read_shards(const ConfigTable &t)
+{
+    const std::string expected = "expected an integer ≥ 1 or \"auto\"";
+    std::string text, message;
+    if (t.get_string("shards", text, message) == 0) {
+        if (text == "auto")
+            return 0;
+        throw ConfigError(t.error_at("shards", expected + ", got \"" + text + "\""));
+    }
+    int64_t n = 0;
+    int rc = t.get_int("shards", n, message);
+    if (rc == -ENOENT)
+        return 1;
+    if (rc != 0) // another type: keep get_int's ", got <type>"
+        throw ConfigError(t.error_at("shards", expected + message.substr(message.rfind(", got "))));
+    if (n < 1)
+        throw ConfigError(t.error_at("shards", expected + ", got " + std::to_string(n)));
+    if (n > kMaxShards)
+        throw ConfigError(t.error_at("shards", "at most " + std::to_string(kMaxShards) +
+                                                   " shards, got " + std::to_string(n)));
+    return static_cast<uint32_t>(n);
+}
 
 WatchedRepo read_repo(const ConfigTable &t, uint64_t default_interval)
 {
@@ -29,6 +57,18 @@ WatchedRepo read_repo(const ConfigTable &t, uint64_t default_interval)
     r.every = mode == "every";
     r.timeout_ms = t.duration_ms("timeout", r.timeout_ms);
     r.interval_ms = t.duration_ms("interval", default_interval);
+    // Checked here: the dispatcher would refuse a commit carrying a bad
+    // label, and the observer would then retry it forever.
+    for (const auto &label : t.strings("labels", {})) {
+        if (!valid_name(label))
+            throw ConfigError(t.error_at("labels", "'" + label +
+                                                       "' is not a valid label (1-64 of letters, "
+                                                       "digits, '.', '_', '-')"));
+        if (std::find(r.labels.begin(), r.labels.end(), label) == r.labels.end())
+            r.labels.push_back(label);
+    }
+    r.shards = read_shards(t);
+    r.cancel_superseded = t.boolean("cancel_superseded", r.cancel_superseded);
     t.reject_unknown_keys();
     return r;
 }

@@ -18,7 +18,14 @@ struct WatchedRepo {
     bool every = true;      // mode = "every" (each new commit) or "latest"
     uint64_t timeout_ms = 600000;
     uint64_t interval_ms;   // from [observer] unless the repo sets its own
+    // Copied into each commit's JobSpec for the dispatcher.
+    std::vector<std::string> labels; // a runner must have every one (valid_name)
+    uint32_t shards = 1;             // 1..kMaxShards, or 0 for "auto"
+    bool cancel_superseded = false;  // a newer commit on a branch cancels the older one's jobs
 };
+
+// More shards than this is a typo, not a plan: no suite is split that finely.
+constexpr int64_t kMaxShards = 1000;
 
 struct ObserverConfig {
     std::string dispatcher = "127.0.0.1:8888";

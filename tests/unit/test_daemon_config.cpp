@@ -58,6 +58,47 @@ void test_observer_repos(void **)
     assert_false(c.repos[1].every);
     assert_int_equal(c.repos[1].interval_ms, 60000);
     assert_int_equal(c.repos[1].branches.size(), 2);
+    // Defaults of the job-spec keys.
+    assert_true(c.repos[0].labels.empty());
+    assert_int_equal(c.repos[0].shards, 1);
+    assert_false(c.repos[0].cancel_superseded);
+}
+
+void test_observer_job_spec_keys(void **)
+{
+    ObserverConfig c = ObserverConfig::from(parse_config_string(
+        "[[repo]]\nname = \"a\"\nurl = \"/a\"\nlabels = [\"gpu\", \"linux\", \"gpu\"]\n"
+        "shards = 4\ncancel_superseded = true\n"
+        "[[repo]]\nname = \"b\"\nurl = \"/b\"\nshards = \"auto\"\nlabels = \"arm64\"\n",
+        "x.toml"));
+    assert_int_equal(c.repos[0].labels.size(), 2); // the duplicate "gpu" once
+    assert_string_equal(c.repos[0].labels[1].c_str(), "linux");
+    assert_int_equal(c.repos[0].shards, 4);
+    assert_true(c.repos[0].cancel_superseded);
+    assert_int_equal(c.repos[1].shards, 0); // "auto"
+    assert_int_equal(c.repos[1].labels.size(), 1);
+}
+
+void test_observer_job_spec_errors(void **)
+{
+    const std::string repo = "[[repo]]\nname = \"a\"\nurl = \"/a\"\n";
+    assert_string_equal(S(error_of<ObserverConfig>(repo + "shards = \"many\"\n")),
+                        "x.toml:4:10: repo[0].shards: expected an integer \u2265 1 or \"auto\", "
+                        "got \"many\"");
+    assert_string_equal(S(error_of<ObserverConfig>(repo + "shards = 0\n")),
+                        "x.toml:4:10: repo[0].shards: expected an integer \u2265 1 or \"auto\", "
+                        "got 0");
+    assert_string_equal(S(error_of<ObserverConfig>(repo + "shards = 1.5\n")),
+                        "x.toml:4:10: repo[0].shards: expected an integer \u2265 1 or \"auto\", "
+                        "got float");
+    assert_non_null(strstr(S(error_of<ObserverConfig>(repo + "shards = 100000\n")),
+                           "repo[0].shards: at most 1000 shards, got 100000"));
+    assert_non_null(strstr(S(error_of<ObserverConfig>(repo + "labels = [\"a b\"]\n")),
+                           "x.toml:4:10: repo[0].labels: 'a b' is not a valid label"));
+    assert_non_null(strstr(S(error_of<ObserverConfig>(repo + "labels = [1]\n")),
+                           "repo[0].labels[0]: expected a string, got integer"));
+    assert_non_null(strstr(S(error_of<ObserverConfig>(repo + "cancel_superseded = \"yes\"\n")),
+                           "x.toml:4:21: repo[0].cancel_superseded: expected true or false"));
 }
 
 void test_observer_errors(void **)
@@ -103,6 +144,8 @@ int main()
         cmocka_unit_test(test_dispatcher_errors),
         cmocka_unit_test(test_observer_repos),
         cmocka_unit_test(test_observer_errors),
+        cmocka_unit_test(test_observer_job_spec_keys),
+        cmocka_unit_test(test_observer_job_spec_errors),
         cmocka_unit_test(test_runner_errors),
         cmocka_unit_test(test_log_bound_keeps_head_and_tail),
     };

@@ -1,0 +1,22 @@
+#pragma once
+// One kilnctl request: connect to the dispatcher, say hello as "ctl", send
+// the request, wait for its Reply or Error, close.
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include <kiln/messages.hpp>
+
+namespace kiln {
+
+// Called with the packed msgpack body of the Reply; returns the exit status.
+using ReplyHandler = std::function<int(const std::string &body)>;
+
+// Runs its own loop until the answer, a disconnection or `timeout_ms`.
+// Returns on_reply's status for a Reply; 1 (with "kilnctl: why" on stderr)
+// for an Error from the dispatcher, an unreachable dispatcher or no answer
+// in time.  `request` is a Query or a Notify; its id is the one answered.
+int ask_dispatcher(const std::string &address, const Message &request, uint64_t timeout_ms,
+                   const ReplyHandler &on_reply);
+
+} // namespace kiln
