@@ -398,9 +398,10 @@ void prepare_checkout(Op *op)
     // while refs, index and config are the workspace's own.  The price: the
     // mirror must not prune those objects; unreachable ones go only after
     // gc.pruneExpire (two weeks), far beyond any job.  "--" after the
-    // (validated) commit keeps it from being read as a path.
+    // (validated) commit keeps it from being read as a path.  An empty
+    // --template skips copying git's sample hooks: ~10 ms a job.
     chain(op, "clone " + op->mirror,
-          {"clone", "-q", "--shared", "--no-checkout", "--", op->mirror, op->workspace},
+          {"clone", "-q", "--shared", "--no-checkout", "--template=", "--", op->mirror, op->workspace},
           [](Op *o, const kiln_spawn_result &r) {
               if (!succeeded(o, r))
                   return;
