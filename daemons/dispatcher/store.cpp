@@ -25,7 +25,8 @@ struct Store::Change {
 namespace {
 
 // Each entry takes the schema from version i to i + 1.  Never edit one that
-// has shipped: add the next.
+// has shipped: add the next.  (Both below were written before the first
+// release; version 1 lost its UNIQUE (repo, commit_id) to shards then.)
 const char *const kMigrations[] = {
     // 0 → 1
     "CREATE TABLE jobs ("
@@ -35,8 +36,7 @@ const char *const kMigrations[] = {
     "  state TEXT NOT NULL, attempt INTEGER NOT NULL, round_start INTEGER NOT NULL,"
     "  runner TEXT NOT NULL, created_unix_ms INTEGER NOT NULL,"
     "  assigned_unix_ms INTEGER NOT NULL, finished_unix_ms INTEGER NOT NULL,"
-    "  reported INTEGER NOT NULL,"
-    "  UNIQUE (repo, commit_id));"
+    "  reported INTEGER NOT NULL);"
     "CREATE INDEX jobs_by_state ON jobs (state);"
     // The result as it came from the runner: its frame, decoded on load.
     "CREATE TABLE results ("
@@ -55,6 +55,8 @@ const char *const kMigrations[] = {
     "ALTER TABLE jobs ADD COLUMN spec_shards INTEGER NOT NULL DEFAULT 1;"
     "ALTER TABLE jobs ADD COLUMN cancel_superseded INTEGER NOT NULL DEFAULT 0;"
     "CREATE INDEX jobs_by_parent ON jobs (parent);"
+    // One job per commit; its shards share the commit.
+    "CREATE UNIQUE INDEX jobs_by_commit ON jobs (repo, commit_id) WHERE parent = 0;"
     "CREATE TABLE test_durations ("
     "  repo TEXT NOT NULL, name TEXT NOT NULL, duration_ms INTEGER NOT NULL,"
     "  PRIMARY KEY (repo, name));",

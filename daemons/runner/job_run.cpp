@@ -82,7 +82,12 @@ void JobRun::clean_then(Step next)
             auto *self = static_cast<JobRun *>(h->data);
             uv_close(reinterpret_cast<uv_handle_t *>(h),
                      [](uv_handle_t *hh) { delete reinterpret_cast<uv_idle_t *>(hh); });
-            guard(self, [self] { self->step_ == Step::cleaning ? self->prepare() : self->finish(); });
+            guard(self, [self] {
+                if (self->step_ != Step::cleaning)
+                    self->finish();
+                else
+                    self->cancelled_ ? self->fail("cancelled") : self->prepare();
+            });
         });
     }
 }
@@ -116,13 +121,25 @@ void JobRun::run_tests()
         fail("cancelled");
         return;
     }
+    if (assign_.list)
+        return list_tests();
     step_ = Step::running;
-    log_info("job %llu: running tests with %s", static_cast<unsigned long long>(job_id()),
-             exec_.name().c_str());
+    // "job N: running tests" is what the integration tests look for in logs.
+    log_info("job %llu: running tests with %s%s", static_cast<unsigned long long>(job_id()),
+             exec_.name().c_str(),
+             assign_.tests.empty()
+                 ? ""
+                 : (" (" + std::to_string(assign_.tests.size()) + " of them)").c_str());
+    // A shard runs just its tests; the names are borrowed for the call only.
+    std::vector<const char *> only;
+    for (const std::string &name : assign_.tests)
+        only.push_back(name.c_str());
     kiln_exec_request req{};
     req.workspace = workspace_.c_str();
     req.tests_dir = "tests";
     req.timeout_ms = assign_.spec.timeout_ms;
+    req.only = only.empty() ? nullptr : only.data();
+    req.n_only = only.size();
     auto on_ran = [](void *arg, const kiln_exec_result *res) {
         auto *self = static_cast<JobRun *>(arg);
         self->op_ = nullptr;
@@ -144,6 +161,35 @@ void JobRun::run_tests()
         fail(std::string("tests: cannot start: ") + uv_strerror(rc));
 }
 
+void JobRun::list_tests()
+{
+    step_ = Step::running;
+    log_info("job %llu: listing tests with %s", static_cast<unsigned long long>(job_id()),
+             exec_.name().c_str());
+    if (!exec_.exec().list) // the Runner refuses such assigns; this is a second line
+        return fail("plugin " + exec_.name() + " cannot list tests");
+    kiln_exec_request req{};
+    req.workspace = workspace_.c_str();
+    req.tests_dir = "tests";
+    req.timeout_ms = assign_.spec.timeout_ms;
+    auto on_listed = [](void *arg, int status, const char *error, const char *const *tests,
+                        size_t n) {
+        auto *self = static_cast<JobRun *>(arg);
+        self->op_ = nullptr;
+        guard(self, [&] {
+            if (status != 0)
+                return self->fail(std::string("list: ") + (error ? error : uv_strerror(status)));
+            self->result_.outcome = kiln_outcome_name(KILN_PASSED);
+            for (size_t i = 0; i < n; i++)
+                self->listed_.emplace_back(tests[i] ? tests[i] : "");
+            self->keep_workspace_ ? self->finish() : self->clean_then(Step::finished);
+        });
+    };
+    int rc = exec_.exec().list(exec_.self(), &req, on_listed, this, &op_);
+    if (rc != 0)
+        fail(std::string("list: cannot start: ") + uv_strerror(rc));
+}
+
 std::string JobRun::bounded_log(const char *log, size_t len, size_t max)
 {
     if (!log)
@@ -159,7 +205,9 @@ std::string JobRun::bounded_log(const char *log, size_t len, size_t max)
 void JobRun::fail(const std::string &why)
 {
     result_.outcome = kiln_outcome_name(cancelled_ ? KILN_CANCELLED : KILN_ERROR);
-    result_.error = why;
+    // A cancelled step fails with its own words ("workspace: ...
+    // cancelled"); the reason is the cancel.
+    result_.error = cancelled_ ? "cancelled" : why;
     log_warning("job %llu: %s", static_cast<unsigned long long>(job_id()), why.c_str());
     keep_workspace_ || step_ == Step::cleaning ? finish() : clean_then(Step::finished);
 }
@@ -172,8 +220,18 @@ void JobRun::finish()
     result_.finished_unix_ms = unix_ms();
     auto done = std::move(done_);
     done_ = nullptr;
-    if (done)
-        done(*this, std::move(result_)); // may destroy this
+    if (!done)
+        return;
+    if (!assign_.list)
+        return done(*this, std::move(result_)); // may destroy this
+    // A listing that did not complete says why; the dispatcher then runs the
+    // commit unsharded.
+    TestList list{0, assign_.job_id, assign_.attempt, assign_.spec.commit, {}, {}};
+    if (result_.outcome == kiln_outcome_name(KILN_PASSED))
+        list.tests = std::move(listed_);
+    else
+        list.error = result_.error.empty() ? result_.outcome : result_.error;
+    done(*this, std::move(list)); // may destroy this
 }
 
 void JobRun::cancel()

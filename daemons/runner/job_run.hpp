@@ -1,7 +1,9 @@
 #pragma once
 // One assigned job on a runner: a clean workspace for the exact commit
-// (vcs plugin), the tests run in it (exec plugin), a Result at the end.
-// Every step is asynchronous; `done` is called exactly once.
+// (vcs plugin), the tests run in it (exec plugin; only those of
+// Assign.tests when a shard names them), a Result at the end.  For an
+// Assign with `list` the tests are listed instead of run, and the end is a
+// TestList.  Every step is asynchronous; `done` is called exactly once.
 #include <functional>
 #include <string>
 
@@ -10,11 +12,14 @@
 #include <kiln/messages.hpp>
 #include <kiln/plugin_loader.hpp>
 
+#include "delivery.hpp"
+
 namespace kiln {
 
 class JobRun {
   public:
-    using Done = std::function<void(JobRun &, Result &&)>;
+    // Called with the Result, or the TestList of a listing job.
+    using Done = std::function<void(JobRun &, Delivery &&)>;
 
     JobRun(uv_loop_t *loop, Assign assign, const Plugin &vcs, const Plugin &exec,
            std::string workspace, std::string cache_dir, bool keep_workspace, size_t max_log,
@@ -23,11 +28,14 @@ class JobRun {
     JobRun &operator=(const JobRun &) = delete;
 
     void start();
-    // Stop whatever step is running; done still follows, with "cancelled".
+    // Stop whatever step is running; done still follows, with "cancelled"
+    // (a TestList with error "cancelled") — or with the real outcome when the
+    // tests were over and only the workspace was being removed.
     void cancel();
 
     uint64_t job_id() const { return assign_.job_id; }
     uint32_t attempt() const { return assign_.attempt; }
+    bool listing() const { return assign_.list; }
 
     // Keep a log within max bytes: its head and (most of) its tail, with a
     // line saying how much of the middle was dropped.
@@ -38,6 +46,7 @@ class JobRun {
     void clean_then(Step next);
     void prepare();
     void run_tests();
+    void list_tests();
     void finish();
     void fail(const std::string &why);
     template <typename Fn> static void guard(JobRun *self, Fn &&fn) noexcept;
@@ -55,6 +64,7 @@ class JobRun {
     kiln_process *cleaner_ = nullptr; // the rm under way
     bool cancelled_ = false;
     Result result_;
+    std::vector<std::string> listed_; // a listing job's tests
 };
 
 } // namespace kiln

@@ -8,29 +8,6 @@ namespace kiln {
 
 namespace {
 
-// A result must fit in one frame, or the dispatcher would refuse it and the
-// runner would resend it forever.  Shrink the bulky parts step by step.
-void fit_in_frame(Result &r, size_t max_frame)
-{
-    const size_t limits[] = {4096, 256, 0};
-    for (size_t limit : limits) {
-        if (encode_message(r).size() <= max_frame)
-            return;
-        for (auto &t : r.tests)
-            if (t.message.size() > limit)
-                t.message = JobRun::bounded_log(t.message.data(), t.message.size(), limit);
-        if (r.log.size() > (limit << 8))
-            r.log = JobRun::bounded_log(r.log.data(), r.log.size(), limit << 8);
-    }
-    if (encode_message(r).size() > max_frame) {
-        log_err("job %llu: %zu test results do not fit in max_frame; sending none",
-                static_cast<unsigned long long>(r.job_id), r.tests.size());
-        r.error = std::to_string(r.tests.size()) + " test results did not fit in one frame";
-        r.outcome = kiln_outcome_name(KILN_ERROR);
-        r.tests.clear();
-    }
-}
-
 // Every entry from the loop (libuv, a plugin's C callback, the thread pool)
 // goes through here: no exception may unwind into C frames, and at run time
 // nothing aborts the runner.
@@ -100,11 +77,12 @@ void Runner::start()
 {
     // Results of an earlier run that were never acked: delivered after the
     // first registration, with request ids of this process.
-    for (Result &r : spool_.load()) {
-        log_notice("job %llu: result of attempt %u (%s) found in the spool; delivering it",
-                   static_cast<ull>(r.job_id), r.attempt, r.outcome.c_str());
-        r.id = next_request_id_++;
-        unacked_[r.id] = Pending{std::move(r), true};
+    for (Delivery &d : spool_.load()) {
+        log_notice("job %llu: %s of attempt %u found in the spool; delivering it",
+                   static_cast<ull>(delivery_job_id(d)), what_of(d), delivery_attempt(d));
+        uint64_t id = next_request_id_++;
+        set_request_id(d, id);
+        unacked_[id] = Pending{std::move(d), true};
     }
     heartbeat_timer_ = new uv_timer_t;
     uv_timer_init(loop_, heartbeat_timer_);
@@ -201,7 +179,7 @@ void Runner::send_heartbeat()
         hb.jobs.push_back(entry.first);
     for (const auto &[id, pending] : unacked_)
         if (!pending.ready)
-            hb.jobs.push_back(pending.result.job_id);
+            hb.jobs.push_back(delivery_job_id(pending.what));
     client_.send(hb);
 }
 
@@ -229,9 +207,11 @@ void Runner::on_message(Connection &conn, Message &&msg)
             log_info("runner %s: draining: the dispatcher assigns nothing more",
                      config_.name.c_str());
         else
-            on_result_acked(ack->id);
+            on_acked(ack->id);
     } else if (auto *assign = std::get_if<Assign>(&msg)) {
         on_assign(*assign);
+    } else if (auto *cancel = std::get_if<Cancel>(&msg)) {
+        on_cancel(*cancel);
     } else if (auto *error = std::get_if<Error>(&msg)) {
         log_err("dispatcher %s: error: %s", conn.peer().c_str(), error->message.c_str());
     } else if (!std::holds_alternative<Heartbeat>(msg) && !std::holds_alternative<Hello>(msg)) {
@@ -250,9 +230,10 @@ void Runner::on_registered(Connection &conn)
     for (const auto &[id, pending] : unacked_) {
         if (!pending.ready)
             continue; // sent when its spool write is over
-        log_info("job %llu: delivering the result of attempt %u",
-                 static_cast<ull>(pending.result.job_id), pending.result.attempt);
-        client_.send(pending.result);
+        log_info("job %llu: delivering the %s of attempt %u",
+                 static_cast<ull>(delivery_job_id(pending.what)), what_of(pending.what),
+                 delivery_attempt(pending.what));
+        client_.send(to_message(pending.what));
     }
     send_heartbeat();
 }
@@ -262,6 +243,9 @@ void Runner::on_registered(Connection &conn)
 void Runner::reject(const Assign &assign, const std::string &why)
 {
     log_err("job %llu: %s", static_cast<ull>(assign.job_id), why.c_str());
+    if (assign.list)
+        return deliver(TestList{0, assign.job_id, assign.attempt, assign.spec.commit, {},
+                                "runner " + config_.name + ": " + why});
     Result r;
     r.job_id = assign.job_id;
     r.attempt = assign.attempt;
@@ -285,11 +269,13 @@ void Runner::on_assign(const Assign &assign)
         return;
     }
     for (const auto &[id, pending] : unacked_)
-        if (pending.result.job_id == assign.job_id && pending.result.attempt == assign.attempt) {
+        if (delivery_job_id(pending.what) == assign.job_id &&
+            delivery_attempt(pending.what) == assign.attempt &&
+            is_test_list(pending.what) == assign.list) {
             // A dispatcher back from a restart may assign again what we ran
             // while it was away: the held result answers it.
-            log_info("job %llu: attempt %u already ran here; its result is being delivered",
-                     static_cast<ull>(assign.job_id), assign.attempt);
+            log_info("job %llu: attempt %u already ran here; its %s is being delivered",
+                     static_cast<ull>(assign.job_id), assign.attempt, what_of(pending.what));
             return;
         }
     auto vcs = vcs_.find(assign.spec.vcs);
@@ -298,6 +284,13 @@ void Runner::on_assign(const Assign &assign)
         return reject(assign, "no vcs plugin '" + assign.spec.vcs + "' loaded here");
     if (exec == exec_.end())
         return reject(assign, "no exec plugin '" + assign.spec.exec + "' loaded here");
+    if (assign.list && !exec->second->exec().list)
+        return reject(assign, "plugin " + assign.spec.exec + " cannot list tests");
+    if (running_.size() >= config_.slots)
+        // The dispatcher counts our slots; more than that means its view and
+        // ours differ (a reconnect).  Running it anyway loses nothing.
+        log_warning("job %llu: assigned with all %u slot(s) busy; running it anyway",
+                    static_cast<ull>(assign.job_id), config_.slots);
     // Names were validated by the decoder: job ids and numbers make a safe path.
     std::string workspace = config_.work_dir + "/workspaces/job-" +
                             std::to_string(assign.job_id) + "-" + std::to_string(assign.attempt);
@@ -305,22 +298,38 @@ void Runner::on_assign(const Assign &assign)
     auto run = std::make_unique<JobRun>(
         loop_, assign, *vcs->second, *exec->second, workspace, cache, config_.keep_workspaces,
         config_.max_log,
-        [this](JobRun &r, Result &&result) {
-            guarded("job done", [&] { on_job_done(r, std::move(result)); });
+        [this](JobRun &r, Delivery &&what) {
+            guarded("job done", [&] { on_job_done(r, std::move(what)); });
         });
     JobRun &ref = *run;
     running_[assign.job_id] = std::move(run);
     ref.start();
 }
 
-void Runner::on_job_done(JobRun &run, Result &&result)
+// Cancel from the dispatcher (a superseded commit, an operator): kill what
+// the job runs; its Result, "cancelled", follows through on_job_done and is
+// spooled and acked like any other.
+void Runner::on_cancel(const Cancel &cancel)
+{
+    auto it = running_.find(cancel.job_id);
+    if (it == running_.end() || it->second->attempt() != cancel.attempt) {
+        // Over already (its result may be on its way), or never ours.
+        log_debug("job %llu: cancel of attempt %u: not running here; ignored",
+                  static_cast<ull>(cancel.job_id), cancel.attempt);
+        return;
+    }
+    log_notice("job %llu: cancelled by the dispatcher", static_cast<ull>(cancel.job_id));
+    it->second->cancel();
+}
+
+void Runner::on_job_done(JobRun &run, Delivery &&what)
 {
     uint64_t job_id = run.job_id();
     if (aborting_)
         log_notice("job %llu: cancelled by the stop; handed back to the dispatcher",
                    static_cast<ull>(job_id));
     else
-        deliver(std::move(result));
+        deliver(std::move(what));
     // Destroy the run from the next statement on: we are inside its callback.
     auto it = running_.find(job_id);
     if (it != running_.end()) {
@@ -340,19 +349,25 @@ void Runner::on_job_done(JobRun &run, Result &&result)
 
 // ---- results: spooled, sent, acked, unspooled ----
 
-void Runner::deliver(Result &&result)
+void Runner::deliver(Delivery &&what)
 {
-    result.id = next_request_id_++;
-    fit_in_frame(result, config_.max_frame);
-    log_notice("job %llu: %s (%zu tests)", static_cast<ull>(result.job_id), result.outcome.c_str(),
-               result.tests.size());
-    uint64_t id = result.id;
+    uint64_t id = next_request_id_++;
+    set_request_id(what, id);
+    fit_in_frame(what, config_.max_frame);
+    if (auto *r = std::get_if<Result>(&what))
+        log_notice("job %llu: %s (%zu tests)", static_cast<ull>(r->job_id), r->outcome.c_str(),
+                   r->tests.size());
+    else if (auto *l = std::get_if<TestList>(&what); l->error.empty())
+        log_notice("job %llu: listed %zu tests", static_cast<ull>(l->job_id), l->tests.size());
+    else
+        log_notice("job %llu: cannot list tests: %s", static_cast<ull>(l->job_id),
+                   l->error.c_str());
     Pending &pending = unacked_[id];
-    pending.result = std::move(result);
+    pending.what = std::move(what);
     // On disk before it is sent: once the dispatcher has it, we must be able
     // to deliver it again whatever happens to this process.
     std::weak_ptr<Runner *> weak = alive_;
-    spool_.save(pending.result, [weak, id](int status) {
+    spool_.save(pending.what, [weak, id](int status) {
         auto alive = weak.lock();
         if (alive && *alive)
             guarded("spooled", [&] { (*alive)->on_spooled(id, status); });
@@ -366,23 +381,24 @@ void Runner::on_spooled(uint64_t id, int status)
         return;
     Pending &pending = it->second;
     if (status != 0)
-        log_err("job %llu: cannot spool its result in %s: %s; held in memory only",
-                static_cast<ull>(pending.result.job_id), spool_.dir().c_str(), uv_strerror(status));
+        log_err("job %llu: cannot spool its %s in %s: %s; held in memory only",
+                static_cast<ull>(delivery_job_id(pending.what)), what_of(pending.what),
+                spool_.dir().c_str(), uv_strerror(status));
     pending.ready = true;
     if (registered_ && !stopped_)
-        client_.send(pending.result);
+        client_.send(to_message(pending.what));
 }
 
-void Runner::on_result_acked(uint64_t id)
+void Runner::on_acked(uint64_t id)
 {
     auto it = unacked_.find(id);
     if (it == unacked_.end())
         return;
-    const Result &r = it->second.result;
-    log_debug("job %llu: result acknowledged", static_cast<ull>(r.job_id));
-    uint64_t job_id = r.job_id;
-    uint32_t attempt = r.attempt;
-    spool_.remove(job_id, attempt, [job_id, attempt](int status) {
+    const Delivery &d = it->second.what;
+    uint64_t job_id = delivery_job_id(d);
+    uint32_t attempt = delivery_attempt(d);
+    log_debug("job %llu: %s acknowledged", static_cast<ull>(job_id), what_of(d));
+    spool_.remove(job_id, attempt, is_test_list(d), [job_id, attempt](int status) {
         // Left behind, it is delivered again at the next start, and acked as
         // a duplicate: untidy, not wrong.  (A printf-style log: cannot throw.)
         if (status != 0 && status != UV_ENOENT)

@@ -1,8 +1,11 @@
 #pragma once
 // kiln-runner's logic: keeps a connection to the dispatcher (reconnecting
 // with backoff), registers its slots, heartbeats, runs each assigned job in
-// its own workspace, and holds each result — in memory and in the spool on
-// disk — until the dispatcher acks it, across reconnects and restarts.
+// its own workspace (up to `slots` at once; the dispatcher counts them),
+// lists the tests of a commit when the assign asks for it, cancels a job
+// when the dispatcher says so, and holds each result or test list — in
+// memory and in the spool on disk — until the dispatcher acks it, across
+// reconnects and restarts.
 #include <map>
 #include <memory>
 #include <string>
@@ -40,9 +43,9 @@ class Runner {
     bool stopped() const { return stopped_; }
 
   private:
-    // A result the dispatcher has not acked yet.
+    // A result or test list the dispatcher has not acked yet.
     struct Pending {
-        Result result;
+        Delivery what;
         bool ready = false; // its spool write is over: it may be sent
     };
 
@@ -51,10 +54,11 @@ class Runner {
     void on_message(Connection &conn, Message &&msg);
     void on_registered(Connection &conn);
     void on_assign(const Assign &assign);
-    void on_job_done(JobRun &run, Result &&result);
-    void deliver(Result &&result);
+    void on_cancel(const Cancel &cancel);
+    void on_job_done(JobRun &run, Delivery &&what);
+    void deliver(Delivery &&what);
     void on_spooled(uint64_t id, int status);
-    void on_result_acked(uint64_t id);
+    void on_acked(uint64_t id);
     void send_register();
     void send_heartbeat();
     void reject(const Assign &assign, const std::string &why);

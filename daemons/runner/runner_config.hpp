@@ -16,7 +16,8 @@ struct RunnerConfig {
     std::string work_dir = "/var/lib/kiln/runner";
     std::vector<std::string> plugin_dirs;
     std::vector<std::string> vcs_plugins = {"git"};
-    std::vector<std::string> exec_plugins = {"unittest", "script"};
+    // ctest loads without cmake installed; its jobs then fail saying so.
+    std::vector<std::string> exec_plugins = {"unittest", "script", "ctest"};
     uint64_t heartbeat_interval_ms = 2000;
     uint64_t dispatcher_timeout_ms = 10000;
     uint64_t stop_timeout_ms = 30000; // SIGTERM: time for running jobs to finish and be acked

@@ -18,6 +18,7 @@ namespace kiln {
 namespace {
 
 constexpr std::string_view kSuffix = ".result";
+constexpr std::string_view kListSuffix = ".list";
 constexpr std::string_view kCorrupt = ".corrupt";
 
 bool ends_with(std::string_view s, std::string_view end)
@@ -41,12 +42,13 @@ int list_dir(const std::string &dir, std::vector<std::string> &names)
 
 } // namespace
 
-std::string spool_file_name(uint64_t job_id, uint32_t attempt)
+std::string spool_file_name(uint64_t job_id, uint32_t attempt, bool list)
 {
-    return "job-" + std::to_string(job_id) + "-" + std::to_string(attempt) + std::string(kSuffix);
+    return "job-" + std::to_string(job_id) + "-" + std::to_string(attempt) +
+           std::string(list ? kListSuffix : kSuffix);
 }
 
-bool decode_spool_file(std::string_view bytes, Result &out, std::string &error)
+bool decode_spool_file(std::string_view bytes, Delivery &out, std::string &error)
 {
     if (bytes.empty()) {
         error = "empty file";
@@ -83,18 +85,20 @@ bool decode_spool_file(std::string_view bytes, Result &out, std::string &error)
     Message msg;
     if (!decode_message(payload, msg, error))
         return false;
-    auto *result = std::get_if<Result>(&msg);
-    if (!result) {
+    if (auto *result = std::get_if<Result>(&msg))
+        out = std::move(*result);
+    else if (auto *list = std::get_if<TestList>(&msg))
+        out = std::move(*list);
+    else {
         error = std::string("holds a ") + message_type(msg) + ", not a result";
         return false;
     }
-    out = std::move(*result);
     return true;
 }
 
-std::vector<Result> Spool::load()
+std::vector<Delivery> Spool::load()
 {
-    std::vector<Result> results;
+    std::vector<Delivery> results;
     int rc = make_dirs(dir_);
     std::vector<std::string> names;
     if (rc == 0)
@@ -113,21 +117,23 @@ std::vector<Result> Spool::load()
             unlink(path.c_str());
             continue;
         }
-        if (!ends_with(name, kSuffix)) {
+        if (!ends_with(name, kSuffix) && !ends_with(name, kListSuffix)) {
             if (!ends_with(name, kCorrupt))
                 log_debug("spool: ignoring %s", path.c_str());
             continue;
         }
         std::string bytes, error;
-        Result r;
+        Delivery r;
         rc = read_whole_file(path, bytes);
         if (rc != 0)
             error = strerror(-rc);
-        else if (decode_spool_file(bytes, r, error) && spool_file_name(r.job_id, r.attempt) != name)
-            // Removal after the ack goes by job and attempt: a misnamed file
-            // would be delivered again at every start.
-            error = "holds the result of job " + std::to_string(r.job_id) + " attempt " +
-                    std::to_string(r.attempt);
+        else if (decode_spool_file(bytes, r, error) &&
+                 spool_file_name(delivery_job_id(r), delivery_attempt(r), is_test_list(r)) != name)
+            // Removal after the ack goes by job, attempt and kind: a misnamed
+            // file would be delivered again at every start.
+            error = std::string("holds the ") + (is_test_list(r) ? "test list" : "result") +
+                    " of job " + std::to_string(delivery_job_id(r)) + " attempt " +
+                    std::to_string(delivery_attempt(r));
         if (error.empty()) {
             results.push_back(std::move(r));
             continue;
@@ -141,15 +147,15 @@ std::vector<Result> Spool::load()
     return results;
 }
 
-void Spool::save(const Result &result, std::function<void(int)> done)
+void Spool::save(const Delivery &what, std::function<void(int)> done)
 {
-    write_file_atomic_async(loop_, path(result.job_id, result.attempt), encode_message(result),
-                            std::move(done));
+    std::string file = path(delivery_job_id(what), delivery_attempt(what), is_test_list(what));
+    write_file_atomic_async(loop_, file, encode_message(to_message(what)), std::move(done));
 }
 
-void Spool::remove(uint64_t job_id, uint32_t attempt, std::function<void(int)> done)
+void Spool::remove(uint64_t job_id, uint32_t attempt, bool list, std::function<void(int)> done)
 {
-    remove_file_async(loop_, path(job_id, attempt), std::move(done));
+    remove_file_async(loop_, path(job_id, attempt, list), std::move(done));
 }
 
 } // namespace kiln

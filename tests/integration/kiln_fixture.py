@@ -409,7 +409,8 @@ class Cluster:
 
     def __init__(self, testcase=None, exec_plugin="unittest", mode="every",
                  interval="500ms", repo_name="example", keep=None, runner_timeout="3s",
-                 max_attempts=None, repo_timeout="60s", runner_stop_timeout="5s"):
+                 max_attempts=None, repo_timeout="60s", runner_stop_timeout="5s",
+                 repo_extra=""):
         self.plugin_dir = plugin_dir()
         for program in ("observer", "dispatcher", "runner", "kilnctl"):
             binary(program)  # fail now, clearly, when the build is missing
@@ -434,6 +435,7 @@ class Cluster:
         self.max_attempts = max_attempts
         self.repo_timeout = repo_timeout
         self.runner_stop_timeout = runner_stop_timeout  # < STOP_GRACE
+        self.repo_extra = repo_extra  # more [[repo]] lines: shards, labels, ...
         self.repo = GitRepo(os.path.join(self.tmp, "repo"))
 
     def set_port(self, port):
@@ -502,13 +504,15 @@ class Cluster:
                     "mode = %s\n"
                     "exec = %s\n"
                     "timeout = %s\n"
+                    "%s\n"
                     "\n[plugin.git]\n"
                     "cache_dir = %s\n"
                     % (toml_str(self.address), toml_str(self.path("observer-state")),
                        toml_str(self.interval), toml_array([self.plugin_dir]),
                        toml_str(self.repo_name), toml_str(self.repo.path),
                        toml_str(self.mode), toml_str(self.exec_plugin),
-                       toml_str(self.repo_timeout), toml_str(self.path("observer-git-cache"))))
+                       toml_str(self.repo_timeout), self.repo_extra,
+                       toml_str(self.path("observer-git-cache"))))
         return path
 
     # -- processes --

@@ -116,7 +116,7 @@ void test_round_trip(void **state)
     assert_true(exists(s->tmp + "/spool/job-7-2.result"));
     auto loaded = spool.load();
     assert_int_equal(loaded.size(), 1);
-    const Result &r = loaded[0];
+    const Result &r = std::get<Result>(loaded[0]);
     assert_int_equal(r.job_id, 7);
     assert_int_equal(r.attempt, 2);
     assert_string_equal(S(r.commit), S(std::string(40, 'a')));
@@ -148,7 +148,7 @@ void test_torn_files(void **state)
     garbled[6] = '\xc1'; // never valid msgpack
     bad.push_back(garbled);
     for (size_t i = 0; i < bad.size(); i++) {
-        Result r;
+        Delivery r;
         std::string error;
         assert_false(decode_spool_file(bad[i], r, error));
         assert_true(!error.empty());
@@ -160,7 +160,7 @@ void test_torn_files(void **state)
     Spool spool(&s->loop, dir);
     auto loaded = spool.load();
     assert_int_equal(loaded.size(), 1);
-    assert_int_equal(loaded[0].job_id, 1);
+    assert_int_equal(delivery_job_id(loaded[0]), 1);
     for (size_t i = 0; i < bad.size(); i++) {
         std::string path = dir + "/" + spool_file_name(100 + i, 1);
         assert_false(exists(path));
@@ -197,16 +197,16 @@ void test_attempts_kept_apart(void **state)
     assert_int_equal(s->saved, 2);
     auto loaded = spool.load();
     assert_int_equal(loaded.size(), 2);
-    assert_int_equal(loaded[0].attempt, 1);
-    assert_string_equal(S(loaded[0].outcome), "failed");
-    assert_int_equal(loaded[1].attempt, 2);
-    assert_string_equal(S(loaded[1].outcome), "passed");
-    spool.remove(5, 1, [s](int st) { s->saved += st == 0; });
+    assert_int_equal(delivery_attempt(loaded[0]), 1);
+    assert_string_equal(S(std::get<Result>(loaded[0]).outcome), "failed");
+    assert_int_equal(delivery_attempt(loaded[1]), 2);
+    assert_string_equal(S(std::get<Result>(loaded[1]).outcome), "passed");
+    spool.remove(5, 1, false, [s](int st) { s->saved += st == 0; });
     uv_run(&s->loop, UV_RUN_DEFAULT);
     assert_int_equal(s->saved, 3);
     loaded = spool.load();
     assert_int_equal(loaded.size(), 1);
-    assert_int_equal(loaded[0].attempt, 2);
+    assert_int_equal(delivery_attempt(loaded[0]), 2);
 }
 
 
