@@ -5,25 +5,6 @@
 
 namespace kiln {
 
-namespace {
-
-// Everything below runs from libuv or plugin callbacks, which an exception
-// must not cross: the worst run-time case (out of memory) is logged and the
-// event dropped.  At-least-once delivery survives a dropped event: the commit
-// stays in the outbox, or is listed again after a restart.
-template <typename Fn> void guarded(const char *what, Fn &&fn) noexcept
-{
-    try {
-        fn();
-    } catch (const std::exception &e) {
-        log_err("%s: %s", what, e.what());
-    } catch (...) {
-        log_err("%s: unknown exception", what);
-    }
-}
-
-} // namespace
-
 Observer::Observer(uv_loop_t *loop, ObserverConfig config)
     : loop_(loop), config_(std::move(config)),
       client_(loop, config_.dispatcher, config_.max_frame),

@@ -6,24 +6,6 @@
 
 namespace kiln {
 
-namespace {
-
-// Every entry from the loop (libuv, a plugin's C callback, the thread pool)
-// goes through here: no exception may unwind into C frames, and at run time
-// nothing aborts the runner.
-template <typename Fn> void guarded(const char *what, Fn &&fn) noexcept
-{
-    try {
-        fn();
-    } catch (const std::exception &e) {
-        log_err("runner: %s: %s", what, e.what());
-    } catch (...) {
-        log_err("runner: %s: unknown exception", what);
-    }
-}
-
-} // namespace
-
 using ull = unsigned long long;
 
 Runner::Runner(uv_loop_t *loop, RunnerConfig config)

@@ -3,6 +3,7 @@
 // set, so the journal gets the priority), otherwise a readable local timestamp
 // and level.  Debug lines are dropped unless verbose.
 #include <cstdarg>
+#include <exception>
 #include <string>
 
 #include <kiln/plugin.h>
@@ -32,6 +33,21 @@ KILN_LOG_FN(log_notice, KILN_LOG_NOTICE)
 KILN_LOG_FN(log_info, KILN_LOG_INFO)
 KILN_LOG_FN(log_debug, KILN_LOG_DEBUG)
 #undef KILN_LOG_FN
+
+// Run `fn` where no exception may escape — a libuv or plugin callback, which
+// returns into C frames — logging whatever it throws as "WHAT: why".  At run
+// time nothing aborts a daemon: the event is dropped, and the daemons'
+// protocols (resends, requeues) make a dropped event a delay, not a loss.
+template <typename Fn> void guarded(const char *what, Fn &&fn) noexcept
+{
+    try {
+        fn();
+    } catch (const std::exception &e) {
+        log_err("%s: %s", what, e.what());
+    } catch (...) {
+        log_err("%s: unknown exception", what);
+    }
+}
 
 // Formats a line the way vlog would write it (without the trailing newline);
 // exposed for tests.  `journald` selects the "<N>" form.
