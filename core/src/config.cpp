@@ -11,6 +11,9 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+
+#include <dirent.h>
+#include <sys/stat.h>
 #include <map>
 #include <set>
 
@@ -20,6 +23,10 @@ namespace kiln {
 // sets are only written while the daemon (or a plugin's init) reads its keys.
 struct ConfigTable::Shared {
     toml::table root;
+    // The files merged into root: the main one, then its drop-ins in the
+    // order applied.  Every node keeps the name of the file it came from
+    // (toml::source_region::path), so errors name the right one.
+    std::vector<std::string> files;
     std::map<const toml::table *, std::set<std::string, std::less<>>> known;
 };
 
@@ -58,6 +65,12 @@ std::string format_error(const std::string &file, const toml::source_position &p
     if (!keypath.empty())
         out += keypath + ": ";
     return out + why;
+}
+
+// The file a node came from: with drop-ins merged, not always the main one.
+std::string file_of(const toml::source_region &src, const std::string &fallback)
+{
+    return src.path && !src.path->empty() ? *src.path : fallback;
 }
 
 std::string join_path(const std::string &path, const std::string &key)
@@ -129,13 +142,16 @@ bool found(int rc, const std::string &message)
 }
 
 struct Unknown {
+    size_t rank; // of its file in Shared::files: the main file first
+    std::string file;
     toml::source_position pos;
     std::string key;
 };
 
 // The keys of `table` nobody asked for, in file order.  The key's own source
 // position is used (where the typo is), falling back to its value's.
-std::vector<Unknown> collect_unknown(const ConfigTable::Shared *doc, const toml::table *table)
+std::vector<Unknown> collect_unknown(const ConfigTable::Shared *doc, const toml::table *table,
+                                     const std::string &fallback)
 {
     std::vector<Unknown> out;
     if (!doc || !table)
@@ -145,12 +161,16 @@ std::vector<Unknown> collect_unknown(const ConfigTable::Shared *doc, const toml:
     for (auto &&[k, v] : *table) {
         if (known && known->count(k.str()))
             continue;
-        toml::source_position pos = k.source().begin;
-        if (!pos)
-            pos = v.source().begin;
-        out.push_back({pos, std::string(k.str())});
+        toml::source_region src = k.source();
+        if (!src.begin)
+            src = v.source();
+        std::string file = file_of(src, fallback);
+        size_t rank = std::find(doc->files.begin(), doc->files.end(), file) - doc->files.begin();
+        out.push_back({rank, file, src.begin, std::string(k.str())});
     }
     std::stable_sort(out.begin(), out.end(), [](const Unknown &a, const Unknown &b) {
+        if (a.rank != b.rank)
+            return a.rank < b.rank;
         return a.pos.line != b.pos.line ? a.pos.line < b.pos.line : a.pos.column < b.pos.column;
     });
     return out;
@@ -181,13 +201,13 @@ void ConfigTable::accept(const std::string &key) const { node(key); }
 
 std::string ConfigTable::error_at(const std::string &key, const std::string &why) const
 {
-    toml::source_position pos{};
+    toml::source_region src{};
     const toml::node *n = (table_ && !key.empty()) ? table_->get(key) : nullptr;
     if (n)
-        pos = n->source().begin;
+        src = n->source();
     else if (table_)
-        pos = table_->source().begin; // absent key: point at the table that lacks it
-    return format_error(file_, pos, join_path(path_, key), why);
+        src = table_->source(); // absent key: point at the table that lacks it
+    return format_error(file_of(src, file_), src.begin, join_path(path_, key), why);
 }
 
 int ConfigTable::get_string(const std::string &key, std::string &out, std::string &message) const
@@ -304,7 +324,7 @@ std::vector<std::string> ConfigTable::strings(const std::string &key,
         const toml::node &item = *arr->get(i);
         auto s = item.as_string();
         if (!s)
-            throw ConfigError(format_error(file_, item.source().begin,
+            throw ConfigError(format_error(file_of(item.source(), file_), item.source().begin,
                                            join_path(path_, key + "[" + std::to_string(i) + "]"),
                                            std::string("expected a string, got ") +
                                                type_name(item)));
@@ -342,7 +362,7 @@ std::vector<ConfigTable> ConfigTable::tables(const std::string &key) const
         std::string path = join_path(path_, key + "[" + std::to_string(i) + "]");
         auto t = item.as_table();
         if (!t)
-            throw ConfigError(format_error(file_, item.source().begin, path,
+            throw ConfigError(format_error(file_of(item.source(), file_), item.source().begin, path,
                                            std::string("expected a table, got ") +
                                                type_name(item)));
         out.push_back(ConfigTable(doc_, t, file_, path));
@@ -353,27 +373,61 @@ std::vector<ConfigTable> ConfigTable::tables(const std::string &key) const
 std::vector<std::string> ConfigTable::unknown_keys() const
 {
     std::vector<std::string> out;
-    for (auto &u : collect_unknown(doc_.get(), table_))
+    for (auto &u : collect_unknown(doc_.get(), table_, file_))
         out.push_back(join_path(path_, u.key));
     return out;
 }
 
 void ConfigTable::reject_unknown_keys() const
 {
-    auto unknown = collect_unknown(doc_.get(), table_);
+    auto unknown = collect_unknown(doc_.get(), table_, file_);
     if (!unknown.empty())
-        throw ConfigError(
-            format_error(file_, unknown[0].pos, join_path(path_, unknown[0].key), "unknown key"));
+        throw ConfigError(format_error(unknown[0].file, unknown[0].pos,
+                                       join_path(path_, unknown[0].key), "unknown key"));
 }
+
+namespace {
+
+toml::table parse_toml(const std::string &text, const std::string &name)
+{
+    try {
+        return toml::parse(text, name);
+    } catch (const toml::parse_error &e) {
+        throw ConfigError(format_error(name, e.source().begin, "", std::string(e.description())));
+    }
+}
+
+bool ends_with(const std::string &s, const std::string &suffix)
+{
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Moves src's entries into dst: a value replaces dst's, a table merges into
+// dst's table, an array of tables is appended to dst's.  Moving (never
+// copying) keeps each node's source region, i.e. its file, line and column.
+void merge_into(toml::table &dst, toml::table &src)
+{
+    for (auto &&[k, v] : src) {
+        toml::node *have = dst.get(k.str());
+        if (have && have->is_table() && v.is_table()) {
+            merge_into(*have->as_table(), *v.as_table());
+        } else if (have && have->is_array_of_tables() && v.is_array_of_tables()) {
+            toml::array &to = *have->as_array();
+            for (auto &item : *v.as_array())
+                to.push_back(std::move(*item.as_table()));
+        } else {
+            v.visit([&](auto &&n) { dst.insert_or_assign(k, std::move(n)); });
+        }
+    }
+}
+
+} // namespace
 
 ConfigTable parse_config_string(const std::string &text, const std::string &name)
 {
     auto doc = std::make_shared<ConfigTable::Shared>();
-    try {
-        doc->root = toml::parse(text, name);
-    } catch (const toml::parse_error &e) {
-        throw ConfigError(format_error(name, e.source().begin, "", std::string(e.description())));
-    }
+    doc->root = parse_toml(text, name);
+    doc->files.push_back(name);
     const toml::table *root = &doc->root;
     return ConfigTable(std::move(doc), root, name, "");
 }
@@ -381,6 +435,55 @@ ConfigTable parse_config_string(const std::string &text, const std::string &name
 ConfigTable load_config_file(const std::string &path)
 {
     return parse_config_string(read_file(path), path);
+}
+
+std::string config_dropin_dir(const std::string &path)
+{
+    size_t slash = path.rfind('/');
+    std::string dir = slash == std::string::npos ? "" : path.substr(0, slash + 1);
+    std::string stem = slash == std::string::npos ? path : path.substr(slash + 1);
+    if (ends_with(stem, ".toml") && stem.size() > 5)
+        stem.resize(stem.size() - 5);
+    return dir + "conf.d/" + stem;
+}
+
+std::vector<std::string> config_dropins(const std::string &path)
+{
+    std::string dir = config_dropin_dir(path);
+    std::vector<std::string> out;
+    DIR *d = opendir(dir.c_str());
+    if (!d) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return out; // no drop-ins
+        throw ConfigError(dir + ": cannot read: " + std::strerror(errno));
+    }
+    while (struct dirent *e = readdir(d)) {
+        std::string name = e->d_name;
+        if (name[0] == '.' || !ends_with(name, ".toml") || name.size() == 5)
+            continue; // hidden files (editors' temporaries), other suffixes
+        struct stat st;
+        std::string file = dir + "/" + name;
+        if (stat(file.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+            continue;
+        out.push_back(file); // a dangling link is reported when read
+    }
+    closedir(d);
+    std::sort(out.begin(), out.end()); // one directory: byte order of the names
+    return out;
+}
+
+ConfigTable load_config_with_dropins(const std::string &path)
+{
+    auto doc = std::make_shared<ConfigTable::Shared>();
+    doc->root = parse_toml(read_file(path), path);
+    doc->files.push_back(path);
+    for (const auto &file : config_dropins(path)) {
+        toml::table more = parse_toml(read_file(file), file);
+        doc->files.push_back(file);
+        merge_into(doc->root, more);
+    }
+    const toml::table *root = &doc->root;
+    return ConfigTable(std::move(doc), root, path, "");
 }
 
 // Digits then exactly one unit.  A bare number in a string is refused: the

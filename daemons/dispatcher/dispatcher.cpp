@@ -16,7 +16,7 @@ Dispatcher::Dispatcher(uv_loop_t *loop, DispatcherConfig config)
 {
     auto dirs = plugin_dirs(config_.plugin_dirs);
     for (const auto &table : config_.reports)
-        reporters_.push_back(load_plugin(loop_, dirs, table.required_string("plugin"),
+        reporters_->push_back(load_plugin(loop_, dirs, table.required_string("plugin"),
                                          KILN_PLUGIN_REPORT, table, "kiln-dispatcher"));
     // What was assigned when the dispatcher stopped stays with its runner
     // for runner_timeout: the runner may still be running it, or hold its
@@ -58,7 +58,7 @@ bool Dispatcher::start()
     uv_timer_start(heartbeat_timer_, on_heartbeat_timer, config_.heartbeat_interval_ms,
                    config_.heartbeat_interval_ms);
     log_notice("listening on %s (port %d), %zu report plugin(s)", config_.listen.c_str(),
-               server_.port(), reporters_.size());
+               server_.port(), reporters_->size());
     // Results recorded before a crash but not yet reported: report them now
     // (reporting is at least once).
     for (const auto &[id, job] : jobs_.jobs())
@@ -78,9 +78,82 @@ void Dispatcher::stop()
         conn->close("dispatcher stopping");
 }
 
+void Dispatcher::reload(DispatcherConfig c)
+{
+    // Everything that can throw first: a broken plugin leaves all as it was.
+    auto fresh = std::make_shared<Reporters>();
+    auto dirs = plugin_dirs(c.plugin_dirs);
+    for (const auto &table : c.reports)
+        fresh->push_back(load_plugin(loop_, dirs, table.required_string("plugin"),
+                                     KILN_PLUGIN_REPORT, table, "kiln-dispatcher"));
+
+    auto restart = [](const char *key, bool changed) {
+        if (changed)
+            log_warning("reload: %s changed: needs a restart; keeping the running value", key);
+    };
+    restart("listen", c.listen != config_.listen);
+    restart("state_dir", c.state_dir != config_.state_dir);
+    restart("max_frame", c.max_frame != config_.max_frame);
+
+    old_reporters_.push_back(std::move(reporters_));
+    reporters_ = std::move(fresh);
+    free_reporters();
+
+    bool heartbeat = c.heartbeat_interval_ms != config_.heartbeat_interval_ms;
+    bool timeout = c.runner_timeout_ms != config_.runner_timeout_ms;
+    config_.heartbeat_interval_ms = c.heartbeat_interval_ms;
+    config_.runner_timeout_ms = c.runner_timeout_ms;
+    config_.handshake_timeout_ms = c.handshake_timeout_ms;
+    config_.max_attempts = c.max_attempts;
+    config_.plugin_dirs = c.plugin_dirs;
+    config_.reports = c.reports;
+    if (heartbeat && heartbeat_timer_ && !stopping_)
+        uv_timer_start(heartbeat_timer_, on_heartbeat_timer, config_.heartbeat_interval_ms,
+                       config_.heartbeat_interval_ms);
+    if (timeout)
+        for (const auto &conn : connections_)
+            if (conn->role == "runner")
+                conn->set_idle_timeout(config_.runner_timeout_ms);
+    log_notice("reload: %zu report plugin(s); heartbeat every %llu ms, runner_timeout %llu ms, "
+               "max_attempts %u",
+               reporters_->size(), static_cast<unsigned long long>(config_.heartbeat_interval_ms),
+               static_cast<unsigned long long>(config_.runner_timeout_ms), config_.max_attempts);
+}
+
+// Unload the replaced report plugin sets that no report uses any more.
+// Never called from inside a plugin's callback (fini and dlclose there
+// would pull the code from under it): from reload and the heartbeat timer.
+void Dispatcher::free_reporters()
+{
+    for (auto it = old_reporters_.begin(); it != old_reporters_.end();)
+        if (it->use_count() == 1) {
+            log_info("reload: %zu old report plugin(s) unloaded", (*it)->size());
+            it = old_reporters_.erase(it);
+        } else {
+            ++it;
+        }
+}
+
+std::string Dispatcher::status() const
+{
+    size_t slots = 0;
+    for (const auto &entry : runners_)
+        slots += entry.second.slots;
+    std::string s = std::to_string(runners_.size()) +
+                    (runners_.size() == 1 ? " runner (" : " runners (") +
+                    std::to_string(slots) + " slots), " +
+                    std::to_string(jobs_.count(JobState::queued)) + " queued, " +
+                    std::to_string(jobs_.count(JobState::assigned)) + " running";
+    if (stopping_)
+        s = "stopping; " + s;
+    return s;
+}
+
 void Dispatcher::on_heartbeat_timer(uv_timer_t *timer)
 {
     auto *self = static_cast<Dispatcher *>(timer->data);
+    if (!self->old_reporters_.empty())
+        self->free_reporters();
     for (const auto &conn : self->connections_)
         if (!conn->role.empty())
             conn->send(Heartbeat{});

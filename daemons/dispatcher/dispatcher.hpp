@@ -47,6 +47,15 @@ class Dispatcher {
     // Stop accepting, close every connection; the loop then ends.
     void stop();
 
+    // SIGHUP: load the new report plugins (throws PluginError, changing
+    // nothing), then swap them in — the old set is unloaded once its reports
+    // in flight are done — and apply heartbeat_interval, runner_timeout,
+    // handshake_timeout and max_attempts.  listen, state_dir and max_frame
+    // need a restart (logged).  Connections and jobs are kept.
+    void reload(DispatcherConfig config);
+    // One line for systemd's STATUS=: "2 runners, 5 queued, 3 running".
+    std::string status() const;
+
     // What kilnctl asks for, as one packed msgpack object.
     std::string query(const std::string &what, const std::string &arg, std::string &error) const;
 
@@ -90,7 +99,12 @@ class Dispatcher {
     std::map<std::string, int64_t> orphan_deadlines_;
     std::map<std::string, RunnerSlotInfo> runners_;
     std::set<std::shared_ptr<Connection>> connections_;
-    std::vector<std::unique_ptr<Plugin>> reporters_;
+    // The report plugins: one set, shared with the reports in flight, so a
+    // reload can unload the old set once they are done (free_reporters).
+    using Reporters = std::vector<std::unique_ptr<Plugin>>;
+    std::shared_ptr<Reporters> reporters_ = std::make_shared<Reporters>();
+    std::vector<std::shared_ptr<Reporters>> old_reporters_;
+    void free_reporters();
     uv_timer_t *heartbeat_timer_ = nullptr;
     int64_t started_unix_ms_ = 0;
     bool stopping_ = false;

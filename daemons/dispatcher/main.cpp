@@ -30,7 +30,15 @@ int main(int argc, char **argv)
     }
     if (!dispatcher->start())
         return 1;
-    run_until_stopped(&loop, [&] { dispatcher->stop(); });
+    ServiceHooks hooks; // READY=1 now; SIGHUP reloads; STATUS= and WATCHDOG=1 meanwhile
+    hooks.stop = [&] { dispatcher->stop(); };
+    hooks.reload = [&] {
+        reload_daemon_config(opts, kInfo, [&](const ConfigTable &root) {
+            dispatcher->reload(DispatcherConfig::from(root));
+        });
+    };
+    hooks.status = [&] { return dispatcher->status(); };
+    run_service(&loop, hooks);
     dispatcher.reset();
     drain_and_close_loop(&loop);
     log_notice("stopped");

@@ -60,7 +60,7 @@ void Dispatcher::on_result(Connection &conn, const Result &result)
 void Dispatcher::job_ended(uint64_t job_id, Store::Durable durable)
 {
     // With no report plugin there is nothing to report: one write, not two.
-    if (reporters_.empty())
+    if (reporters_->empty())
         jobs_.set_reported(job_id);
     save(job_id, [this, job_id, durable] {
         // Logged once durable: the line means "recorded", which the chaos
@@ -115,7 +115,7 @@ void Dispatcher::report(const Job &job)
         uint64_t job_id;
         size_t left;
     };
-    auto *pending = new Pending{this, job.id, reporters_.size() + 1};
+    auto *pending = new Pending{this, job.id, reporters_->size() + 1};
     auto finish_one = [](Pending *p) {
         if (--p->left > 0)
             return;
@@ -123,13 +123,14 @@ void Dispatcher::report(const Job &job)
         p->self->save(p->job_id);
         delete p;
     };
-    for (const auto &plugin : reporters_) {
+    for (const auto &plugin : *reporters_) {
         struct Call {
             Pending *pending;
             std::string name;
             void (*finish)(Pending *);
+            std::shared_ptr<Reporters> plugins; // a reload unloads them once no call holds them
         };
-        auto *call = new Call{pending, plugin->name(), finish_one};
+        auto *call = new Call{pending, plugin->name(), finish_one, reporters_};
         void *op = nullptr;
         int rc = plugin->report().report(
             plugin->self(), &rep,

@@ -30,7 +30,15 @@ int main(int argc, char **argv)
     }
     if (!observer->start())
         return 1; // state file unreadable, corrupt or not writable: start() logged why
-    run_until_stopped(&loop, [&] { observer->stop(); });
+    ServiceHooks hooks; // READY=1 now; SIGHUP reloads; STATUS= and WATCHDOG=1 meanwhile
+    hooks.stop = [&] { observer->stop(); };
+    hooks.reload = [&] {
+        reload_daemon_config(opts, kInfo, [&](const ConfigTable &root) {
+            observer->reload(ObserverConfig::from(root));
+        });
+    };
+    hooks.status = [&] { return observer->status(); };
+    run_service(&loop, hooks);
     observer.reset();
     drain_and_close_loop(&loop);
     log_notice("stopped");

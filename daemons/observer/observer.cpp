@@ -17,15 +17,11 @@ Observer::Observer(uv_loop_t *loop, ObserverConfig config)
                                          config_.plugin_tables.table(repo.vcs), "kiln-observer");
     config_.plugin_tables.reject_unknown_keys();
 
-    for (const auto &repo : config_.repos)
-        for (const auto &branch : repo.branches) {
-            auto w = std::make_unique<Watch>();
-            w->owner = this;
-            w->index = watches_.size();
-            w->repo = &repo;
-            w->branch = branch;
-            watches_.push_back(std::move(w));
-        }
+    for (const auto &repo : config_.repos) {
+        auto shared = std::make_shared<const WatchedRepo>(repo);
+        for (const auto &branch : repo.branches)
+            add_watch(shared, branch);
+    }
 
     client_.on_connected = [this](Connection &conn) {
         guarded("dispatcher: connected", [&] {
@@ -64,24 +60,161 @@ void Observer::close_timer(uv_timer_t *&timer)
     timer = nullptr;
 }
 
+Observer::Watch &Observer::add_watch(std::shared_ptr<const WatchedRepo> repo,
+                                     const std::string &branch)
+{
+    auto w = std::make_unique<Watch>();
+    w->owner = this;
+    w->index = watches_.size();
+    w->repo = std::move(repo);
+    w->branch = branch;
+    watches_.push_back(std::move(w));
+    return *watches_.back();
+}
+
+void Observer::start_watch(Watch &w, uint64_t delay_ms)
+{
+    if (!w.timer) {
+        w.timer = new uv_timer_t;
+        uv_timer_init(loop_, w.timer);
+        w.timer->data = &w;
+    }
+    uv_timer_start(
+        w.timer,
+        [](uv_timer_t *t) noexcept {
+            auto *watch = static_cast<Watch *>(t->data);
+            guarded("poll", [&] { watch->owner->poll(*watch); });
+        },
+        delay_ms, w.repo->interval_ms);
+}
+
+void Observer::retire(Watch &w)
+{
+    w.retired = true;
+    close_timer(w.timer);
+    if (w.op)
+        vcs_.at(w.repo->vcs)->cancel(w.op);
+    w.poll_again = false;
+}
+
+size_t Observer::watching() const
+{
+    size_t n = 0;
+    for (const auto &w : watches_)
+        n += w->retired ? 0 : 1;
+    return n;
+}
+
+std::string Observer::status() const
+{
+    std::string s = "watching " + std::to_string(watching()) + " branch(es); outbox " +
+                    std::to_string(outbox_.size());
+    if (stopping_)
+        s = "stopping; " + s;
+    else if (!ready_)
+        s += "; dispatcher " + config_.dispatcher + " not connected";
+    else if (outbox_full_)
+        s += " (full: polling paused)";
+    return s;
+}
+
+void Observer::reload(ObserverConfig c)
+{
+    if (stopping_)
+        return;
+    // What can throw first: a plugin that does not load changes nothing.
+    std::map<std::string, std::unique_ptr<Plugin>> fresh;
+    auto dirs = plugin_dirs(c.plugin_dirs);
+    for (const auto &repo : c.repos)
+        if (!vcs_.count(repo.vcs) && !fresh.count(repo.vcs))
+            fresh[repo.vcs] = load_plugin(loop_, dirs, repo.vcs, KILN_PLUGIN_VCS,
+                                          c.plugin_tables.table(repo.vcs), "kiln-observer");
+    for (const auto &entry : vcs_)
+        c.plugin_tables.accept(entry.first); // loaded at start; its settings stay
+    c.plugin_tables.reject_unknown_keys();
+
+    auto restart = [](const char *key, bool changed) {
+        if (changed)
+            log_warning("reload: %s changed: needs a restart; keeping the running value", key);
+    };
+    restart("dispatcher", c.dispatcher != config_.dispatcher);
+    restart("state_dir", c.state_dir != config_.state_dir);
+    restart("max_frame", c.max_frame != config_.max_frame);
+    for (auto &entry : fresh)
+        vcs_.emplace(entry.first, std::move(entry.second));
+
+    config_.interval_ms = c.interval_ms;
+    config_.max_backlog = c.max_backlog;
+    config_.dispatcher_timeout_ms = c.dispatcher_timeout_ms;
+    config_.ack_timeout_ms = c.ack_timeout_ms;
+    config_.max_outbox = c.max_outbox;
+    config_.plugin_dirs = c.plugin_dirs;
+    if (Connection *conn = client_.connection())
+        conn->set_idle_timeout(config_.dispatcher_timeout_ms);
+
+    // Watches: kept (with the new settings), retired, or added.
+    std::map<WatchKey, std::shared_ptr<const WatchedRepo>> wanted;
+    for (const auto &repo : c.repos) {
+        auto shared = std::make_shared<const WatchedRepo>(repo);
+        for (const auto &branch : repo.branches)
+            wanted[WatchKey{repo.name, branch}] = shared;
+    }
+    std::map<WatchKey, std::string> last; // newest commit enqueued, per key
+    size_t kept = 0, removed = 0, added = 0;
+    for (size_t i = 0; i < watches_.size(); i++) {
+        Watch &w = *watches_[i];
+        WatchKey key{w.repo->name, w.branch};
+        if (!w.last.empty())
+            last[key] = w.last;
+        if (w.retired)
+            continue;
+        auto it = wanted.find(key);
+        // Another url or vcs is another source: a new watch polls it.
+        if (it == wanted.end() || it->second->url != w.repo->url ||
+            it->second->vcs != w.repo->vcs) {
+            log_notice("reload: repo %s %s: no longer watched%s", key.first.c_str(),
+                       key.second.c_str(),
+                       outbox_.pending(w.index) ? "; its commits in the outbox are still sent"
+                                                : "");
+            retire(w);
+            removed++;
+            continue;
+        }
+        uint64_t interval = w.repo->interval_ms;
+        w.repo = it->second;
+        if (interval != w.repo->interval_ms && w.timer)
+            start_watch(w, w.repo->interval_ms);
+        wanted.erase(it);
+        kept++;
+    }
+    for (auto &[key, repo] : wanted) {
+        Watch &w = add_watch(repo, key.second);
+        auto l = last.find(key);
+        auto h = handed_over_.find(key);
+        if (l != last.end())
+            w.last = l->second;
+        else if (h != handed_over_.end())
+            w.last = h->second;
+        log_notice("reload: repo %s %s: now watched%s%.12s", key.first.c_str(),
+                   key.second.c_str(), w.last.empty() ? "" : ", after ", w.last.c_str());
+        start_watch(w, 0);
+        added++;
+    }
+    config_.repos = std::move(c.repos);
+    config_.plugin_tables = c.plugin_tables;
+    log_notice("reload: watching %zu branch(es) of %zu repositories: %zu kept, %zu added, %zu "
+               "removed",
+               watching(), config_.repos.size(), kept, added, removed);
+}
+
 bool Observer::start()
 {
     if (!load_state())
         return false;
     log_notice("watching %zu branch(es) of %zu repositories; dispatcher %s", watches_.size(),
                config_.repos.size(), config_.dispatcher.c_str());
-    for (auto &w : watches_) {
-        w->timer = new uv_timer_t;
-        uv_timer_init(loop_, w->timer);
-        w->timer->data = w.get();
-        uv_timer_start(
-            w->timer,
-            [](uv_timer_t *t) noexcept {
-                auto *watch = static_cast<Watch *>(t->data);
-                guarded("poll", [&] { watch->owner->poll(*watch); });
-            },
-            0, w->repo->interval_ms);
-    }
+    for (auto &w : watches_)
+        start_watch(*w, 0);
     ack_timer_ = new uv_timer_t;
     uv_timer_init(loop_, ack_timer_);
     ack_timer_->data = this;
@@ -130,7 +263,7 @@ void Observer::stop()
     for (auto &w : watches_) {
         if (w->timer)
             uv_timer_stop(w->timer);
-        if (w->op)
+        if (w->op && !w->retired) // a retired watch's poll is cancelled already
             vcs_.at(w->repo->vcs)->cancel(w->op);
     }
     if (ack_timer_)
@@ -140,7 +273,7 @@ void Observer::stop()
 
 void Observer::poll(Watch &w)
 {
-    if (w.polling || stopping_)
+    if (w.polling || stopping_ || w.retired)
         return; // a slow poll is still going: skip this tick rather than pile up
     if (outbox_.size() >= config_.max_outbox) {
         // Memory stays bounded while the dispatcher is away; what is not
@@ -181,6 +314,8 @@ void Observer::poll(Watch &w)
 
 void Observer::on_polled(Watch &w, int status, const char *error, const kiln_vcs_poll_result *res)
 {
+    if (w.retired)
+        return; // removed by a reload while it polled
     const char *repo = w.repo->name.c_str(), *branch = w.branch.c_str();
     if (status != 0) {
         if (status != UV_ECANCELED)
@@ -282,7 +417,7 @@ void Observer::on_notify(const Notify &n)
     bool repo_known = false;
     size_t matched = 0;
     for (auto &w : watches_) {
-        if (w->repo->name != n.repo)
+        if (w->retired || w->repo->name != n.repo)
             continue;
         repo_known = true;
         if (!n.branch.empty() && w->branch != n.branch)

@@ -47,12 +47,23 @@ class Observer {
     bool start();
     // Stop polling and disconnect; a state write in flight still completes.
     void stop();
+    // SIGHUP: watch what the new config lists — new repositories and
+    // branches start polling at once, removed ones stop (their commits in
+    // the outbox are still delivered, their handed-over entries kept),
+    // changed ones (interval, exec, labels, ...) apply to their next commit;
+    // apply the [observer] intervals and limits.  A vcs plugin not loaded
+    // yet is loaded first (throws PluginError, changing nothing).
+    // dispatcher, state_dir and max_frame need a restart (logged).
+    void reload(ObserverConfig config);
+    // One line for systemd's STATUS=: "watching 3 branches; outbox 0".
+    std::string status() const;
 
   private:
     struct Watch {
         Observer *owner = nullptr;
         size_t index = 0; // in watches_, and the Outbox's watch number
-        const WatchedRepo *repo = nullptr;
+        std::shared_ptr<const WatchedRepo> repo; // replaced by a reload
+        bool retired = false; // no longer configured: never polled again
         std::string branch;
         std::string last; // `since` of the next poll: the newest commit enqueued
         bool polling = false;
@@ -63,6 +74,10 @@ class Observer {
     };
 
     bool load_state();
+    Watch &add_watch(std::shared_ptr<const WatchedRepo> repo, const std::string &branch);
+    void start_watch(Watch &watch, uint64_t delay_ms);
+    void retire(Watch &watch);
+    size_t watching() const;
     void poll(Watch &watch);
     void on_notify(const Notify &notify);
     void on_polled(Watch &watch, int status, const char *error, const kiln_vcs_poll_result *res);
@@ -77,6 +92,8 @@ class Observer {
     uv_loop_t *loop_;
     ObserverConfig config_;
     std::map<std::string, std::unique_ptr<Plugin>> vcs_;
+    // Never shrinks: a watch's index names it in the outbox, so a removed
+    // one stays (retired) for its commits still awaiting an ack.
     std::vector<std::unique_ptr<Watch>> watches_;
     Client client_;
     bool ready_ = false; // connected and greeted

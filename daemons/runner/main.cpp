@@ -29,7 +29,15 @@ int main(int argc, char **argv)
         return 0;
     }
     runner->start();
-    run_until_stopped(&loop, [&] { runner->stop(); });
+    ServiceHooks hooks; // READY=1 now; SIGHUP reloads; STATUS= and WATCHDOG=1 meanwhile
+    hooks.stop = [&] { runner->stop(); };
+    hooks.reload = [&] {
+        reload_daemon_config(opts, kInfo, [&](const ConfigTable &root) {
+            runner->reload(RunnerConfig::from(root));
+        });
+    };
+    hooks.status = [&] { return runner->status(); };
+    run_service(&loop, hooks);
     runner.reset();
     drain_and_close_loop(&loop);
     log_notice("stopped");

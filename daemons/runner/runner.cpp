@@ -1,6 +1,8 @@
 // kiln-runner: dispatcher connection, registration, heartbeats, jobs.
 #include "runner.hpp"
 
+#include <algorithm>
+
 #include <kiln/daemon.hpp>
 #include <kiln/log.hpp>
 
@@ -74,6 +76,67 @@ void Runner::start()
     log_notice("runner %s: %u slot(s), work dir %s, dispatcher %s", config_.name.c_str(),
                config_.slots, config_.work_dir.c_str(), config_.dispatcher.c_str());
     client_.start();
+}
+
+// ---- SIGHUP, STATUS= ----
+
+void Runner::reload(RunnerConfig c)
+{
+    auto restart = [](const char *key, bool changed) {
+        if (changed)
+            log_warning("reload: %s changed: needs a restart; keeping the running value", key);
+    };
+    restart("dispatcher", c.dispatcher != config_.dispatcher);
+    restart("name", c.name != config_.name);
+    restart("work_dir", c.work_dir != config_.work_dir);
+    restart("plugin_dir", c.plugin_dirs != config_.plugin_dirs);
+    restart("vcs", c.vcs_plugins != config_.vcs_plugins);
+    restart("exec", c.exec_plugins != config_.exec_plugins);
+    restart("max_frame", c.max_frame != config_.max_frame);
+
+    bool reregister = c.slots != config_.slots || c.labels != config_.labels;
+    bool heartbeat = c.heartbeat_interval_ms != config_.heartbeat_interval_ms;
+    config_.slots = c.slots;
+    config_.labels = c.labels;
+    config_.heartbeat_interval_ms = c.heartbeat_interval_ms;
+    config_.dispatcher_timeout_ms = c.dispatcher_timeout_ms;
+    config_.stop_timeout_ms = c.stop_timeout_ms;
+    config_.keep_workspaces = c.keep_workspaces;
+    config_.max_log = std::min(c.max_log, config_.max_frame - (1u << 20));
+
+    if (heartbeat && heartbeat_timer_ && !stopped_)
+        uv_timer_start(heartbeat_timer_, on_heartbeat_timer, config_.heartbeat_interval_ms,
+                       config_.heartbeat_interval_ms);
+    if (Connection *conn = client_.connection())
+        conn->set_idle_timeout(config_.dispatcher_timeout_ms);
+    log_notice("reload: runner %s: %u slot(s), labels [%zu], heartbeat every %llu ms",
+               config_.name.c_str(), config_.slots, config_.labels.size(),
+               static_cast<ull>(config_.heartbeat_interval_ms));
+    if (reregister && registered_ && !stopping_)
+        send_register(); // same connection: the dispatcher updates slots and labels
+}
+
+std::string Runner::status() const
+{
+    std::string s;
+    if (stopping_)
+        s = "stopping; ";
+    if (running_.empty()) {
+        s += "idle";
+    } else {
+        s += running_.size() == 1 ? "running job" : "running jobs";
+        const char *sep = " ";
+        for (const auto &entry : running_) {
+            s += sep + std::to_string(entry.first);
+            sep = ", ";
+        }
+    }
+    s += "; " + std::to_string(running_.size()) + "/" + std::to_string(config_.slots) + " slot(s)";
+    if (!registered_)
+        s += "; not connected to " + config_.dispatcher;
+    if (!unacked_.empty())
+        s += "; " + std::to_string(unacked_.size()) + " result(s) unacknowledged";
+    return s;
 }
 
 // ---- stopping ----
@@ -185,9 +248,12 @@ void Runner::on_message(Connection &conn, Message &&msg)
     if (auto *ack = std::get_if<Ack>(&msg)) {
         if (ack->id == register_id_ && !registered_)
             on_registered(conn);
-        else if (ack->id == register_id_)
+        else if (ack->id == register_id_ && stopping_)
             log_info("runner %s: draining: the dispatcher assigns nothing more",
                      config_.name.c_str());
+        else if (ack->id == register_id_)
+            log_info("runner %s: registration updated: %u slot(s)", config_.name.c_str(),
+                     config_.slots);
         else
             on_acked(ack->id);
     } else if (auto *assign = std::get_if<Assign>(&msg)) {

@@ -37,6 +37,14 @@ class Runner {
     // jobs and pending disk writes are done.  Idempotent.
     void stop();
 
+    // SIGHUP: apply what can change while running — heartbeat_interval,
+    // dispatcher_timeout, stop_timeout, slots and labels (registered again),
+    // keep_workspaces, max_log; log the rest as needing a restart.  Running
+    // jobs and the connection are kept.
+    void reload(RunnerConfig config);
+    // One line for systemd's STATUS=: "idle", "running job 7", ...
+    std::string status() const;
+
     // What the runner holds, for tests and logs.
     size_t running() const { return running_.size(); }
     size_t unacknowledged() const { return unacked_.size(); }

@@ -73,6 +73,7 @@ class ConfigTable {
   private:
     friend ConfigTable load_config_file(const std::string &path);
     friend ConfigTable parse_config_string(const std::string &text, const std::string &name);
+    friend ConfigTable load_config_with_dropins(const std::string &path);
     ConfigTable(std::shared_ptr<Shared> doc, const toml::table *table, std::string file,
                 std::string path);
     const toml::node *node(const std::string &key) const;
@@ -88,6 +89,19 @@ class ConfigTable {
 ConfigTable load_config_file(const std::string &path);
 // The same from a string, `name` standing for the file name in errors.
 ConfigTable parse_config_string(const std::string &text, const std::string &name);
+
+// Drop-ins: DIR/NAME.toml is completed by DIR/conf.d/NAME/*.toml (e.g.
+// /etc/kiln/runner.toml by /etc/kiln/conf.d/runner/*.toml), the drop-ins
+// applied in byte order of their names, skipping names starting with '.'.
+// A key in a drop-in replaces the value read so far; tables ([runner])
+// merge key by key; an array of tables ([[repo]]) is appended to.  Every
+// value keeps its own file, line and column for error messages.  No
+// drop-in directory means no drop-ins.
+std::string config_dropin_dir(const std::string &path);
+// The drop-in files of `path`, in the order applied.
+std::vector<std::string> config_dropins(const std::string &path);
+// load_config_file(path) with its drop-ins merged in.  file() is `path`.
+ConfigTable load_config_with_dropins(const std::string &path);
 
 // "5s" → 5000 etc.; nullopt when not a duration.
 std::optional<uint64_t> parse_duration_ms(const std::string &text);

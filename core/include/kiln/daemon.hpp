@@ -54,6 +54,28 @@ class StopSignals {
 // released everything that keeps the loop alive.
 void run_until_stopped(uv_loop_t *loop, const std::function<void()> &stop);
 
+// What a daemon does under a service manager (see run_service).
+struct ServiceHooks {
+    std::function<void()> stop;                 // SIGINT/SIGTERM: begin a graceful stop
+    std::function<void()> reload;               // SIGHUP; empty: SIGHUP is logged and ignored
+    std::function<std::string()> status;        // one line for STATUS=; may be empty
+};
+
+// run_until_stopped, plus systemd's side (kiln/systemd.hpp): READY=1 with
+// the first status on entry (call it once the daemon serves), STATUS= when
+// the status line changes (checked every second), WATCHDOG=1 at half of
+// WATCHDOG_USEC when the unit sets WatchdogSec, STOPPING=1 when a stop
+// signal arrives, and SIGHUP calling hooks.reload.  None of these handles
+// keeps the loop alive.
+void run_service(uv_loop_t *loop, const ServiceHooks &hooks);
+
+// SIGHUP's half of load_daemon_config: read the config again (the same way,
+// drop-ins included) and hand it to `apply`, which must change nothing
+// unless it succeeds.  On an error (printed as load_daemon_config does,
+// naming file and line) the daemon keeps its running config; false.
+bool reload_daemon_config(const DaemonOptions &opts, const DaemonInfo &info,
+                          const std::function<void(const ConfigTable &)> &apply);
+
 // Run the loop until nothing is left, closing stray handles, then close it.
 // Returns uv_loop_close's result (0 when everything was released).
 int drain_and_close_loop(uv_loop_t *loop);
