@@ -2,6 +2,7 @@
 // Small pieces the exec plugins (unittest, script) share.  Header-only
 // because a plugin links nothing of Kiln: each .so gets its own copy.
 #include <cerrno>
+#include <new>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -100,5 +101,41 @@ template <typename Op> class OpSet {
   private:
     std::unordered_set<Op *> ops_;
 };
+
+// The exec ops' run and list entry points, alike in every exec plugin: a new
+// Op of the plugin's own type holding the callback, then the plugin's
+// start(), which owns (and on failure deletes) the op.  No exception leaves.
+template <class Plugin, class Op, int (*Start)(Plugin *, const kiln_exec_request *, Op *, void **)>
+int run_entry(void *self, const kiln_exec_request *req, kiln_exec_cb cb, void *arg,
+              void **op_out) noexcept
+{
+    try {
+        if (!cb)
+            return -EINVAL;
+        auto *op = new Op;
+        op->run_cb = cb;
+        op->arg = arg;
+        return Start(static_cast<Plugin *>(self), req, op, op_out);
+    } catch (const std::bad_alloc &) {
+        return -ENOMEM;
+    }
+}
+
+template <class Plugin, class Op, int (*Start)(Plugin *, const kiln_exec_request *, Op *, void **)>
+int list_entry(void *self, const kiln_exec_request *req, kiln_list_cb cb, void *arg,
+               void **op_out) noexcept
+{
+    try {
+        if (!cb)
+            return -EINVAL;
+        auto *op = new Op;
+        op->list_mode = true;
+        op->list_cb = cb;
+        op->arg = arg;
+        return Start(static_cast<Plugin *>(self), req, op, op_out);
+    } catch (const std::bad_alloc &) {
+        return -ENOMEM;
+    }
+}
 
 } // namespace kiln_exec

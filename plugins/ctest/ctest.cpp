@@ -365,35 +365,6 @@ int start(Ctest *pl, const kiln_exec_request *req, Op *op, void **op_out)
     return 0;
 }
 
-int ct_run(void *self, const kiln_exec_request *req, kiln_exec_cb cb, void *arg, void **op_out)
-{
-    try {
-        if (!cb)
-            return -EINVAL;
-        auto *op = new Op;
-        op->run_cb = cb;
-        op->arg = arg;
-        return start(static_cast<Ctest *>(self), req, op, op_out);
-    } catch (const std::bad_alloc &) {
-        return -ENOMEM;
-    }
-}
-
-int ct_list(void *self, const kiln_exec_request *req, kiln_list_cb cb, void *arg, void **op_out)
-{
-    try {
-        if (!cb)
-            return -EINVAL;
-        auto *op = new Op;
-        op->list_mode = true;
-        op->list_cb = cb;
-        op->arg = arg;
-        return start(static_cast<Ctest *>(self), req, op, op_out);
-    } catch (const std::bad_alloc &) {
-        return -ENOMEM;
-    }
-}
-
 // Kills the program under way; its exit callback (or the pending fs or
 // thread-pool callback) then completes the op with CANCELLED.
 void ct_cancel(void *self, void *op_ptr)
@@ -445,7 +416,8 @@ int ct_init(const kiln_host *host, void **self)
 
 void ct_fini(void *self) { delete static_cast<Ctest *>(self); }
 
-const kiln_exec_ops kOps = {ct_run, ct_list};
+const kiln_exec_ops kOps = {kiln_exec::run_entry<Ctest, Op, start>,
+                             kiln_exec::list_entry<Ctest, Op, start>};
 const char *const kConfigKeys[] = {"cmake", "ctest", nullptr};
 
 const kiln_plugin kDescriptor = {

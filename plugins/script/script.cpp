@@ -325,35 +325,6 @@ int start(Script *pl, const kiln_exec_request *req, Op *op, void **op_out)
     return 0;
 }
 
-int sc_run(void *self, const kiln_exec_request *req, kiln_exec_cb cb, void *arg, void **op_out)
-{
-    try {
-        if (!cb)
-            return -EINVAL;
-        auto *op = new Op;
-        op->run_cb = cb;
-        op->arg = arg;
-        return start(static_cast<Script *>(self), req, op, op_out);
-    } catch (const std::bad_alloc &) {
-        return -ENOMEM;
-    }
-}
-
-int sc_list(void *self, const kiln_exec_request *req, kiln_list_cb cb, void *arg, void **op_out)
-{
-    try {
-        if (!cb)
-            return -EINVAL;
-        auto *op = new Op;
-        op->list_mode = true;
-        op->list_cb = cb;
-        op->arg = arg;
-        return start(static_cast<Script *>(self), req, op, op_out);
-    } catch (const std::bad_alloc &) {
-        return -ENOMEM;
-    }
-}
-
 // Kills what runs; the spawn callbacks (or the pending fs callback) then
 // complete the op with CANCELLED.
 void sc_cancel(void *self, void *op_ptr)
@@ -392,7 +363,8 @@ int sc_init(const kiln_host *host, void **self)
 
 void sc_fini(void *self) { delete static_cast<Script *>(self); }
 
-const kiln_exec_ops kOps = {sc_run, sc_list};
+const kiln_exec_ops kOps = {kiln_exec::run_entry<Script, Op, start>,
+                             kiln_exec::list_entry<Script, Op, start>};
 const char *const kConfigKeys[] = {"parallel", nullptr};
 
 const kiln_plugin kDescriptor = {

@@ -402,35 +402,6 @@ int start(Unittest *pl, const kiln_exec_request *req, Op *op, void **op_out)
     return 0;
 }
 
-int ut_run(void *self, const kiln_exec_request *req, kiln_exec_cb cb, void *arg, void **op_out)
-{
-    try {
-        if (!cb)
-            return -EINVAL;
-        auto *op = new Op;
-        op->run_cb = cb;
-        op->arg = arg;
-        return start(static_cast<Unittest *>(self), req, op, op_out);
-    } catch (const std::bad_alloc &) {
-        return -ENOMEM;
-    }
-}
-
-int ut_list(void *self, const kiln_exec_request *req, kiln_list_cb cb, void *arg, void **op_out)
-{
-    try {
-        if (!cb)
-            return -EINVAL;
-        auto *op = new Op;
-        op->list_mode = true;
-        op->list_cb = cb;
-        op->arg = arg;
-        return start(static_cast<Unittest *>(self), req, op, op_out);
-    } catch (const std::bad_alloc &) {
-        return -ENOMEM;
-    }
-}
-
 void ut_cancel(void *self, void *op_ptr)
 {
     auto *pl = static_cast<Unittest *>(self);
@@ -471,7 +442,8 @@ int ut_init(const kiln_host *host, void **self)
 
 void ut_fini(void *self) { delete static_cast<Unittest *>(self); }
 
-const kiln_exec_ops kOps = {ut_run, ut_list};
+const kiln_exec_ops kOps = {kiln_exec::run_entry<Unittest, Op, start>,
+                             kiln_exec::list_entry<Unittest, Op, start>};
 const char *const kConfigKeys[] = {"python", "pattern", nullptr};
 
 const kiln_plugin kDescriptor = {
