@@ -416,7 +416,10 @@ void merge_into(toml::table &dst, toml::table &src)
             for (auto &item : *v.as_array())
                 to.push_back(std::move(*item.as_table()));
         } else {
-            v.visit([&](auto &&n) { dst.insert_or_assign(k, std::move(n)); });
+            // A named copy of the key: C++17 lambdas cannot capture a
+            // structured binding (g++ allows it; clang before 16 does not).
+            const toml::key &key = k;
+            v.visit([&](auto &&n) { dst.insert_or_assign(key, std::move(n)); });
         }
     }
 }
