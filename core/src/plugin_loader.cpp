@@ -143,8 +143,11 @@ Plugin::~Plugin()
 {
     if (desc_ && self_)
         desc_->fini(self_);
-    if (dl_)
-        dlclose(dl_);
+    // No dlclose: fini may close libuv handles whose close callbacks — plugin
+    // code — run on a later loop turn; unmapping the object now would make
+    // the loop jump into nothing.  The mapping goes with the process (and a
+    // reload that loads the same file again reuses it).
+    (void)dl_;
 }
 
 std::unique_ptr<Plugin> load_plugin(uv_loop_t *loop, const std::vector<std::string> &dirs,

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <exception>
 
+#include <kiln/daemon.hpp>
 #include <kiln/log.hpp>
 #include <kiln/net.hpp>
 
@@ -40,54 +41,57 @@ int ask_dispatcher(const std::string &address, const Message &request, uint64_t 
 {
     Session session;
     uv_loop_init(&session.loop);
-    Client client(&session.loop, address, 256u << 20, /*reconnect=*/false);
-    client.on_connected = [&](Connection &conn) {
-        guarded(session, [&] {
-            conn.send(Hello{1, kProtocolVersion, "ctl", "kilnctl"});
-            // With -v: when the request leaves, for latency measurements
-            // (tests/bench/latency.py).  Logged first: the write may go out
-            // at once and the answer's effects be logged elsewhere before it.
-            log_debug("dispatcher %s: %s sent", address.c_str(), message_type(request));
-            conn.send(request);
-        });
-    };
-    client.on_message = [&](Connection &conn, Message &&msg) {
-        guarded(session, [&] {
-            if (auto *reply = std::get_if<Reply>(&msg)) {
-                session.answered = true;
-                session.exit_status = on_reply(reply->body);
-                conn.close("done");
-            } else if (auto *error = std::get_if<Error>(&msg)) {
-                session.answered = true;
-                fprintf(stderr, "kilnctl: %s\n", error->message.c_str());
-                conn.close("refused");
-            }
-        });
-    };
-    client.on_disconnected = [&](const std::string &why) {
-        guarded(session, [&] {
-            if (!session.answered)
-                fprintf(stderr, "kilnctl: dispatcher %s: %s\n", address.c_str(), why.c_str());
-            uv_stop(&session.loop);
-        });
-    };
     uv_timer_t deadline;
-    uv_timer_init(&session.loop, &deadline);
-    deadline.data = &session;
-    uv_timer_start(
-        &deadline,
-        [](uv_timer_t *t) noexcept {
-            auto *s = static_cast<Session *>(t->data);
-            fprintf(stderr, "kilnctl: no answer in time\n");
-            s->exit_status = 1;
-            uv_stop(&s->loop);
-        },
-        timeout_ms, 0);
-    client.start();
-    uv_run(&session.loop, UV_RUN_DEFAULT);
-    uv_close(reinterpret_cast<uv_handle_t *>(&deadline), nullptr);
-    client.stop();
-    uv_run(&session.loop, UV_RUN_NOWAIT);
+    {
+        Client client(&session.loop, address, 256u << 20, /*reconnect=*/false);
+        client.on_connected = [&](Connection &conn) {
+            guarded(session, [&] {
+                conn.send(Hello{1, kProtocolVersion, "ctl", "kilnctl"});
+                // With -v: when the request leaves, for latency measurements
+                // (tests/bench/latency.py).  Logged first: the write may go out
+                // at once and the answer's effects be logged elsewhere before it.
+                log_debug("dispatcher %s: %s sent", address.c_str(), message_type(request));
+                conn.send(request);
+            });
+        };
+        client.on_message = [&](Connection &conn, Message &&msg) {
+            guarded(session, [&] {
+                if (auto *reply = std::get_if<Reply>(&msg)) {
+                    session.answered = true;
+                    session.exit_status = on_reply(reply->body);
+                    conn.close("done");
+                } else if (auto *error = std::get_if<Error>(&msg)) {
+                    session.answered = true;
+                    fprintf(stderr, "kilnctl: %s\n", error->message.c_str());
+                    conn.close("refused");
+                }
+            });
+        };
+        client.on_disconnected = [&](const std::string &why) {
+            guarded(session, [&] {
+                if (!session.answered)
+                    fprintf(stderr, "kilnctl: dispatcher %s: %s\n", address.c_str(), why.c_str());
+                uv_stop(&session.loop);
+            });
+        };
+        uv_timer_init(&session.loop, &deadline);
+        deadline.data = &session;
+        uv_timer_start(
+            &deadline,
+            [](uv_timer_t *t) noexcept {
+                auto *s = static_cast<Session *>(t->data);
+                fprintf(stderr, "kilnctl: no answer in time\n");
+                s->exit_status = 1;
+                uv_stop(&s->loop);
+            },
+            timeout_ms, 0);
+        client.start();
+        uv_run(&session.loop, UV_RUN_DEFAULT);
+        uv_close(reinterpret_cast<uv_handle_t *>(&deadline), nullptr);
+        client.stop();
+        uv_run(&session.loop, UV_RUN_NOWAIT);
+    } // the client is gone: close what is left and the loop (libuv's own memory)
+    drain_and_close_loop(&session.loop);
     return session.exit_status;
 }
 

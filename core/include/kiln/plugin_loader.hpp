@@ -22,7 +22,7 @@ class PluginError : public std::runtime_error {
 };
 
 // One loaded, initialised plugin: the descriptor, its state, the host table
-// handed to it.  Destroying it calls fini() and dlclose().
+// handed to it.  Destroying it calls fini(); the object stays mapped (see ~Plugin).
 class Plugin {
   public:
     ~Plugin();
