@@ -166,6 +166,13 @@ void Connection::send(const Message &msg)
         return;
     auto *wr = new WriteRequest;
     wr->data = encode_message(msg);
+    if (max_queued_ && queued_bytes_ + wr->data.size() > max_queued_) {
+        size_t queued = queued_bytes_;
+        delete wr;
+        close("peer reads none of its replies: " + std::to_string(queued) +
+              " bytes queued, limit " + std::to_string(max_queued_));
+        return;
+    }
     wr->req.data = this;
     uv_buf_t buf = uv_buf_init(wr->data.data(), static_cast<unsigned>(wr->data.size()));
     queued_bytes_ += wr->data.size();

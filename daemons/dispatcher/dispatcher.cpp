@@ -175,6 +175,7 @@ void Dispatcher::on_accept(std::shared_ptr<Connection> conn)
     connections_.insert(conn);
     // Until it says hello, a peer gets only the handshake deadline.
     conn->set_idle_timeout(config_.handshake_timeout_ms);
+    conn->set_max_queued_bytes(config_.max_peer_buffer);
     conn->start([this](Connection &c, Message &&msg) { on_message(c, std::move(msg)); },
                 [this](Connection &c, const std::string &why) { on_close(c, why); });
 }

@@ -13,6 +13,10 @@ DispatcherConfig DispatcherConfig::from(const ConfigTable &root)
     c.handshake_timeout_ms = d.duration_ms("handshake_timeout", c.handshake_timeout_ms);
     c.max_attempts = static_cast<uint32_t>(d.integer("max_attempts", c.max_attempts, 1, 100));
     c.max_frame = static_cast<size_t>(d.integer("max_frame", c.max_frame, 4096, 1 << 30));
+    c.max_peer_buffer = static_cast<size_t>(
+        d.integer("max_peer_buffer", c.max_peer_buffer, 1 << 20, int64_t(1) << 34));
+    if (c.max_peer_buffer < c.max_frame)
+        throw ConfigError(d.error_at("max_peer_buffer", "must be at least max_frame"));
     c.plugin_dirs = d.strings("plugin_dir", {});
     if (c.runner_timeout_ms <= c.heartbeat_interval_ms)
         throw ConfigError(d.error_at("runner_timeout", "must be longer than heartbeat_interval"));

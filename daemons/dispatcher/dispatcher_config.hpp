@@ -16,6 +16,7 @@ struct DispatcherConfig {
     uint64_t handshake_timeout_ms = 10000;
     uint32_t max_attempts = 3;
     size_t max_frame = 16u << 20;
+    size_t max_peer_buffer = 64u << 20; // bytes queued to one peer before it is dropped
     std::vector<std::string> plugin_dirs;
     std::vector<ConfigTable> reports; // [[report]] tables, each naming its plugin
 

@@ -43,6 +43,9 @@ void test_dispatcher_errors(void **)
                         "x.toml:2:1: dispatcher.lisen: unknown key");
     assert_non_null(strstr(S(error_of<DispatcherConfig>("[[report]]\ndir = \"/x\"\n")),
                            "report[0].plugin"));
+    assert_string_equal(S(error_of<DispatcherConfig>("[dispatcher]\nmax_frame = 33554432\n"
+                                                     "max_peer_buffer = 16777216\n")),
+                        "x.toml:3:19: dispatcher.max_peer_buffer: must be at least max_frame");
 }
 
 void test_observer_repos(void **)

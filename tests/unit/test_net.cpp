@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -180,6 +181,52 @@ void test_garbage_refused(void **state)
                    "invalid msgpack");
 }
 
+void test_peer_that_does_not_read_is_closed(void **state)
+{
+    auto *h = static_cast<Harness *>(*state);
+    // Accepted connections here get a 1 MiB bound on what waits to be written.
+    std::shared_ptr<Connection> server_side;
+    h->server = std::make_unique<Server>(&h->loop, 4096);
+    std::string error;
+    assert_int_equal(h->server->listen("127.0.0.1:0",
+                                       [&](std::shared_ptr<Connection> conn) {
+                                           conn->set_max_queued_bytes(1u << 20);
+                                           conn->start([](Connection &, Message &&) {},
+                                                       [h](Connection &, const std::string &why) {
+                                                           h->closes.push_back(why);
+                                                       });
+                                           server_side = conn;
+                                       },
+                                       error),
+                     0);
+    // A peer that connects and then reads nothing, ever.
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<uint16_t>(h->server->port()));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, reinterpret_cast<sockaddr *>(&sa), sizeof sa), 0);
+    while (!server_side && !h->guard_fired)
+        uv_run(&h->loop, UV_RUN_ONCE);
+    assert_non_null(server_side.get());
+    // 64 MiB of replies: far more than the socket buffers and the bound.
+    size_t peak = 0;
+    for (int i = 0; i < 1024 && !server_side->closing(); i++) {
+        server_side->send(Error{0, std::string(64 * 1024, 'x')});
+        peak = std::max(peak, server_side->queued_bytes());
+        uv_run(&h->loop, UV_RUN_NOWAIT);
+    }
+    while (h->closes.empty() && !h->guard_fired)
+        uv_run(&h->loop, UV_RUN_ONCE);
+    close(fd);
+    assert_false(h->guard_fired);
+    assert_true(peak <= (1u << 20));
+    assert_non_null(strstr(h->closes[0].c_str(), "peer reads none of its replies"));
+    server_side.reset();
+}
+
 void test_client_reconnects_until_the_server_is_up(void **state)
 {
     auto *h = static_cast<Harness *>(*state);
@@ -222,6 +269,7 @@ int main()
         cmocka_unit_test_setup_teardown(test_oversized_length_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_type_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peer_that_does_not_read_is_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_reconnects_until_the_server_is_up, setup,
                                         teardown),
     };

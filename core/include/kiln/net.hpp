@@ -40,6 +40,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
     // Close the connection when nothing arrives for `ms` (0: never).
     void set_idle_timeout(uint64_t ms);
+    // Close it when more than `bytes` wait to be written (0: no bound): a
+    // peer that reads none of its replies must not grow our memory.
+    void set_max_queued_bytes(size_t bytes) { max_queued_ = bytes; }
 
     bool closing() const { return closing_; }
     const std::string &peer() const { return peer_; }
@@ -73,6 +76,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool closing_ = false;
     bool close_after_write_ = false;
     size_t queued_bytes_ = 0;
+    size_t max_queued_ = 0;
     int writes_in_flight_ = 0;
 };
 
