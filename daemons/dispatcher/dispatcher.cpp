@@ -87,13 +87,9 @@ void Dispatcher::reload(DispatcherConfig c)
         fresh->push_back(load_plugin(loop_, dirs, table.required_string("plugin"),
                                      KILN_PLUGIN_REPORT, table, "kiln-dispatcher"));
 
-    auto restart = [](const char *key, bool changed) {
-        if (changed)
-            log_warning("reload: %s changed: needs a restart; keeping the running value", key);
-    };
-    restart("listen", c.listen != config_.listen);
-    restart("state_dir", c.state_dir != config_.state_dir);
-    restart("max_frame", c.max_frame != config_.max_frame);
+    warn_needs_restart("listen", c.listen != config_.listen);
+    warn_needs_restart("state_dir", c.state_dir != config_.state_dir);
+    warn_needs_restart("max_frame", c.max_frame != config_.max_frame);
 
     old_reporters_.push_back(std::move(reporters_));
     reporters_ = std::move(fresh);

@@ -1,6 +1,7 @@
 // kiln-observer: polling, the outbox, the dispatcher connection, the state.
 #include "observer.hpp"
 
+#include <kiln/daemon.hpp>
 #include <kiln/log.hpp>
 
 namespace kiln {
@@ -133,13 +134,9 @@ void Observer::reload(ObserverConfig c)
         c.plugin_tables.accept(entry.first); // loaded at start; its settings stay
     c.plugin_tables.reject_unknown_keys();
 
-    auto restart = [](const char *key, bool changed) {
-        if (changed)
-            log_warning("reload: %s changed: needs a restart; keeping the running value", key);
-    };
-    restart("dispatcher", c.dispatcher != config_.dispatcher);
-    restart("state_dir", c.state_dir != config_.state_dir);
-    restart("max_frame", c.max_frame != config_.max_frame);
+    warn_needs_restart("dispatcher", c.dispatcher != config_.dispatcher);
+    warn_needs_restart("state_dir", c.state_dir != config_.state_dir);
+    warn_needs_restart("max_frame", c.max_frame != config_.max_frame);
     for (auto &entry : fresh)
         vcs_.emplace(entry.first, std::move(entry.second));
 

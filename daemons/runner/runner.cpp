@@ -82,17 +82,13 @@ void Runner::start()
 
 void Runner::reload(RunnerConfig c)
 {
-    auto restart = [](const char *key, bool changed) {
-        if (changed)
-            log_warning("reload: %s changed: needs a restart; keeping the running value", key);
-    };
-    restart("dispatcher", c.dispatcher != config_.dispatcher);
-    restart("name", c.name != config_.name);
-    restart("work_dir", c.work_dir != config_.work_dir);
-    restart("plugin_dir", c.plugin_dirs != config_.plugin_dirs);
-    restart("vcs", c.vcs_plugins != config_.vcs_plugins);
-    restart("exec", c.exec_plugins != config_.exec_plugins);
-    restart("max_frame", c.max_frame != config_.max_frame);
+    warn_needs_restart("dispatcher", c.dispatcher != config_.dispatcher);
+    warn_needs_restart("name", c.name != config_.name);
+    warn_needs_restart("work_dir", c.work_dir != config_.work_dir);
+    warn_needs_restart("plugin_dir", c.plugin_dirs != config_.plugin_dirs);
+    warn_needs_restart("vcs", c.vcs_plugins != config_.vcs_plugins);
+    warn_needs_restart("exec", c.exec_plugins != config_.exec_plugins);
+    warn_needs_restart("max_frame", c.max_frame != config_.max_frame);
 
     bool reregister = c.slots != config_.slots || c.labels != config_.labels;
     bool heartbeat = c.heartbeat_interval_ms != config_.heartbeat_interval_ms;

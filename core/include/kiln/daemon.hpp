@@ -76,6 +76,10 @@ void run_service(uv_loop_t *loop, const ServiceHooks &hooks);
 bool reload_daemon_config(const DaemonOptions &opts, const DaemonInfo &info,
                           const std::function<void(const ConfigTable &)> &apply);
 
+// On SIGHUP: a setting that only takes effect at start-up changed.  Logs
+// "reload: KEY changed: needs a restart; keeping the running value".
+void warn_needs_restart(const char *key, bool changed);
+
 // Run the loop until nothing is left, closing stray handles, then close it.
 // Returns uv_loop_close's result (0 when everything was released).
 int drain_and_close_loop(uv_loop_t *loop);
