@@ -24,7 +24,7 @@ enum Need { kRequired, kOptional };
 // Wire names, in the order of the Message alternatives.
 const char *const kTypeNames[] = {"hello",  "ack",    "error", "commit", "register",
                                   "heartbeat", "assign", "result", "query", "reply",
-                                  "test_list", "cancel", "notify"};
+                                  "test_list", "cancel", "notify", "auth"};
 static_assert(std::variant_size_v<Message> == sizeof kTypeNames / sizeof kTypeNames[0]);
 
 template <class IO> bool describe(IO &io, TestOutcome &t); // nested in Result
@@ -262,12 +262,27 @@ template <class IO> bool describe(IO &io, JobSpec &s)
            io.check(valid_name(s.exec), "exec", "is not a valid name") &&
            io.field("timeout_ms", s.timeout_ms, kOptional) && io.names("labels", s.labels) &&
            io.field("shards", s.shards, kOptional) &&
-           io.field("cancel_superseded", s.cancel_superseded, kOptional);
+           io.field("cancel_superseded", s.cancel_superseded, kOptional) &&
+           io.field("network", s.network, kOptional);
 }
+// A nonce or proof: 32 bytes as 64 lowercase hex digits (empty: none).
+bool valid_token(std::string_view s)
+{
+    return s.empty() || (s.size() == 64 && valid_commit_id(s));
+}
+
 template <class IO> bool describe(IO &io, Hello &m)
 {
     return io.field("id", m.id) && io.field("version", m.version) && io.field("role", m.role) &&
-           io.field("name", m.name, kOptional);
+           io.field("name", m.name, kOptional) && io.field("nonce", m.nonce, kOptional) &&
+           io.check(valid_token(m.nonce), "nonce", "is not 64 hex digits") &&
+           io.field("proof", m.proof, kOptional) &&
+           io.check(valid_token(m.proof), "proof", "is not 64 hex digits");
+}
+template <class IO> bool describe(IO &io, Auth &m)
+{
+    return io.field("id", m.id) && io.field("proof", m.proof) &&
+           io.check(!m.proof.empty() && valid_token(m.proof), "proof", "is not 64 hex digits");
 }
 template <class IO> bool describe(IO &io, Ack &m)
 {

@@ -2,6 +2,7 @@
 #include <kiln/net.hpp>
 
 #include <cstring>
+#include <arpa/inet.h>
 #include <random>
 
 #include <kiln/log.hpp>
@@ -88,6 +89,21 @@ bool split_host_port(const std::string &text, std::string &host, int &port, std:
     }
     port = std::stoi(digits);
     return true;
+}
+
+bool is_loopback_host(const std::string &host)
+{
+    if (host == "localhost")
+        return true;
+    in_addr v4;
+    if (inet_pton(AF_INET, host.c_str(), &v4) == 1)
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    in6_addr v6;
+    if (inet_pton(AF_INET6, host.c_str(), &v6) != 1)
+        return false; // a name: it could resolve anywhere
+    if (IN6_IS_ADDR_LOOPBACK(&v6))
+        return true;
+    return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
 }
 
 // ---- Connection ----

@@ -21,6 +21,7 @@ struct Plugin::Impl {
     std::string daemon;
     ConfigTable config;
     std::map<std::string, std::string> strings; // keeps config strings alive until fini
+    Plugin::SpawnHook spawn;                    // empty: spawn_process
 };
 
 namespace {
@@ -84,7 +85,17 @@ int host_config_duration_ms(const kiln_host *host, const char *key, uint64_t *ou
 int host_spawn(const kiln_host *host, const kiln_spawn_request *req, kiln_spawn_cb cb, void *arg,
                kiln_process **proc)
 {
-    return spawn_process(host->loop, req, cb, arg, proc);
+    auto &impl = impl_of(host);
+    if (!impl.spawn)
+        return spawn_process(host->loop, req, cb, arg, proc);
+    if (!req)
+        return -EINVAL;
+    try {
+        return impl.spawn(*req, cb, arg, proc);
+    } catch (...) { // nothing may unwind into the plugin
+        log_err("plugin %s: spawn: unexpected exception", impl.name.c_str());
+        return -EIO;
+    }
 }
 
 void host_kill(const kiln_host *, kiln_process *proc) { kill_process(proc); }
@@ -138,6 +149,8 @@ std::vector<std::string> plugin_dirs(const std::vector<std::string> &configured)
     dirs.push_back(KILN_PLUGIN_DIR);
     return dirs;
 }
+
+void Plugin::set_spawn_hook(SpawnHook hook) { impl_->spawn = std::move(hook); }
 
 Plugin::~Plugin()
 {

@@ -158,7 +158,7 @@ void on_timer(uv_timer_t *timer)
 } // namespace
 
 int spawn_process(uv_loop_t *loop, const kiln_spawn_request *req, kiln_spawn_cb cb, void *arg,
-                  kiln_process **proc)
+                  kiln_process **proc, const SpawnUser *as)
 {
     if (!req || !req->argv || !req->argv[0] || !cb)
         return -EINVAL;
@@ -189,6 +189,12 @@ int spawn_process(uv_loop_t *loop, const kiln_spawn_request *req, kiln_spawn_cb 
     opts.env = const_cast<char **>(req->env);
     opts.cwd = req->cwd;
     opts.flags = UV_PROCESS_DETACHED; // setsid(): a process group to kill as one
+    if (as) {
+        // libuv calls setgroups(0, NULL) before setgid/setuid in the child.
+        opts.flags |= UV_PROCESS_SETUID | UV_PROCESS_SETGID;
+        opts.uid = as->uid;
+        opts.gid = as->gid;
+    }
     opts.stdio_count = 3;
     opts.stdio = stdio;
 

@@ -101,6 +101,15 @@ void Dispatcher::reload(DispatcherConfig c)
     config_.runner_timeout_ms = c.runner_timeout_ms;
     config_.handshake_timeout_ms = c.handshake_timeout_ms;
     config_.max_attempts = c.max_attempts;
+    // Both apply to what comes next: connections open above a lowered
+    // max_connections stay, queued jobs stay queued.
+    config_.max_connections = c.max_connections;
+    config_.max_queued_per_repo = c.max_queued_per_repo;
+    // New connections authenticate against the new secrets (rotation);
+    // peers already in keep their connection.
+    config_.secret = c.secret;
+    config_.runner_secret = c.runner_secret;
+    config_.observer_secret = c.observer_secret;
     config_.plugin_dirs = c.plugin_dirs;
     config_.reports = c.reports;
     if (heartbeat && heartbeat_timer_ && !stopping_)
@@ -111,9 +120,10 @@ void Dispatcher::reload(DispatcherConfig c)
             if (conn->role == "runner")
                 conn->set_idle_timeout(config_.runner_timeout_ms);
     log_notice("reload: %zu report plugin(s); heartbeat every %llu ms, runner_timeout %llu ms, "
-               "max_attempts %u",
+               "max_attempts %u, max_connections %zu, max_queued_per_repo %zu",
                reporters_->size(), static_cast<unsigned long long>(config_.heartbeat_interval_ms),
-               static_cast<unsigned long long>(config_.runner_timeout_ms), config_.max_attempts);
+               static_cast<unsigned long long>(config_.runner_timeout_ms), config_.max_attempts,
+               config_.max_connections, config_.max_queued_per_repo);
 }
 
 // Unload the replaced report plugin sets that no report uses any more.
@@ -154,6 +164,7 @@ void Dispatcher::on_heartbeat_timer(uv_timer_t *timer)
         if (!conn->role.empty())
             conn->send(Heartbeat{});
     self->expire_orphans();
+    self->expire_handshakes();
 }
 
 void Dispatcher::save(uint64_t job_id, Store::Durable durable)
@@ -167,8 +178,18 @@ void Dispatcher::on_accept(std::shared_ptr<Connection> conn)
         conn->close("dispatcher stopping");
         return;
     }
+    if (connections_.size() >= config_.max_connections) {
+        // Closed at once, before it costs more than the error frame (which
+        // names the peer and the limit in the log too).
+        conn->fail(0, "too many connections: " + std::to_string(connections_.size()) +
+                          " open (max_connections = " + std::to_string(config_.max_connections) +
+                          ")");
+        return;
+    }
     log_debug("peer %s: connected", conn->peer().c_str());
     connections_.insert(conn);
+    handshakes_[conn.get()].deadline_ms =
+        unix_ms() + static_cast<int64_t>(config_.handshake_timeout_ms);
     // Until it says hello, a peer gets only the handshake deadline.
     conn->set_idle_timeout(config_.handshake_timeout_ms);
     conn->set_max_queued_bytes(config_.max_peer_buffer);
@@ -187,13 +208,21 @@ void Dispatcher::on_close(Connection &conn, const std::string &why)
         if (it != runners_.end() && it->second.conn.get() == &conn)
             lose_runner(conn.name, why);
     }
+    handshakes_.erase(&conn);
+    refused_repos_.erase(&conn);
     connections_.erase(conn.shared_from_this());
 }
 
 void Dispatcher::on_message(Connection &conn, Message &&msg)
 {
-    if (conn.role.empty() && !std::holds_alternative<Hello>(msg)) {
-        conn.fail(0, std::string("expected hello, got ") + message_type(msg));
+    // Until it has said hello (and proved it holds the secret, when its
+    // role has one), a peer may send nothing else.
+    if (conn.role.empty() && !std::holds_alternative<Hello>(msg) &&
+        !std::holds_alternative<Auth>(msg)) {
+        auto hs = handshakes_.find(&conn);
+        bool said_hello = hs != handshakes_.end() && !hs->second.nonce.empty();
+        conn.fail(0, std::string(said_hello ? "expected auth, got " : "expected hello, got ") +
+                         message_type(msg));
         return;
     }
     std::visit(
@@ -201,6 +230,8 @@ void Dispatcher::on_message(Connection &conn, Message &&msg)
             using T = std::decay_t<decltype(m)>;
             if constexpr (std::is_same_v<T, Hello>)
                 on_hello(conn, m);
+            else if constexpr (std::is_same_v<T, Auth>)
+                on_auth(conn, m);
             else if constexpr (std::is_same_v<T, Commit>)
                 conn.role == "observer" ? on_commit(conn, m)
                                         : conn.fail(m.id, "only an observer sends commits");
@@ -230,34 +261,46 @@ void Dispatcher::on_message(Connection &conn, Message &&msg)
         msg);
 }
 
-void Dispatcher::on_hello(Connection &conn, const Hello &hello)
+// max_queued_per_repo.  A refused commit is not lost: the observer keeps
+// it and offers it again later (on a new connection).  The connection stays:
+// the commits of other repositories behind it still go through.
+bool Dispatcher::refuse_commit(Connection &conn, const Commit &commit)
 {
-    if (!conn.role.empty()) {
-        conn.fail(hello.id, "hello sent twice");
-        return;
+    const std::string &repo = commit.spec.repo;
+    auto admission = jobs_.admit(commit.spec, config_.max_queued_per_repo);
+    if (admission == JobTable::Admission::known)
+        return false; // already queued (or done): acknowledged as before
+    auto refused = refused_repos_.find(&conn);
+    bool after = refused != refused_repos_.end() && refused->second.count(repo);
+    if (admission == JobTable::Admission::admitted && !after)
+        return false;
+    std::string why;
+    if (after) {
+        // Queued now, it would run before the older refused one.
+        why = "repository '" + repo + "': an earlier commit of it was refused on this " +
+              "connection (max_queued_per_repo); offer them again in order";
+        log_debug("peer %s: repo %s: commit %.12s refused too: an earlier one was refused",
+                  conn.peer().c_str(), repo.c_str(), commit.spec.commit.c_str());
+    } else {
+        why = "repository '" + repo + "' has " + std::to_string(jobs_.queued(repo)) +
+              " jobs queued (max_queued_per_repo = " +
+              std::to_string(config_.max_queued_per_repo) + "); commit refused, offer it again " +
+              "later";
+        log_warning("peer %s: repo %s: commit %.12s refused: %zu jobs queued "
+                    "(max_queued_per_repo = %zu); it and the later commits of %s on this "
+                    "connection wait with the observer",
+                    conn.peer().c_str(), repo.c_str(), commit.spec.commit.c_str(),
+                    jobs_.queued(repo), config_.max_queued_per_repo, repo.c_str());
+        refused_repos_[&conn].insert(repo);
     }
-    if (hello.version != kProtocolVersion) {
-        conn.fail(hello.id, "protocol version " + std::to_string(hello.version) +
-                                " not supported (this dispatcher speaks " +
-                                std::to_string(kProtocolVersion) + ")");
-        return;
-    }
-    if (hello.role != "observer" && hello.role != "runner" && hello.role != "ctl") {
-        conn.fail(hello.id, "unknown role '" + hello.role + "'");
-        return;
-    }
-    conn.role = hello.role;
-    // A runner must heartbeat; observers and kilnctl may stay quiet.
-    conn.set_idle_timeout(hello.role == "runner" ? config_.runner_timeout_ms
-                          : hello.role == "ctl"  ? config_.handshake_timeout_ms
-                                                 : 0);
-    conn.send(Hello{hello.id, kProtocolVersion, "dispatcher", "kiln-dispatcher"});
-    log_info("peer %s: hello from %s %s", conn.peer().c_str(), hello.role.c_str(),
-             hello.name.c_str());
+    conn.send(Error{commit.id, why});
+    return true;
 }
 
 void Dispatcher::on_commit(Connection &conn, const Commit &commit)
 {
+    if (refuse_commit(conn, commit))
+        return;
     auto [job, is_new] = jobs_.add(commit.spec, unix_ms());
     // Acknowledge only what is on disk: a known commit may still be in the
     // batch being committed, so wait for that too.

@@ -50,7 +50,8 @@ class Dispatcher {
     // SIGHUP: load the new report plugins (throws PluginError, changing
     // nothing), then swap them in — the old set is unloaded once its reports
     // in flight are done — and apply heartbeat_interval, runner_timeout,
-    // handshake_timeout and max_attempts.  listen, state_dir and max_frame
+    // handshake_timeout, max_attempts, max_connections and
+    // max_queued_per_repo (to what comes next).  listen, state_dir and max_frame
     // need a restart (logged).  Connections and jobs are kept.
     void reload(DispatcherConfig config);
     // One line for systemd's STATUS=: "2 runners, 5 queued, 3 running".
@@ -64,7 +65,13 @@ class Dispatcher {
     void on_message(Connection &conn, Message &&msg);
     void on_close(Connection &conn, const std::string &why);
     void on_hello(Connection &conn, const Hello &hello);
+    void on_auth(Connection &conn, const Auth &auth);
+    void authenticated(Connection &conn, const std::string &role, const std::string &name);
+    void expire_handshakes();
     void on_commit(Connection &conn, const Commit &commit);
+    // max_queued_per_repo: answer a commit with an error frame, keeping the
+    // connection; true when refused.
+    bool refuse_commit(Connection &conn, const Commit &commit);
     void on_register(Connection &conn, const Register &reg);
     void on_result(Connection &conn, const Result &result);
     void on_query(Connection &conn, const Query &query);
@@ -99,6 +106,20 @@ class Dispatcher {
     std::map<std::string, int64_t> orphan_deadlines_;
     std::map<std::string, RunnerSlotInfo> runners_;
     std::set<std::shared_ptr<Connection>> connections_;
+    // Per observer connection, the repositories one of whose commits was
+    // refused (max_queued_per_repo): their later commits on that connection
+    // are refused too, so none is queued ahead of an older refused one.
+    std::map<const Connection *, std::set<std::string>> refused_repos_;
+    // Peers that have not finished the hello exchange (handshake.cpp): the
+    // deadline is absolute from the accept, so trickling bytes cannot hold a
+    // connection open without authenticating.
+    struct Handshake {
+        int64_t deadline_ms = 0;
+        std::string role, name;  // from its hello, once received
+        std::string peer_nonce;  // its challenge to us
+        std::string nonce;       // ours to it (empty: no hello yet)
+    };
+    std::map<const Connection *, Handshake> handshakes_;
     // The report plugins: one set, shared with the reports in flight, so a
     // reload can unload the old set once they are done (free_reporters).
     using Reporters = std::vector<std::unique_ptr<Plugin>>;

@@ -1,5 +1,8 @@
 #include "dispatcher_config.hpp"
 
+#include <kiln/auth.hpp>
+#include <kiln/net.hpp>
+
 namespace kiln {
 
 DispatcherConfig DispatcherConfig::from(const ConfigTable &root)
@@ -17,6 +20,24 @@ DispatcherConfig DispatcherConfig::from(const ConfigTable &root)
         d.integer("max_peer_buffer", c.max_peer_buffer, 1 << 20, int64_t(1) << 34));
     if (c.max_peer_buffer < c.max_frame)
         throw ConfigError(d.error_at("max_peer_buffer", "must be at least max_frame"));
+    c.max_connections =
+        static_cast<size_t>(d.integer("max_connections", c.max_connections, 1, 1000000));
+    c.max_queued_per_repo = static_cast<size_t>(
+        d.integer("max_queued_per_repo", c.max_queued_per_repo, 1, 100000000));
+    c.secret = secret_from_config(d, "secret_file");
+    c.runner_secret = secret_from_config(d, "runner_secret_file");
+    c.observer_secret = secret_from_config(d, "observer_secret_file");
+    // Off this host, anyone who can reach the port could have jobs run:
+    // every role must authenticate (kilnctl's ctl role has only secret_file).
+    std::string host, error;
+    int port = 0;
+    if (!split_host_port(c.listen, host, port, error))
+        throw ConfigError(d.error_at("listen", error));
+    if (!is_loopback_host(host) && c.secret.empty())
+        throw ConfigError(d.error_at(
+            "listen", "'" + c.listen +
+                          "' is not a loopback address: set secret_file so that every peer "
+                          "must authenticate"));
     c.plugin_dirs = d.strings("plugin_dir", {});
     if (c.runner_timeout_ms <= c.heartbeat_interval_ms)
         throw ConfigError(d.error_at("runner_timeout", "must be longer than heartbeat_interval"));
@@ -27,6 +48,15 @@ DispatcherConfig DispatcherConfig::from(const ConfigTable &root)
         report.required_string("plugin"); // the rest of the table belongs to the plugin
     root.reject_unknown_keys();
     return c;
+}
+
+const std::string &DispatcherConfig::secret_for(const std::string &role) const
+{
+    if (role == "runner" && !runner_secret.empty())
+        return runner_secret;
+    if (role == "observer" && !observer_secret.empty())
+        return observer_secret;
+    return secret;
 }
 
 } // namespace kiln

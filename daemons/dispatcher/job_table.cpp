@@ -60,6 +60,19 @@ std::pair<const Job *, bool> JobTable::add(const JobSpec &spec, int64_t now)
     return {&job, true};
 }
 
+size_t JobTable::queued(const std::string &repo) const
+{
+    auto it = queues_.find(repo);
+    return it == queues_.end() ? 0 : it->second.size();
+}
+
+JobTable::Admission JobTable::admit(const JobSpec &spec, size_t max_queued) const
+{
+    if (by_commit_.count(spec.repo + "\n" + spec.commit))
+        return Admission::known;
+    return queued(spec.repo) < max_queued ? Admission::admitted : Admission::refused;
+}
+
 const Job *JobTable::next_queued() const
 {
     const Job *oldest = nullptr;

@@ -53,6 +53,14 @@ class JobTable {
 
     // Queued job ids per repository, oldest (or requeued) first.
     const std::map<std::string, std::deque<uint64_t>> &queues() const { return queues_; }
+    // Jobs of one repository waiting for a runner (a queued shard counts as one).
+    size_t queued(const std::string &repo) const;
+
+    // max_queued_per_repo: may this commit be added?  A known commit always
+    // may (add() only finds it again); a new one when its repository has
+    // fewer than `max_queued` jobs queued.
+    enum class Admission { known, admitted, refused };
+    Admission admit(const JobSpec &spec, size_t max_queued) const;
     // The oldest queued job of all, or nullptr.
     const Job *next_queued() const;
     // Hand a queued job to a runner: state assigned, attempt + 1.

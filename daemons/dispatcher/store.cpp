@@ -60,6 +60,8 @@ const char *const kMigrations[] = {
     "CREATE TABLE test_durations ("
     "  repo TEXT NOT NULL, name TEXT NOT NULL, duration_ms INTEGER NOT NULL,"
     "  PRIMARY KEY (repo, name));",
+    // 2 → 3: the repository lets its sandboxed tests reach the network.
+    "ALTER TABLE jobs ADD COLUMN network INTEGER NOT NULL DEFAULT 0;",
 };
 static_assert(sizeof kMigrations / sizeof *kMigrations == kStoreSchemaVersion,
               "one migration per schema version");
@@ -194,8 +196,8 @@ void write_job(Store::Prepared &db, const Job &job)
     Statement(db, "INSERT INTO jobs (id, repo, url, branch, commit_id, vcs, exec, timeout_ms,"
                   " state, attempt, round_start, runner, created_unix_ms, assigned_unix_ms,"
                   " finished_unix_ms, reported, parent, shard, shards, tests, labels, spec_shards,"
-                  " cancel_superseded) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,"
-                  "?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23) ON CONFLICT (id) DO UPDATE SET"
+                  " cancel_superseded, network) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,"
+                  "?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24) ON CONFLICT (id) DO UPDATE SET"
                   " state = excluded.state,"
                   " attempt = excluded.attempt, round_start = excluded.round_start,"
                   " runner = excluded.runner, assigned_unix_ms = excluded.assigned_unix_ms,"
@@ -224,6 +226,7 @@ void write_job(Store::Prepared &db, const Job &job)
         .bind(21, join_lines(job.spec.labels))
         .bind(22, static_cast<int64_t>(job.spec.shards))
         .bind(23, static_cast<int64_t>(job.spec.cancel_superseded))
+        .bind(24, static_cast<int64_t>(job.spec.network))
         .run(db.db);
     if (job.state == JobState::done)
         Statement(db, "INSERT OR REPLACE INTO results (job_id, attempt, runner, outcome, frame)"
@@ -310,7 +313,8 @@ std::vector<Job> Store::load_jobs()
                          " j.timeout_ms, j.state, j.attempt, j.round_start, j.runner,"
                          " j.created_unix_ms, j.assigned_unix_ms, j.finished_unix_ms, j.reported,"
                          " r.frame, j.parent, j.shard, j.shards, j.tests, j.labels, j.spec_shards,"
-                         " j.cancel_superseded FROM jobs j LEFT JOIN results r ON r.job_id = j.id"
+                         " j.cancel_superseded, j.network FROM jobs j"
+                         " LEFT JOIN results r ON r.job_id = j.id"
                          " ORDER BY j.id");
         while (q.step(db_)) {
             Job job;
@@ -332,6 +336,7 @@ std::vector<Job> Store::load_jobs()
             job.spec.labels = split_lines(q.text(21));
             job.spec.shards = static_cast<uint32_t>(q.integer(22));
             job.spec.cancel_superseded = q.integer(23) != 0;
+            job.spec.network = q.integer(24) != 0;
             if (job.state == JobState::done) {
                 std::string frame = q.text(16), error;
                 Message msg;

@@ -27,7 +27,7 @@ class StoreError : public std::runtime_error {
 };
 
 // The schema version this build writes; older databases are migrated.
-constexpr int kStoreSchemaVersion = 2;
+constexpr int kStoreSchemaVersion = 3;
 
 class Store {
   public:

@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <kiln/auth.hpp>
+#include <kiln/config.hpp>
 #include <kiln/log.hpp>
 
 #include "print.hpp"
@@ -33,6 +35,8 @@ void usage(FILE *out)
             "Options:\n"
             "  -d, --dispatcher HOST:PORT  dispatcher address (default $KILN_DISPATCHER or "
             "127.0.0.1:8888)\n"
+            "  -s, --secret-file FILE      prove to the dispatcher that we hold this secret\n"
+            "                              (default $KILN_SECRET_FILE; none: no authentication)\n"
             "  -j, --json                  print JSON instead of a table\n"
             "  -t, --timeout SECONDS       give up after this long (default 10)\n"
             "  -v, --verbose               log debug messages\n"
@@ -44,6 +48,7 @@ void usage(FILE *out)
 
 struct Invocation {
     std::string address;
+    std::string secret_file;
     bool json = false;
     bool verbose = false;
     long timeout_s = 10;
@@ -56,16 +61,20 @@ int parse_options(int argc, char **argv, Invocation &inv)
 {
     static const option longopts[] = {
         {"dispatcher", required_argument, nullptr, 'd'}, {"json", no_argument, nullptr, 'j'},
+        {"secret-file", required_argument, nullptr, 's'},
         {"timeout", required_argument, nullptr, 't'},    {"verbose", no_argument, nullptr, 'v'},
         {"help", no_argument, nullptr, 'h'},             {"version", no_argument, nullptr, 'V'},
         {nullptr, 0, nullptr, 0},
     };
     const char *env = getenv("KILN_DISPATCHER");
     inv.address = env && *env ? env : "127.0.0.1:8888";
+    const char *secret_env = getenv("KILN_SECRET_FILE");
+    inv.secret_file = secret_env ? secret_env : "";
     int c;
-    while ((c = getopt_long(argc, argv, "d:jt:vhV", longopts, nullptr)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:s:jt:vhV", longopts, nullptr)) != -1) {
         switch (c) {
         case 'd': inv.address = optarg; break;
+        case 's': inv.secret_file = optarg; break;
         case 'j': inv.json = true; break;
         case 't': inv.timeout_s = strtol(optarg, nullptr, 10); break;
         case 'v': inv.verbose = true; break;
@@ -130,7 +139,16 @@ int main(int argc, char **argv)
     if (!make_request(inv, request))
         return 2;
     log_init("kilnctl", inv.verbose);
-    return ask_dispatcher(inv.address, request, static_cast<uint64_t>(inv.timeout_s) * 1000,
+    std::string secret;
+    try {
+        if (!inv.secret_file.empty())
+            secret = read_secret_file(inv.secret_file);
+    } catch (const ConfigError &e) {
+        fprintf(stderr, "kilnctl: %s\n", e.what());
+        return 1;
+    }
+    return ask_dispatcher(inv.address, secret, request,
+                          static_cast<uint64_t>(inv.timeout_s) * 1000,
                           [&](const std::string &body) {
                               try {
                                   auto answer = nlohmann::json::from_msgpack(body);

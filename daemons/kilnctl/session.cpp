@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <exception>
 
+#include <kiln/auth.hpp>
 #include <kiln/daemon.hpp>
 #include <kiln/log.hpp>
 #include <kiln/net.hpp>
@@ -36,27 +37,41 @@ template <typename Fn> void guarded(Session &s, Fn &&fn) noexcept
 
 } // namespace
 
-int ask_dispatcher(const std::string &address, const Message &request, uint64_t timeout_ms,
-                   const ReplyHandler &on_reply)
+int ask_dispatcher(const std::string &address, const std::string &secret, const Message &request,
+                   uint64_t timeout_ms, const ReplyHandler &on_reply)
 {
     Session session;
+    ClientHandshake handshake("ctl", "kilnctl", secret);
     uv_loop_init(&session.loop);
     uv_timer_t deadline;
     {
         Client client(&session.loop, address, 256u << 20, /*reconnect=*/false);
         client.on_connected = [&](Connection &conn) {
             guarded(session, [&] {
-                conn.send(Hello{1, kProtocolVersion, "ctl", "kilnctl"});
-                // With -v: when the request leaves, for latency measurements
-                // (tests/bench/latency.py).  Logged first: the write may go out
-                // at once and the answer's effects be logged elsewhere before it.
-                log_debug("dispatcher %s: %s sent", address.c_str(), message_type(request));
-                conn.send(request);
+                conn.send(handshake.hello(1));
             });
         };
         client.on_message = [&](Connection &conn, Message &&msg) {
             guarded(session, [&] {
-                if (auto *reply = std::get_if<Reply>(&msg)) {
+                if (auto *hello = std::get_if<Hello>(&msg)) {
+                    std::optional<Auth> auth;
+                    std::string error;
+                    if (!handshake.answer(*hello, 3, auth, error)) {
+                        session.answered = true;
+                        fprintf(stderr, "kilnctl: dispatcher %s: %s\n", address.c_str(),
+                                error.c_str());
+                        conn.close(error);
+                        return;
+                    }
+                    if (auth)
+                        conn.send(*auth);
+                    // With -v: when the request leaves, for latency measurements
+                    // (tests/bench/latency.py).  Logged first: the write may go
+                    // out at once and the answer's effects be logged elsewhere
+                    // before it.
+                    log_debug("dispatcher %s: %s sent", address.c_str(), message_type(request));
+                    conn.send(request);
+                } else if (auto *reply = std::get_if<Reply>(&msg)) {
                     session.answered = true;
                     session.exit_status = on_reply(reply->body);
                     conn.close("done");

@@ -1,6 +1,6 @@
 #pragma once
-// One kilnctl request: connect to the dispatcher, say hello as "ctl", send
-// the request, wait for its Reply or Error, close.
+// One kilnctl request: connect to the dispatcher, say hello as "ctl" (and
+// authenticate when the dispatcher wants it), send the request, wait for its Reply or Error, close.
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -16,7 +16,8 @@ using ReplyHandler = std::function<int(const std::string &body)>;
 // Returns on_reply's status for a Reply; 1 (with "kilnctl: why" on stderr)
 // for an Error from the dispatcher, an unreachable dispatcher or no answer
 // in time.  `request` is a Query or a Notify; its id is the one answered.
-int ask_dispatcher(const std::string &address, const Message &request, uint64_t timeout_ms,
-                   const ReplyHandler &on_reply);
+// `secret`: the key to prove (empty: none; see auth.hpp).
+int ask_dispatcher(const std::string &address, const std::string &secret, const Message &request,
+                   uint64_t timeout_ms, const ReplyHandler &on_reply);
 
 } // namespace kiln

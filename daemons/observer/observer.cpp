@@ -1,6 +1,8 @@
 // kiln-observer: polling, the outbox, the dispatcher connection, the state.
 #include "observer.hpp"
 
+#include <algorithm>
+
 #include <kiln/daemon.hpp>
 #include <kiln/log.hpp>
 
@@ -11,6 +13,7 @@ Observer::Observer(uv_loop_t *loop, ObserverConfig config)
       client_(loop, config_.dispatcher, config_.max_frame),
       state_(loop, config_.state_dir + "/handed-over")
 {
+    handshake_ = ClientHandshake("observer", "kiln-observer", config_.secret);
     auto dirs = plugin_dirs(config_.plugin_dirs);
     for (const auto &repo : config_.repos)
         if (!vcs_.count(repo.vcs))
@@ -27,7 +30,7 @@ Observer::Observer(uv_loop_t *loop, ObserverConfig config)
     client_.on_connected = [this](Connection &conn) {
         guarded("dispatcher: connected", [&] {
             conn.set_idle_timeout(config_.dispatcher_timeout_ms);
-            conn.send(Hello{next_hello_id_++, kProtocolVersion, "observer", "kiln-observer"});
+            conn.send(handshake_.hello(next_hello_id_++));
         });
     };
     client_.on_message = [this](Connection &conn, Message &&msg) {
@@ -42,6 +45,8 @@ Observer::Observer(uv_loop_t *loop, ObserverConfig config)
             outbox_.mark_all_unsent(); // sent again after the next hello
             if (ack_timer_)
                 uv_timer_stop(ack_timer_);
+            if (refused_timer_)
+                uv_timer_stop(refused_timer_); // the refused ones go with the rest
         });
     };
 }
@@ -51,6 +56,7 @@ Observer::~Observer()
     for (auto &w : watches_)
         close_timer(w->timer);
     close_timer(ack_timer_);
+    close_timer(refused_timer_);
 }
 
 void Observer::close_timer(uv_timer_t *&timer)
@@ -114,6 +120,8 @@ std::string Observer::status() const
         s = "stopping; " + s;
     else if (!ready_)
         s += "; dispatcher " + config_.dispatcher + " not connected";
+    else if (outbox_.refused())
+        s += " (" + std::to_string(outbox_.refused()) + " refused by the dispatcher: offered again)";
     else if (outbox_full_)
         s += " (full: polling paused)";
     return s;
@@ -145,6 +153,7 @@ void Observer::reload(ObserverConfig c)
     config_.dispatcher_timeout_ms = c.dispatcher_timeout_ms;
     config_.ack_timeout_ms = c.ack_timeout_ms;
     config_.max_outbox = c.max_outbox;
+    handshake_.set_key(c.secret);
     config_.plugin_dirs = c.plugin_dirs;
     if (Connection *conn = client_.connection())
         conn->set_idle_timeout(config_.dispatcher_timeout_ms);
@@ -215,6 +224,9 @@ bool Observer::start()
     ack_timer_ = new uv_timer_t;
     uv_timer_init(loop_, ack_timer_);
     ack_timer_->data = this;
+    refused_timer_ = new uv_timer_t;
+    uv_timer_init(loop_, refused_timer_);
+    refused_timer_->data = this;
     client_.start();
     return true;
 }
@@ -265,6 +277,8 @@ void Observer::stop()
     }
     if (ack_timer_)
         uv_timer_stop(ack_timer_);
+    if (refused_timer_)
+        uv_timer_stop(refused_timer_);
     client_.stop();
 }
 
@@ -374,6 +388,7 @@ void Observer::enqueue(Watch &w, const std::string &commit)
     s.labels = w.repo->labels;
     s.shards = w.repo->shards;
     s.cancel_superseded = w.repo->cancel_superseded;
+    s.network = w.repo->network;
     log_info("repo %s %s: new commit %.12s", s.repo.c_str(), s.branch.c_str(), commit.c_str());
     outbox_.push(w.index, std::move(s));
 }
@@ -443,7 +458,16 @@ void Observer::on_notify(const Notify &n)
 
 void Observer::on_message(Connection &conn, Message &&msg)
 {
-    if (std::holds_alternative<Hello>(msg)) {
+    if (auto *hello = std::get_if<Hello>(&msg)) {
+        std::optional<Auth> auth;
+        std::string error;
+        if (!handshake_.answer(*hello, next_hello_id_++, auth, error)) {
+            log_err("dispatcher %s: %s", conn.peer().c_str(), error.c_str());
+            conn.close(error); // and try again after a backoff: it may be fixed meanwhile
+            return;
+        }
+        if (auth)
+            conn.send(*auth); // the commits that follow are read after it
         ready_ = true;
         log_info("dispatcher %s: connected; %zu commit(s) to send", conn.peer().c_str(),
                  outbox_.size());
@@ -453,6 +477,8 @@ void Observer::on_message(Connection &conn, Message &&msg)
     } else if (auto *notify = std::get_if<Notify>(&msg)) {
         on_notify(*notify);
     } else if (auto *error = std::get_if<Error>(&msg)) {
+        if (const Commit *refused = outbox_.refuse(error->id))
+            return on_refused(conn, *refused, error->message);
         // Not dropped from the outbox: the error may be passing (a database
         // that is full), and a lost commit is worse than a retried one.
         log_err("dispatcher %s: error (request %llu): %s", conn.peer().c_str(),
@@ -472,6 +498,8 @@ void Observer::on_ack(const Ack &ack)
     }
     log_debug("commit %.12s: acknowledged as job %llu", r.commit.c_str(),
               static_cast<unsigned long long>(ack.job_id));
+    if (r.was_refused)
+        refused_backoff_.reset(); // the dispatcher takes them again
     if (r.advance) {
         const Watch &w = *watches_.at(r.advance->watch);
         handed_over_[WatchKey{w.repo->name, w.branch}] = r.advance->commit;
@@ -494,6 +522,48 @@ void Observer::on_ack_timeout()
                 conn->peer().c_str(), static_cast<unsigned long long>(config_.ack_timeout_ms),
                 outbox_.size());
     conn->close("acknowledgement overdue");
+}
+
+// The dispatcher answered a commit with an error (max_queued_per_repo: its
+// repository's queue is full).  The commit stays in the outbox; so do the
+// later ones, which the dispatcher refuses too so as to keep their order.
+// After a backoff a reconnect offers every unacknowledged commit again, in
+// order (a reconnect, because the dispatcher refuses the later commits of
+// that repository for as long as the connection lasts).
+void Observer::on_refused(Connection &conn, const Commit &commit, const std::string &why)
+{
+    arm_ack_timer(false); // a refused commit is no longer awaited
+    if (!refused_timer_ || uv_is_active(reinterpret_cast<uv_handle_t *>(refused_timer_))) {
+        log_debug("dispatcher %s: commit %.12s of %s %s refused too: %s", conn.peer().c_str(),
+                  commit.spec.commit.c_str(), commit.spec.repo.c_str(),
+                  commit.spec.branch.c_str(), why.c_str());
+        return;
+    }
+    uint64_t delay = refused_backoff_.next_delay_ms();
+    if (config_.ack_timeout_ms)
+        delay = std::min(delay, config_.ack_timeout_ms);
+    log_warning("dispatcher %s: commit %.12s of %s %s refused: %s; it stays in the outbox and "
+                "is offered again in %llu ms",
+                conn.peer().c_str(), commit.spec.commit.c_str(), commit.spec.repo.c_str(),
+                commit.spec.branch.c_str(), why.c_str(), static_cast<unsigned long long>(delay));
+    uv_timer_start(
+        refused_timer_,
+        [](uv_timer_t *t) noexcept {
+            guarded("refused commits",
+                    [&] { static_cast<Observer *>(t->data)->offer_refused_again(); });
+        },
+        delay, 0);
+}
+
+void Observer::offer_refused_again()
+{
+    Connection *conn = client_.connection();
+    if (!conn || outbox_.refused() == 0 || stopping_)
+        return;
+    log_notice("dispatcher %s: reconnecting to offer %zu refused commit(s) again (%zu in the "
+               "outbox)",
+               conn->peer().c_str(), outbox_.refused(), outbox_.size());
+    conn->close("offering refused commits again");
 }
 
 } // namespace kiln

@@ -11,7 +11,11 @@
 //    there, so whatever was not acknowledged is listed and sent again (the
 //    dispatcher deduplicates by repo and commit);
 //  - polling goes on while the dispatcher is down, until the outbox holds
-//    max_outbox commits.
+//    max_outbox commits;
+//  - a commit the dispatcher refuses (an error frame answering it: its
+//    repository has max_queued_per_repo jobs queued) stays in the outbox and
+//    is offered again, with every unacknowledged one in order, by a
+//    reconnect after a backoff (about 1 s, doubling up to ack_timeout).
 //
 // A Notify relayed by the dispatcher (kilnctl notify, from a post-receive
 // hook) polls the named repository (or one branch of it) at once and
@@ -25,6 +29,7 @@
 
 #include <uv.h>
 
+#include <kiln/auth.hpp>
 #include <kiln/net.hpp>
 #include <kiln/plugin_loader.hpp>
 
@@ -87,6 +92,8 @@ class Observer {
     void on_ack(const Ack &ack);
     void arm_ack_timer(bool restart);
     void on_ack_timeout();
+    void on_refused(Connection &conn, const Commit &commit, const std::string &why);
+    void offer_refused_again();
     void close_timer(uv_timer_t *&timer);
 
     uv_loop_t *loop_;
@@ -99,11 +106,16 @@ class Observer {
     bool ready_ = false; // connected and greeted
     bool stopping_ = false;
     bool outbox_full_ = false; // polling paused: max_outbox reached
-    uint64_t next_hello_id_ = 1;
+    // Hello and auth ids live apart from the outbox's commit ids (from 1),
+    // so an ack of one can never be taken for the other.
+    uint64_t next_hello_id_ = uint64_t(1) << 63;
+    ClientHandshake handshake_;
     Outbox outbox_;
     HandedOver handed_over_; // also keeps entries of watches no longer configured
     StateFile state_;
     uv_timer_t *ack_timer_ = nullptr;
+    uv_timer_t *refused_timer_ = nullptr; // offers refused commits again
+    Backoff refused_backoff_{1000, 30000};
 };
 
 } // namespace kiln

@@ -4,6 +4,8 @@
 #include <cerrno>
 #include <set>
 
+#include <kiln/auth.hpp>
+
 namespace kiln {
 
 namespace {
@@ -69,6 +71,7 @@ WatchedRepo read_repo(const ConfigTable &t, uint64_t default_interval)
     }
     r.shards = read_shards(t);
     r.cancel_superseded = t.boolean("cancel_superseded", r.cancel_superseded);
+    r.network = t.boolean("network", r.network);
     t.reject_unknown_keys();
     return r;
 }
@@ -80,6 +83,7 @@ ObserverConfig ObserverConfig::from(const ConfigTable &root)
     ObserverConfig c;
     ConfigTable o = root.table("observer");
     c.dispatcher = o.string("dispatcher", c.dispatcher);
+    c.secret = secret_from_config(o, "secret_file");
     c.state_dir = o.string("state_dir", c.state_dir);
     c.interval_ms = o.duration_ms("interval", c.interval_ms);
     c.max_backlog = static_cast<uint32_t>(o.integer("max_backlog", c.max_backlog, 1, 100000));

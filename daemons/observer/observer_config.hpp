@@ -22,6 +22,7 @@ struct WatchedRepo {
     std::vector<std::string> labels; // a runner must have every one (valid_name)
     uint32_t shards = 1;             // 1..kMaxShards, or 0 for "auto"
     bool cancel_superseded = false;  // a newer commit on a branch cancels the older one's jobs
+    bool network = false;            // its tests may reach the network in a runner's sandbox
 };
 
 // More shards than this is a typo, not a plan: no suite is split that finely.
@@ -29,6 +30,7 @@ constexpr int64_t kMaxShards = 1000;
 
 struct ObserverConfig {
     std::string dispatcher = "127.0.0.1:8888";
+    std::string secret; // from secret_file: proves to the dispatcher who we are (auth.hpp)
     std::string state_dir = "/var/lib/kiln/observer";
     uint64_t interval_ms = 5000;
     uint32_t max_backlog = 100;

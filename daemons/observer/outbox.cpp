@@ -41,8 +41,22 @@ std::vector<Commit> Outbox::take_unsent()
 void Outbox::mark_all_unsent()
 {
     for (auto &[id, e] : entries_)
-        e.sent = false;
+        e.sent = e.refused = false;
     sent_ = 0;
+    refused_ = 0;
+}
+
+const Commit *Outbox::refuse(uint64_t id)
+{
+    auto it = entries_.find(id);
+    if (it == entries_.end() || !it->second.sent || it->second.refused)
+        return nullptr;
+    Entry &e = it->second;
+    e.refused = true; // still `sent`: not offered again on this connection
+    e.refusals++;
+    sent_--;
+    refused_++;
+    return &e.commit;
 }
 
 Outbox::AckResult Outbox::ack(uint64_t id)
@@ -54,7 +68,10 @@ Outbox::AckResult Outbox::ack(uint64_t id)
     r.known = true;
     r.commit = it->second.commit.spec.commit;
     size_t watch = it->second.watch;
-    if (it->second.sent)
+    r.was_refused = it->second.refusals > 0;
+    if (it->second.refused)
+        refused_--;
+    else if (it->second.sent)
         sent_--;
     entries_.erase(it);
 

@@ -44,6 +44,14 @@ class Outbox {
     // The connection is gone: every unacknowledged commit is to be sent again.
     void mark_all_unsent();
 
+    // The dispatcher refused request `id` (an error frame answering it, e.g.
+    // max_queued_per_repo): it stays in the outbox, no longer awaited on this
+    // connection, and is sent again after the next reconnect.  Returns the
+    // commit, or nullptr when `id` is not a commit sent on this connection.
+    const Commit *refuse(uint64_t id);
+    // Commits refused on the current connection.
+    size_t refused() const { return refused_; }
+
     struct Advance {
         size_t watch;
         std::string commit; // the watch's new handed-over commit
@@ -52,6 +60,7 @@ class Outbox {
         bool known = false;            // the id was in the outbox
         std::string commit;            // the commit acknowledged
         std::optional<Advance> advance; // set when the watch's handed-over commit moved
+        bool was_refused = false;       // refused on an earlier connection, accepted now
     };
     // Record the ack of request `id`.
     AckResult ack(uint64_t id);
@@ -61,6 +70,8 @@ class Outbox {
         size_t watch;
         Commit commit;
         bool sent = false;
+        bool refused = false;   // on the current connection
+        uint32_t refusals = 0;  // over all connections
     };
     struct Step { // one commit in a watch's enqueue order
         uint64_t id;
@@ -71,7 +82,8 @@ class Outbox {
     uint64_t next_id_ = 1;
     std::map<uint64_t, Entry> entries_;             // unacknowledged, by id (= enqueue order)
     std::map<size_t, std::deque<Step>> windows_;    // per watch: from the oldest unacked on
-    size_t sent_ = 0;                               // entries with sent == true
+    size_t sent_ = 0;                               // entries sent and awaiting an answer
+    size_t refused_ = 0;                            // entries with refused == true
 };
 
 } // namespace kiln

@@ -1,9 +1,15 @@
 // The steps of one job: clean, prepare the workspace, run the tests, clean.
 #include "job_run.hpp"
 
+#include <sys/stat.h>
+
+#include <cstdio>
+
 #include <kiln/daemon.hpp>
 #include <kiln/log.hpp>
 #include <kiln/spawn.hpp>
+
+#include "sandbox.hpp"
 
 namespace kiln {
 
@@ -38,6 +44,12 @@ JobRun::JobRun(uv_loop_t *loop, Assign assign, const Plugin &vcs, const Plugin &
     result_.job_id = assign_.job_id;
     result_.attempt = assign_.attempt;
     result_.commit = assign_.spec.commit;
+}
+
+void JobRun::isolate(bool sandbox, std::optional<SpawnUser> owner)
+{
+    sandbox_ = sandbox;
+    owner_ = owner;
 }
 
 void JobRun::start()
@@ -106,13 +118,106 @@ void JobRun::prepare()
         guard(self, [&] {
             if (status != 0)
                 self->fail(std::string("workspace: ") + (error ? error : uv_strerror(status)));
+            else if (self->sandbox_)
+                self->read_alternates();
             else
-                self->run_tests();
+                self->chown_workspace();
         });
     };
     int rc = vcs_.vcs().prepare(vcs_.self(), &req, on_prepared, this, &op_);
     if (rc != 0)
         fail(std::string("workspace: cannot start: ") + uv_strerror(rc));
+}
+
+// A clone made with --shared (the git plugin's) reads its objects from the
+// mirror through .git/objects/info/alternates; the sandbox hides the
+// mirror with the rest of work_dir, so those directories are bound back
+// read-only.  A small file, read on the thread pool all the same.
+void JobRun::read_alternates()
+{
+    step_ = Step::isolating;
+    struct Work {
+        uv_work_t req;
+        std::weak_ptr<JobRun *> run;
+        std::string workspace;
+        std::vector<std::string> dirs;
+    };
+    auto *w = new Work;
+    w->req.data = w;
+    w->run = alive_;
+    w->workspace = workspace_;
+    auto work = [](uv_work_t *req) {
+        auto *w = static_cast<Work *>(req->data);
+        std::string objects = w->workspace + "/.git/objects", text;
+        if (FILE *f = fopen((objects + "/info/alternates").c_str(), "re")) {
+            char buf[4096];
+            size_t n;
+            while ((n = fread(buf, 1, sizeof buf, f)) > 0 && text.size() < (1u << 20))
+                text.append(buf, n);
+            fclose(f);
+        }
+        for (const std::string &dir : parse_alternates(text, objects)) {
+            struct stat st;
+            // bwrap refuses to bind what does not exist; git would skip it too.
+            if (!path_within(dir, w->workspace) && stat(dir.c_str(), &st) == 0 &&
+                S_ISDIR(st.st_mode))
+                w->dirs.push_back(dir);
+        }
+    };
+    auto after = [](uv_work_t *req, int) {
+        std::unique_ptr<Work> w(static_cast<Work *>(req->data));
+        auto alive = w->run.lock();
+        if (!alive)
+            return; // the run is gone (the runner is shutting down)
+        JobRun *self = *alive;
+        guard(self, [&] {
+            self->read_only_ = std::move(w->dirs);
+            self->cancelled_ ? self->fail("cancelled") : self->chown_workspace();
+        });
+    };
+    int rc = uv_queue_work(loop_, &w->req, work, after);
+    if (rc != 0) {
+        delete w;
+        fail(std::string("workspace: cannot read its git alternates: ") + uv_strerror(rc));
+    }
+}
+
+// With test_user: the workspace was made by the runner's user; the tests,
+// running as test_user, must be able to write in it.  chown in a child
+// (a big tree must not stall the loop), -P -h: a symlink in the checkout is
+// changed itself, never what it points to.
+void JobRun::chown_workspace()
+{
+    if (!owner_)
+        return run_tests();
+    step_ = Step::isolating;
+    std::string ids = std::to_string(owner_->uid) + ":" + std::to_string(owner_->gid);
+    const char *argv[] = {"chown", "-R", "-P", "-h", "--", ids.c_str(), workspace_.c_str(),
+                          nullptr};
+    kiln_spawn_request req{};
+    req.argv = argv;
+    req.timeout_ms = 10 * 60 * 1000;
+    req.max_output = 4096;
+    auto on_chowned = [](void *arg, int, const kiln_spawn_result *res) {
+        auto *self = static_cast<JobRun *>(arg);
+        self->cleaner_ = nullptr;
+        guard(self, [&] {
+            if (self->cancelled_)
+                return self->fail("cancelled");
+            if (res->exit_status != 0 || res->term_signal) {
+                std::string err(res->err, res->err_len);
+                while (!err.empty() && err.back() == '\n')
+                    err.pop_back();
+                return self->fail("workspace: cannot hand it to the test user: chown: " +
+                                  (err.empty() ? "exit status " + std::to_string(res->exit_status)
+                                               : err));
+            }
+            self->run_tests();
+        });
+    };
+    int rc = spawn_process(loop_, &req, on_chowned, this, &cleaner_);
+    if (rc != 0)
+        fail(std::string("workspace: cannot run chown: ") + uv_strerror(rc));
 }
 
 void JobRun::run_tests()

@@ -5,12 +5,16 @@
 // Assign with `list` the tests are listed instead of run, and the end is a
 // TestList.  Every step is asynchronous; `done` is called exactly once.
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <uv.h>
 
 #include <kiln/messages.hpp>
 #include <kiln/plugin_loader.hpp>
+#include <kiln/spawn.hpp>
 
 #include "delivery.hpp"
 
@@ -27,6 +31,13 @@ class JobRun {
     JobRun(const JobRun &) = delete;
     JobRun &operator=(const JobRun &) = delete;
 
+    // Before start(): once the workspace is prepared and before any test
+    // runs, with `sandbox` read which paths outside the workspace the
+    // checkout needs (git alternates: the mirror's objects), to be bound
+    // read-only into the sandbox; with `owner`, hand the workspace to that
+    // user (chown -R in a child, never following symlinks) so that tests
+    // running as it can write there.
+    void isolate(bool sandbox, std::optional<SpawnUser> owner);
     void start();
     // Stop whatever step is running; done still follows, with "cancelled"
     // (a TestList with error "cancelled") — or with the real outcome when the
@@ -36,15 +47,20 @@ class JobRun {
     uint64_t job_id() const { return assign_.job_id; }
     uint32_t attempt() const { return assign_.attempt; }
     bool listing() const { return assign_.list; }
+    const std::string &workspace() const { return workspace_; }
+    bool network() const { return assign_.spec.network; }
+    const std::vector<std::string> &read_only() const { return read_only_; }
 
     // Keep a log within max bytes: its head and (most of) its tail, with a
     // line saying how much of the middle was dropped.
     static std::string bounded_log(const char *log, size_t len, size_t max);
 
   private:
-    enum class Step { idle, cleaning, preparing, running, removing, finished };
+    enum class Step { idle, cleaning, preparing, isolating, running, removing, finished };
     void clean_then(Step next);
     void prepare();
+    void read_alternates();
+    void chown_workspace();
     void run_tests();
     void list_tests();
     void finish();
@@ -61,7 +77,12 @@ class JobRun {
     Done done_;
     Step step_ = Step::idle;
     void *op_ = nullptr;              // the plugin operation under way
-    kiln_process *cleaner_ = nullptr; // the rm under way
+    kiln_process *cleaner_ = nullptr; // the rm (or chown) under way
+    bool sandbox_ = false;
+    std::optional<SpawnUser> owner_;
+    std::vector<std::string> read_only_; // outside the workspace, needed by the checkout
+    // Lets a thread-pool callback tell whether this run still exists.
+    std::shared_ptr<JobRun *> alive_ = std::make_shared<JobRun *>(this);
     bool cancelled_ = false;
     Result result_;
     std::vector<std::string> listed_; // a listing job's tests

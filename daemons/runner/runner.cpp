@@ -1,10 +1,20 @@
 // kiln-runner: dispatcher connection, registration, heartbeats, jobs.
 #include "runner.hpp"
 
-#include <algorithm>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+
+#include <kiln/atomic_file.hpp>
 #include <kiln/daemon.hpp>
 #include <kiln/log.hpp>
+#include <kiln/spawn.hpp>
+
+#include "sandbox.hpp"
+
+extern char **environ;
 
 namespace kiln {
 
@@ -15,6 +25,7 @@ Runner::Runner(uv_loop_t *loop, RunnerConfig config)
       client_(loop, config_.dispatcher, config_.max_frame),
       spool_(loop, config_.work_dir + "/spool"), alive_(std::make_shared<Runner *>(this))
 {
+    handshake_ = ClientHandshake("runner", config_.name, config_.secret);
     auto dirs = plugin_dirs(config_.plugin_dirs);
     for (const auto &name : config_.vcs_plugins)
         vcs_[name] = load_plugin(loop_, dirs, name, KILN_PLUGIN_VCS,
@@ -24,6 +35,14 @@ Runner::Runner(uv_loop_t *loop, RunnerConfig config)
                                   config_.plugin_tables.table(name), "kiln-runner");
     // A [plugin.X] table for a plugin nobody loads is a mistake worth naming.
     config_.plugin_tables.reject_unknown_keys();
+    // The exec plugins start the tests: those spawns are isolated.  The vcs
+    // plugins' are not (git fetches, and runs no repository code).
+    for (auto &[name, plugin] : exec_)
+        plugin->set_spawn_hook([this, name = name](const kiln_spawn_request &req,
+                                                   kiln_spawn_cb cb, void *arg,
+                                                   kiln_process **proc) {
+            return spawn_test(name, req, cb, arg, proc);
+        });
 
     client_.on_connected = [this](Connection &conn) {
         guarded("connected", [&] { on_connected(conn); });
@@ -68,6 +87,7 @@ void Runner::start()
         set_request_id(d, id);
         unacked_[id] = Pending{std::move(d), true};
     }
+    prepare_isolation();
     heartbeat_timer_ = new uv_timer_t;
     uv_timer_init(loop_, heartbeat_timer_);
     heartbeat_timer_->data = this;
@@ -76,6 +96,101 @@ void Runner::start()
     log_notice("runner %s: %u slot(s), work dir %s, dispatcher %s", config_.name.c_str(),
                config_.slots, config_.work_dir.c_str(), config_.dispatcher.c_str());
     client_.start();
+}
+
+// ---- test isolation (sandbox.hpp) ----
+
+// Blocking, like the rest of start(): before the loop runs.
+void Runner::prepare_isolation()
+{
+    if (config_.sandbox) {
+        // Hidden: other jobs' workspaces, the spool and the mirrors; the
+        // secret files; the host daemons' sockets (a unix socket on a
+        // read-only file system still connects: /run/docker.sock is root).
+        hidden_.clear();
+        for (const std::string &p : {config_.work_dir, std::string("/etc/kiln"),
+                                     std::string("/run")})
+            if (access(p.c_str(), F_OK) == 0 || path_within(p, "/tmp"))
+                hidden_.push_back(normalize_path(p));
+        // With the network, name resolution may need systemd-resolved's
+        // stub file (/etc/resolv.conf links to it).
+        if (access("/run/systemd/resolve", F_OK) == 0)
+            net_read_only_ = {"/run/systemd/resolve"};
+        log_notice("runner %s: tests run in bubblewrap (%s)%s%s", config_.name.c_str(),
+                   config_.bwrap.c_str(), config_.test_user.empty() ? "" : " as user ",
+                   config_.test_user.c_str());
+    } else if (!config_.test_user.empty()) {
+        log_notice("runner %s: tests run as user %s", config_.name.c_str(),
+                   config_.test_user.c_str());
+    }
+    if (config_.test_user.empty())
+        return;
+    // test_user must get through work_dir to its workspace, and to the
+    // mirrors its checkout borrows objects from (git alternates): search
+    // permission only, no listing.  The spool stays closed.
+    std::vector<std::string> dirs = {config_.work_dir, config_.work_dir + "/workspaces",
+                                     config_.work_dir + "/cache"};
+    for (const std::string &vcs : config_.vcs_plugins)
+        dirs.push_back(config_.work_dir + "/cache/" + vcs);
+    for (const std::string &dir : dirs) {
+        struct stat st;
+        int rc = make_dirs(dir);
+        if (rc == 0 && stat(dir.c_str(), &st) != 0)
+            rc = -errno;
+        if (rc == 0 && (st.st_mode & 011) != 011 && chmod(dir.c_str(), (st.st_mode & 07777) | 011) != 0)
+            rc = -errno;
+        if (rc != 0)
+            log_warning("%s: cannot open it to test_user %s: %s", dir.c_str(),
+                        config_.test_user.c_str(), uv_strerror(rc));
+    }
+}
+
+int Runner::spawn_test(const std::string &plugin, const kiln_spawn_request &req, kiln_spawn_cb cb,
+                       void *arg, kiln_process **proc)
+{
+    if (!req.argv || !req.argv[0])
+        return -EINVAL;
+    // Which job: the one whose workspace the process starts in (every exec
+    // plugin starts its programs there or below).
+    const JobRun *job = nullptr;
+    for (const auto &entry : running_)
+        if (req.cwd && path_within(req.cwd, entry.second->workspace()))
+            job = entry.second.get();
+    if (!job) {
+        log_err("plugin %s: refused to start %s in %s: not in the workspace of a running job",
+                plugin.c_str(), req.argv[0], req.cwd ? req.cwd : "the runner's directory");
+        return -EPERM;
+    }
+    std::vector<std::string> env =
+        test_environment(req.env, environ, config_.env_allow, job->workspace());
+    std::vector<std::string> argv;
+    for (const char *const *a = req.argv; *a; a++)
+        argv.emplace_back(*a);
+    if (config_.sandbox) {
+        SandboxSpec spec;
+        spec.bwrap = config_.bwrap;
+        spec.workspace = job->workspace();
+        spec.cwd = normalize_path(req.cwd);
+        spec.hidden = hidden_;
+        spec.read_only = job->read_only();
+        spec.network = job->network();
+        if (spec.network)
+            spec.read_only.insert(spec.read_only.end(), net_read_only_.begin(),
+                                  net_read_only_.end());
+        argv = bwrap_argv(spec, argv);
+    }
+    std::vector<const char *> c_argv, c_env;
+    for (const std::string &a : argv)
+        c_argv.push_back(a.c_str());
+    c_argv.push_back(nullptr);
+    for (const std::string &e : env)
+        c_env.push_back(e.c_str());
+    c_env.push_back(nullptr);
+    kiln_spawn_request r = req;
+    r.argv = c_argv.data();
+    r.env = c_env.data();
+    SpawnUser as{config_.test_uid, config_.test_gid};
+    return spawn_process(loop_, &r, cb, arg, proc, config_.test_user.empty() ? nullptr : &as);
 }
 
 // ---- SIGHUP, STATUS= ----
@@ -89,6 +204,9 @@ void Runner::reload(RunnerConfig c)
     warn_needs_restart("vcs", c.vcs_plugins != config_.vcs_plugins);
     warn_needs_restart("exec", c.exec_plugins != config_.exec_plugins);
     warn_needs_restart("max_frame", c.max_frame != config_.max_frame);
+    // Checked and prepared at start-up (bwrap probed, work_dir opened to the user).
+    warn_needs_restart("sandbox", c.sandbox != config_.sandbox);
+    warn_needs_restart("test_user", c.test_user != config_.test_user);
 
     bool reregister = c.slots != config_.slots || c.labels != config_.labels;
     bool heartbeat = c.heartbeat_interval_ms != config_.heartbeat_interval_ms;
@@ -98,6 +216,8 @@ void Runner::reload(RunnerConfig c)
     config_.dispatcher_timeout_ms = c.dispatcher_timeout_ms;
     config_.stop_timeout_ms = c.stop_timeout_ms;
     config_.keep_workspaces = c.keep_workspaces;
+    config_.env_allow = c.env_allow; // for the tests started from now on
+    handshake_.set_key(c.secret);
     config_.max_log = std::min(c.max_log, config_.max_frame - (1u << 20));
 
     if (heartbeat && heartbeat_timer_ && !stopped_)
@@ -235,7 +355,21 @@ void Runner::on_connected(Connection &conn)
 {
     log_info("dispatcher %s: connected", conn.peer().c_str());
     conn.set_idle_timeout(config_.dispatcher_timeout_ms);
-    conn.send(Hello{next_request_id_++, kProtocolVersion, "runner", config_.name});
+    conn.send(handshake_.hello(next_request_id_++));
+    // Registration waits for the dispatcher's hello: it may want proof first.
+}
+
+void Runner::on_dispatcher_hello(Connection &conn, const Hello &hello)
+{
+    std::optional<Auth> auth;
+    std::string error;
+    if (!handshake_.answer(hello, next_request_id_++, auth, error)) {
+        log_err("dispatcher %s: %s", conn.peer().c_str(), error.c_str());
+        conn.close(error); // and try again after a backoff: it may be fixed meanwhile
+        return;
+    }
+    if (auth)
+        conn.send(*auth);
     send_register();
 }
 
@@ -256,9 +390,11 @@ void Runner::on_message(Connection &conn, Message &&msg)
         on_assign(*assign);
     } else if (auto *cancel = std::get_if<Cancel>(&msg)) {
         on_cancel(*cancel);
+    } else if (auto *hello = std::get_if<Hello>(&msg)) {
+        on_dispatcher_hello(conn, *hello);
     } else if (auto *error = std::get_if<Error>(&msg)) {
         log_err("dispatcher %s: error: %s", conn.peer().c_str(), error->message.c_str());
-    } else if (!std::holds_alternative<Heartbeat>(msg) && !std::holds_alternative<Hello>(msg)) {
+    } else if (!std::holds_alternative<Heartbeat>(msg)) {
         conn.fail(0, std::string("unexpected message ") + message_type(msg));
     }
 }
@@ -345,6 +481,10 @@ void Runner::on_assign(const Assign &assign)
         [this](JobRun &r, Delivery &&what) {
             guarded("job done", [&] { on_job_done(r, std::move(what)); });
         });
+    std::optional<SpawnUser> owner;
+    if (!config_.test_user.empty())
+        owner = SpawnUser{config_.test_uid, config_.test_gid};
+    run->isolate(config_.sandbox, owner);
     JobRun &ref = *run;
     running_[assign.job_id] = std::move(run);
     ref.start();

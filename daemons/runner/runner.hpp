@@ -12,6 +12,7 @@
 
 #include <uv.h>
 
+#include <kiln/auth.hpp>
 #include <kiln/net.hpp>
 #include <kiln/plugin_loader.hpp>
 
@@ -57,7 +58,13 @@ class Runner {
         bool ready = false; // its spool write is over: it may be sent
     };
 
+    // The exec plugins' host->spawn (the tests): scrubbed environment,
+    // test_user, bwrap.  -EPERM for a process outside every job's workspace.
+    int spawn_test(const std::string &plugin, const kiln_spawn_request &req, kiln_spawn_cb cb,
+                   void *arg, kiln_process **proc);
+    void prepare_isolation();
     void on_connected(Connection &conn);
+    void on_dispatcher_hello(Connection &conn, const Hello &hello);
     void on_disconnected(const std::string &why);
     void on_message(Connection &conn, Message &&msg);
     void on_registered(Connection &conn);
@@ -81,6 +88,7 @@ class Runner {
     RunnerConfig config_;
     std::map<std::string, std::unique_ptr<Plugin>> vcs_, exec_;
     Client client_;
+    ClientHandshake handshake_;
     Spool spool_;
     uv_timer_t *heartbeat_timer_ = nullptr;
     uv_timer_t *stop_timer_ = nullptr;
@@ -92,6 +100,8 @@ class Runner {
     bool stopped_ = false;  // disconnected for good
     std::map<uint64_t, std::unique_ptr<JobRun>> running_; // by job id
     std::map<uint64_t, Pending> unacked_;                 // by request id
+    std::vector<std::string> hidden_;       // covered in every sandbox (work_dir, /etc/kiln, /run)
+    std::vector<std::string> net_read_only_; // bound back when a repo allows the network (DNS)
     // Shared with thread-pool callbacks so they can tell the Runner is gone.
     std::shared_ptr<Runner *> alive_;
 };

@@ -1,15 +1,21 @@
 #pragma once
 // runner.toml, read into plain values.  See kiln.toml(5).
+#include <sys/types.h>
+#include <unistd.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include <kiln/config.hpp>
 
+#include "sandbox.hpp"
+
 namespace kiln {
 
 struct RunnerConfig {
     std::string dispatcher = "127.0.0.1:8888";
+    std::string secret; // from secret_file: proves to the dispatcher who we are (auth.hpp)
     std::string name; // default: the host name
     uint32_t slots = 1;
     std::vector<std::string> labels;
@@ -25,8 +31,17 @@ struct RunnerConfig {
     size_t max_frame = 16u << 20;
     size_t max_log = 4u << 20; // log bytes sent per job; the middle is dropped beyond
     ConfigTable plugin_tables; // [plugin.NAME] tables, each handed to that plugin
+    // How tests are isolated (sandbox.hpp; kiln-runner(8), SANDBOX).
+    bool sandbox = false;   // sandbox = "bwrap": each test process runs in bubblewrap
+    std::string bwrap;      // its executable, found in PATH when the config is read
+    std::string test_user;  // "": tests run as the runner's own user
+    uid_t test_uid = 0;     // test_user's ids (getpwnam), when it is set
+    gid_t test_gid = 0;
+    std::vector<std::string> env_allow = kDefaultEnvAllow; // passed on from our environment
 
-    static RunnerConfig from(const ConfigTable &root);
+    // `euid`: the user the runner runs as (test_user needs root); a
+    // parameter for the tests.
+    static RunnerConfig from(const ConfigTable &root, uid_t euid = geteuid());
 };
 
 } // namespace kiln

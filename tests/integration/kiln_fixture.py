@@ -410,7 +410,8 @@ class Cluster:
     def __init__(self, testcase=None, exec_plugin="unittest", mode="every",
                  interval="500ms", repo_name="example", keep=None, runner_timeout="3s",
                  max_attempts=None, repo_timeout="60s", runner_stop_timeout="5s",
-                 repo_extra=""):
+                 repo_extra="", dispatcher_extra="", observer_extra="",
+                 handshake_timeout="2s"):
         self.plugin_dir = plugin_dir()
         for program in ("observer", "dispatcher", "runner", "kilnctl"):
             binary(program)  # fail now, clearly, when the build is missing
@@ -436,7 +437,23 @@ class Cluster:
         self.repo_timeout = repo_timeout
         self.runner_stop_timeout = runner_stop_timeout  # < STOP_GRACE
         self.repo_extra = repo_extra  # more [[repo]] lines: shards, labels, ...
+        # More [dispatcher] / [observer] lines: limits, timeouts, ...
+        self.dispatcher_extra = dispatcher_extra
+        self.handshake_timeout = handshake_timeout
+        self.observer_extra = observer_extra
         self.repo = GitRepo(os.path.join(self.tmp, "repo"))
+        # More [runner] lines, by runner name (secret_file, sandbox, ...).
+        self.runner_extra = {}
+        # Passed to kilnctl as --secret-file when set.
+        self.ctl_secret_file = None
+
+    def secret_file(self, name, secret):
+        """Write SECRET to a mode-0600 file NAME in the temp dir; its path."""
+        path = self.path(name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secret + "\n")
+        return path
 
     def set_port(self, port):
         self.port = port
@@ -447,7 +464,9 @@ class Cluster:
 
     # -- configs --
 
-    def write_dispatcher_config(self, extra=""):
+    def write_dispatcher_config(self, extra=None):
+        if extra is None:
+            extra = self.dispatcher_extra
         path = self.path("dispatcher.toml")
         with open(path, "w") as f:
             f.write("[dispatcher]\n"
@@ -455,14 +474,15 @@ class Cluster:
                     "state_dir = %s\n"
                     "heartbeat_interval = \"500ms\"\n"
                     "runner_timeout = %s\n"
-                    "handshake_timeout = \"2s\"\n"
+                    "handshake_timeout = %s\n"
                     "plugin_dir = %s\n"
                     "%s%s\n"
                     "[[report]]\n"
                     "plugin = \"files\"\n"
                     "dir = %s\n"
                     % (toml_str(self.address), toml_str(self.path("dispatcher-state")),
-                       toml_str(self.runner_timeout), toml_array([self.plugin_dir]),
+                       toml_str(self.runner_timeout), toml_str(self.handshake_timeout),
+                       toml_array([self.plugin_dir]),
                        "" if self.max_attempts is None
                        else "max_attempts = %d\n" % self.max_attempts,
                        extra, toml_str(self.results_dir)))
@@ -480,11 +500,12 @@ class Cluster:
                     "dispatcher_timeout = \"3s\"\n"
                     "stop_timeout = %s\n"
                     "plugin_dir = %s\n"
+                    "%s\n"
                     "\n[plugin.git]\n"
                     "cache_dir = %s\n"
                     % (toml_str(self.address), toml_str(name), slots,
                        toml_str(self.path(name + "-work")), toml_str(self.runner_stop_timeout),
-                       toml_array([self.plugin_dir]),
+                       toml_array([self.plugin_dir]), self.runner_extra.get(name, ""),
                        toml_str(self.path(name + "-git-cache"))))
         return path
 
@@ -496,6 +517,7 @@ class Cluster:
                     "state_dir = %s\n"
                     "interval = %s\n"
                     "plugin_dir = %s\n"
+                    "%s\n"
                     "\n[[repo]]\n"
                     "name = %s\n"
                     "url = %s\n"
@@ -509,7 +531,7 @@ class Cluster:
                     "cache_dir = %s\n"
                     % (toml_str(self.address), toml_str(self.path("observer-state")),
                        toml_str(self.interval), toml_array([self.plugin_dir]),
-                       toml_str(self.repo_name), toml_str(self.repo.path),
+                       self.observer_extra, toml_str(self.repo_name), toml_str(self.repo.path),
                        toml_str(self.mode), toml_str(self.exec_plugin),
                        toml_str(self.repo_timeout), self.repo_extra,
                        toml_str(self.path("observer-git-cache"))))
@@ -719,6 +741,8 @@ class Cluster:
 
     def ctl(self, *args, json_output=True, check=True, timeout=KILNCTL_TIMEOUT):
         argv = [binary("kilnctl"), "-d", self.address, "-t", str(int(timeout) - 2 or 1)]
+        if self.ctl_secret_file:
+            argv += ["--secret-file", self.ctl_secret_file]
         if json_output:
             argv.append("--json")
         argv += list(args)

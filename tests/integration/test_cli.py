@@ -221,6 +221,13 @@ class ShippedConfigTest(unittest.TestCase):
         return text.replace(header, header + "plugin_dir = %s\n"
                             % kf.toml_array([self.plugin_dir]), 1)
 
+    def secret_file(self):
+        path = os.path.join(self.tmp, "secret")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("a secret of more than sixteen bytes\n")
+        return path
+
     def check(self, daemon, text, name):
         path = os.path.join(self.tmp, name)
         with open(path, "w") as f:
@@ -242,13 +249,17 @@ class ShippedConfigTest(unittest.TestCase):
                 for line in self.read(daemon).splitlines():
                     if re.match(r"^#(\[|[a-z_]+ = )", line) and not line.startswith("#plugin_dir"):
                         line = line[1:]
+                    # Secret files named there do not exist here: a real one.
+                    m = re.match(r"^([a-z_]*secret_file) = ", line)
+                    if m:
+                        line = "%s = %s" % (m.group(1), kf.toml_str(self.secret_file()))
                     lines.append(line)
                 self.check(daemon, self.with_plugin_dir(daemon, "\n".join(lines) + "\n"),
                            daemon + "-all.toml")
 
     def test_every_key_read_is_documented(self):
-        getter = re.compile(r"\.(?:string|required_string|optional_string|strings|integer|"
-                            r"boolean|duration_ms)\(\s*\"([a-z_]+)\"")
+        getter = re.compile(r"(?:\.(?:string|required_string|optional_string|strings|integer|"
+                            r"boolean|duration_ms)\(|secret_from_config\(\w+,)\s*\"([a-z_]+)\"")
         for daemon in DAEMONS:
             with self.subTest(daemon=daemon):
                 src = os.path.join(kf.SOURCE_DIR, "daemons", daemon, daemon + "_config.cpp")

@@ -30,10 +30,12 @@ def read(path):
 
 def config_keys_read():
     """Every key a daemon's *_config.cpp reads, by the string literal passed to
-    a ConfigTable getter (string, integer, duration_ms, ..., table, tables)."""
+    a ConfigTable getter (string, integer, duration_ms, ..., table, tables) or
+    to secret_from_config()."""
     keys = set()
-    getter = re.compile(r'\.\s*(?:string|strings|integer|boolean|duration_ms|required_string|'
-                        r'get_string|get_int|table|tables|error_at)\s*\(\s*"([a-z_]+)"')
+    getter = re.compile(r'(?:\.\s*(?:string|strings|integer|boolean|duration_ms|required_string|'
+                        r'get_string|get_int|table|tables|error_at)\s*\(|'
+                        r'secret_from_config\s*\(\s*\w+\s*,)\s*"([a-z_]+)"')
     for path in glob.glob(os.path.join(SOURCE_DIR, "daemons", "*", "*_config.cpp")):
         keys.update(getter.findall(read(path)))
     return keys

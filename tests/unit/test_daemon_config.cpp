@@ -30,6 +30,8 @@ void test_dispatcher_defaults(void **)
     assert_int_equal(c.heartbeat_interval_ms, 2000);
     assert_int_equal(c.runner_timeout_ms, 10000);
     assert_int_equal(c.max_attempts, 3);
+    assert_int_equal(c.max_connections, 1024);
+    assert_int_equal(c.max_queued_per_repo, 10000);
     assert_true(c.reports.empty());
 }
 
@@ -46,6 +48,12 @@ void test_dispatcher_errors(void **)
     assert_string_equal(S(error_of<DispatcherConfig>("[dispatcher]\nmax_frame = 33554432\n"
                                                      "max_peer_buffer = 16777216\n")),
                         "x.toml:3:19: dispatcher.max_peer_buffer: must be at least max_frame");
+    assert_string_equal(S(error_of<DispatcherConfig>("[dispatcher]\nmax_connections = 0\n")),
+                        "x.toml:2:19: dispatcher.max_connections: expected an integer from 1 "
+                        "to 1000000, got 0");
+    assert_non_null(strstr(S(error_of<DispatcherConfig>("[dispatcher]\nmax_queued_per_repo = "
+                                                        "\"many\"\n")),
+                           "dispatcher.max_queued_per_repo: expected an integer"));
 }
 
 void test_observer_repos(void **)

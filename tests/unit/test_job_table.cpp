@@ -232,6 +232,40 @@ void test_find_commit_by_prefix(void **)
     assert_string_equal(t.find_commit("abcd")->spec.repo.c_str(), "other"); // the newest
 }
 
+// max_queued_per_repo: a new commit is admitted while its repository has
+// fewer queued jobs than the limit; a known one always (it is only acked
+// again); other repositories are not affected; a job leaving the queue
+// makes room.
+void test_admission_per_repository(void **)
+{
+    using A = JobTable::Admission;
+    JobTable t;
+    assert_int_equal(t.queued("r"), 0);
+    assert_int_equal(t.admit(spec("r", '1'), 2), A::admitted);
+    uint64_t first = t.add(spec("r", '1'), 1).first->id;
+    assert_int_equal(t.admit(spec("r", '2'), 2), A::admitted);
+    t.add(spec("r", '2'), 2);
+    assert_int_equal(t.queued("r"), 2);
+    assert_int_equal(t.admit(spec("r", '3'), 2), A::refused);
+    assert_int_equal(t.admit(spec("r", '1'), 2), A::known);  // resent: acked, not refused
+    assert_int_equal(t.admit(spec("r", '3'), 3), A::admitted); // a higher limit (reload)
+    assert_int_equal(t.admit(spec("other", '3'), 2), A::admitted);
+    t.add(spec("other", '3'), 3);
+    assert_int_equal(t.queued("other"), 1);
+
+    t.assign(first, "runner-1", 4); // running, not queued
+    assert_int_equal(t.queued("r"), 1);
+    assert_int_equal(t.admit(spec("r", '3'), 2), A::admitted);
+    assert_int_equal(t.admit(spec("r", '1'), 2), A::known); // assigned: still known
+    // A lost runner's job goes back to the queue: it counts again, even
+    // above the limit (it was admitted once).
+    t.add(spec("r", '3'), 5);
+    t.release_runner("runner-1", 3, 6);
+    assert_int_equal(t.queued("r"), 3);
+    assert_int_equal(t.admit(spec("r", '4'), 2), A::refused);
+    assert_int_equal(t.count(JobState::queued), 4);
+}
+
 } // namespace
 
 int main()
@@ -250,6 +284,7 @@ int main()
         cmocka_unit_test(test_restore_rebuilds_queue_and_ids),
         cmocka_unit_test(test_unknown_job),
         cmocka_unit_test(test_find_commit_by_prefix),
+        cmocka_unit_test(test_admission_per_repository),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -5,6 +5,7 @@
 // msgpack.hpp pulls in <iostream>, whose basic_ios::fail() cmocka's fail()
 // macro would break: include it before test.hpp.
 #include <msgpack.hpp>
+#include <cstring>
 #include <vector>
 
 #include <kiln/frame_codec.hpp>
@@ -135,7 +136,7 @@ static JobSpec some_spec()
 
 static void test_round_trip_simple(void **)
 {
-    Hello h = round_trip<Hello>(Hello{UINT64_MAX, 9, "runner", "r-7"});
+    Hello h = round_trip<Hello>(Hello{UINT64_MAX, 9, "runner", "r-7", "", ""});
     assert_true(h.id == UINT64_MAX && h.version == 9 && h.role == "runner" && h.name == "r-7");
     Ack a = round_trip<Ack>(Ack{5, 77});
     assert_true(a.id == 5 && a.job_id == 77);
@@ -148,6 +149,32 @@ static void test_round_trip_simple(void **)
     Register r = round_trip<Register>(Register{10, "r1", UINT32_MAX, {"linux", "x86_64"}});
     assert_true(r.id == 10 && r.name == "r1" && r.slots == UINT32_MAX);
     assert_true(r.labels == std::vector<std::string>({"linux", "x86_64"}));
+    const std::string n(64, 'a'), p(64, '0');
+    Hello d = round_trip<Hello>(Hello{11, 1, "dispatcher", "d", n, p});
+    assert_true(d.nonce == n && d.proof == p);
+    Auth au = round_trip<Auth>(Auth{12, p});
+    assert_true(au.id == 12 && au.proof == p);
+}
+
+static void test_auth_fields(void **)
+{
+    const std::string hex64(64, 'f');
+    Kvs hello = {{"type", P("hello")}, {"id", P(1)}, {"version", P(1)}, {"role", P("runner")}};
+    assert_string_equal(S(decode_err(map_of(hello))), "OK"); // nonce and proof optional
+    assert_string_equal(S(decode_err(map_of(with(hello, "nonce", P(hex64))))), "OK");
+    for (const char *bad : {"abc", "0123456789abcdef0123456789abcdef01234567" /* 40 */,
+                            "../../etc/kiln/secret"}) {
+        assert_string_equal(S(decode_err(map_of(with(hello, "nonce", P(bad))))),
+                            "hello: field 'nonce' is not 64 hex digits");
+        assert_string_equal(S(decode_err(map_of(with(hello, "proof", P(bad))))),
+                            "hello: field 'proof' is not 64 hex digits");
+    }
+    Kvs auth = {{"type", P("auth")}, {"id", P(2)}, {"proof", P(hex64)}};
+    assert_string_equal(S(decode_err(map_of(auth))), "OK");
+    assert_string_equal(S(decode_err(map_of(without(auth, "proof")))),
+                        "auth: missing field 'proof'");
+    assert_string_equal(S(decode_err(map_of(with(auth, "proof", P(""))))),
+                        "auth: field 'proof' is not 64 hex digits");
 }
 
 static void test_round_trip_jobs(void **)
@@ -166,6 +193,7 @@ static void test_round_trip_sharding(void **)
     spec.labels = {"gpu", "linux"};
     spec.shards = 0;
     spec.cancel_superseded = true;
+    spec.network = true;
     Assign in{21, 2, spec};
     in.list = true;
     in.tests = {"t.A.test_x", "a name with spaces/and slashes"};
@@ -173,6 +201,7 @@ static void test_round_trip_sharding(void **)
     in.shard_count = 3;
     Assign a = round_trip<Assign>(in);
     assert_true(a.spec.labels == spec.labels && a.spec.shards == 0 && a.spec.cancel_superseded);
+    assert_true(a.spec.network);
     assert_true(a.list && a.tests == in.tests && a.shard_index == 1 && a.shard_count == 3);
     TestList tl = round_trip<TestList>(TestList{22, 23, 2, std::string(40, 'b'), {"x", "y"}, "no"});
     assert_true(tl.id == 22 && tl.job_id == 23 && tl.attempt == 2 && tl.tests.size() == 2 &&
@@ -184,6 +213,16 @@ static void test_round_trip_sharding(void **)
     // Defaults when the new fields are absent: one shard, no labels, no cancelling.
     Commit plain = round_trip<Commit>(Commit{26, some_spec()});
     assert_true(plain.spec.shards == 1 && plain.spec.labels.empty() && !plain.spec.cancel_superseded);
+    assert_false(plain.spec.network);
+    // network: a msgpack bool, false when absent (a peer from before it).
+    Message m0;
+    std::string err0;
+    assert_true(decode_message(map_of(commit_kvs()), m0, err0));
+    assert_false(std::get<Commit>(m0).spec.network);
+    assert_true(decode_message(map_of(with(commit_kvs(), "network", P(true))), m0, err0));
+    assert_true(std::get<Commit>(m0).spec.network);
+    assert_false(decode_message(map_of(with(commit_kvs(), "network", P("yes"))), m0, err0));
+    assert_non_null(strstr(err0.c_str(), "network"));
     // Bad values are named.
     Message m;
     std::string err;
@@ -421,6 +460,7 @@ static void test_type_names(void **)
     assert_string_equal(message_type(Result{}), "result");
     assert_string_equal(message_type(Query{}), "query");
     assert_string_equal(message_type(Reply{}), "reply");
+    assert_string_equal(message_type(Auth{}), "auth");
 }
 
 int main(void)
@@ -434,6 +474,7 @@ int main(void)
         cmocka_unit_test(test_mistyped_fields),   cmocka_unit_test(test_out_of_range),
         cmocka_unit_test(test_hostile_values),    cmocka_unit_test(test_bombs),
         cmocka_unit_test(test_validators),        cmocka_unit_test(test_type_names),
+        cmocka_unit_test(test_auth_fields),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

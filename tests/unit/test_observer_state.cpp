@@ -185,6 +185,64 @@ void test_resend_after_reconnect(void **)
     assert_false(box.awaiting_ack());
 }
 
+// The dispatcher refuses a commit (max_queued_per_repo): it stays, is no
+// longer awaited on that connection, and goes again after a reconnect with
+// the later ones, in enqueue order; the watch's handed-over commit waits.
+void test_refused_commit_is_kept_and_resent_in_order(void **)
+{
+    Outbox box;
+    JobSpec s;
+    s.commit = A;
+    uint64_t a = box.push(0, s);
+    s.commit = B;
+    uint64_t b = box.push(0, s);
+    s.commit = C;
+    uint64_t c = box.push(0, s);
+    assert_null(box.refuse(b)); // not sent yet: not an answer to anything
+    assert_int_equal(box.take_unsent().size(), 3);
+
+    const Commit *refused = box.refuse(b);
+    assert_non_null(refused);
+    assert_string_equal(S(refused->spec.commit), S(B));
+    assert_null(box.refuse(b));     // once per connection
+    assert_null(box.refuse(12345)); // not a commit: another request's error
+    assert_non_null(box.refuse(c));
+    assert_int_equal(box.refused(), 2);
+    assert_int_equal(box.size(), 3);
+    assert_true(box.awaiting_ack()); // a is still awaited
+
+    Outbox::AckResult r = box.ack(a);
+    assert_false(r.was_refused);
+    assert_true(r.advance.has_value());
+    assert_string_equal(S(r.advance->commit), S(A));
+    assert_false(box.awaiting_ack()); // only refused ones left: nothing awaited
+    assert_int_equal(box.take_unsent().size(), 0); // not again on this connection
+    assert_int_equal(box.pending(0), 2);
+
+    box.mark_all_unsent(); // the reconnect that offers them again
+    assert_int_equal(box.refused(), 0);
+    std::vector<Commit> again = box.take_unsent();
+    assert_int_equal(again.size(), 2);
+    assert_int_equal(again[0].id, b); // same ids, same order
+    assert_int_equal(again[1].id, c);
+    assert_string_equal(S(again[0].spec.commit), S(B));
+
+    // Refused once more (the queue is still full), then accepted.
+    assert_non_null(box.refuse(b));
+    assert_non_null(box.refuse(c));
+    box.mark_all_unsent();
+    assert_int_equal(box.take_unsent().size(), 2);
+    r = box.ack(b);
+    assert_true(r.was_refused);
+    assert_string_equal(S(r.advance->commit), S(B));
+    r = box.ack(c);
+    assert_true(r.was_refused);
+    assert_string_equal(S(r.advance->commit), S(C));
+    assert_int_equal(box.size(), 0);
+    assert_int_equal(box.refused(), 0);
+    assert_false(box.awaiting_ack());
+}
+
 // ---- StateFile, on disk ----
 
 struct Disk {
@@ -278,6 +336,7 @@ int main()
         cmocka_unit_test(test_ack_order_in_order),
         cmocka_unit_test(test_ack_order_out_of_order),
         cmocka_unit_test(test_resend_after_reconnect),
+        cmocka_unit_test(test_refused_commit_is_kept_and_resent_in_order),
         cmocka_unit_test_setup_teardown(test_missing_file_is_empty_state, disk_setup,
                                         disk_teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_or_unreadable_file, disk_setup,

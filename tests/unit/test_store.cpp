@@ -61,6 +61,7 @@ void test_saved_jobs_come_back(void **state)
     {
         Store store(&f->loop, f->dir);
         Job queued = make_job(1, 'a');
+        queued.spec.network = true; // schema 3
         Job assigned = make_job(2, 'b');
         assigned.state = JobState::assigned;
         assigned.attempt = 2;
@@ -86,6 +87,8 @@ void test_saved_jobs_come_back(void **state)
     assert_int_equal(jobs.size(), 3);
     assert_int_equal(jobs[0].state, JobState::queued);
     assert_string_equal(jobs[0].spec.commit.c_str(), std::string(40, 'a').c_str());
+    assert_true(jobs[0].spec.network);
+    assert_false(jobs[1].spec.network);
     assert_int_equal(jobs[1].state, JobState::assigned);
     assert_int_equal(jobs[1].attempt, 2);
     assert_string_equal(jobs[1].runner.c_str(), "runner-1");

@@ -12,12 +12,14 @@
 // Strings may be msgpack str or bin.
 //
 // Optional on decode (absent means the default shown in the struct):
-//   hello.name, ack.job_id, error.id, register.slots, register.labels,
-//   heartbeat.jobs, query.arg, reply.body, commit/assign vcs, exec and
-//   timeout_ms, result.error, .log, .tests, .started_unix_ms,
-//   .finished_unix_ms, and in each test: duration_ms, message.
+//   hello.name, hello.nonce, hello.proof, ack.job_id, error.id, register.slots, register.labels,
+//   heartbeat.jobs, query.arg, reply.body, commit/assign vcs, exec,
+//   timeout_ms, labels, shards, cancel_superseded and network,
+//   result.error, .log, .tests, .started_unix_ms, .finished_unix_ms, and in
+//   each test: duration_ms, message.
 // Everything else is required.  Also checked: repo, vcs, exec and each
 // label are valid_name(); branch valid_branch(); commit valid_commit_id();
+// hello.nonce, hello.proof and auth.proof are empty or 64 lowercase hex digits;
 // url non-empty without control characters or a leading '-' (it reaches a
 // plugin's argv); attempt at least 1 (register.slots may be 0: a draining runner); uint32 fields in range;
 // outcomes (of the job and of each test) known to outcome_from_name().
@@ -52,6 +54,7 @@ struct JobSpec {
     std::vector<std::string> labels; // a runner must have all of these
     uint32_t shards = 1;             // split the tests over this many jobs; 0: "auto"
     bool cancel_superseded = false;  // a newer commit on the branch cancels this one
+    bool network = false;            // a sandboxed runner lets its tests reach the network
 };
 
 struct Hello {          // first frame both ways
@@ -59,12 +62,21 @@ struct Hello {          // first frame both ways
     uint32_t version = kProtocolVersion;
     std::string role;   // "observer", "runner", "ctl", "dispatcher"
     std::string name;
+    std::string nonce;  // 64 hex digits or empty: the sender's challenge (see auth.hpp)
+    std::string proof;  // dispatcher only, when it has a secret for the role: its answer
+};
+struct Auth {           // peer → dispatcher after the dispatcher's hello; acked
+    uint64_t id = 0;
+    std::string proof;  // 64 hex digits: HMAC over both nonces (see auth.hpp)
 };
 struct Ack {            // positive answer to the request with this id
     uint64_t id = 0;
     uint64_t job_id = 0; // for commit acks: the job created (0 if none)
 };
-struct Error {          // negative answer (id 0: about the connection); the sender closes after it
+// Negative answer (id 0: about the connection); the sender closes after it,
+// except for a commit refused by max_queued_per_repo (the commit's id; the
+// observer offers it again later).
+struct Error {
     uint64_t id = 0;
     std::string message;
 };
@@ -138,7 +150,7 @@ struct Reply {          // dispatcher → kilnctl
 };
 
 using Message = std::variant<Hello, Ack, Error, Commit, Register, Heartbeat, Assign, Result,
-                             Query, Reply, TestList, Cancel, Notify>;
+                             Query, Reply, TestList, Cancel, Notify, Auth>;
 
 // The wire name of a message's type ("hello", "ack", ...).
 const char *message_type(const Message &msg);

@@ -19,6 +19,8 @@ namespace kiln {
 // "127.0.0.1:8888", "[::1]:8888", "localhost:8888" → host and port; false
 // with `error` set when malformed.
 bool split_host_port(const std::string &text, std::string &host, int &port, std::string &error);
+// 127.0.0.0/8, ::1, ::ffff:127.0.0.0/104 or "localhost": reachable from this host only.
+bool is_loopback_host(const std::string &host);
 
 class Connection : public std::enable_shared_from_this<Connection> {
   public:

@@ -4,6 +4,7 @@
 // names the plugin and the path: file missing, dlopen failure, entry symbol
 // missing, ABI version or descriptor size wrong, kind not the one
 // configured, name not the file stem, ops table incomplete, init failure.
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -37,6 +38,14 @@ class Plugin {
     const kiln_exec_ops &exec() const { return *desc_->exec; }
     const kiln_report_ops &report() const { return *desc_->report; }
     void cancel(void *op) const { desc_->cancel(self_, op); }
+
+    // What the plugin's host->spawn does: spawn_process() unless the daemon
+    // puts itself in between (kiln-runner does, for the exec plugins, to
+    // scrub the environment and sandbox the tests).  The hook's arguments
+    // are those of host->spawn; it must not throw (it is called from C).
+    using SpawnHook = std::function<int(const kiln_spawn_request &req, kiln_spawn_cb cb,
+                                        void *arg, kiln_process **proc)>;
+    void set_spawn_hook(SpawnHook hook);
 
     struct Impl; // host-side state reachable from kiln_host.host_data
   private:

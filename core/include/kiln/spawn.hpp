@@ -3,16 +3,27 @@
 // shell), in a process group of its own so that a timeout or a cancel kills
 // everything the program started, with stdout and stderr captured up to a
 // limit.  This is the implementation behind kiln_host.spawn.
+#include <sys/types.h>
+
 #include <uv.h>
 
 #include <kiln/plugin.h>
 
 namespace kiln {
 
+// The user a process runs as when the daemon (root) starts it for another
+// one: libuv's setgid + setuid in the child, after setgroups(0, NULL), so
+// none of the daemon's supplementary groups are kept.
+struct SpawnUser {
+    uid_t uid;
+    gid_t gid;
+};
+
 // 0 or -errno (then cb is never called).  cb runs exactly once, from the
-// loop, after the process has exited and both pipes are drained.
+// loop, after the process has exited and both pipes are drained.  `as`:
+// run as that user (the caller must be root); NULL: as the daemon.
 int spawn_process(uv_loop_t *loop, const kiln_spawn_request *req, kiln_spawn_cb cb, void *arg,
-                  kiln_process **proc);
+                  kiln_process **proc, const SpawnUser *as = nullptr);
 
 // SIGTERM to the whole process group, SIGKILL after a short grace; the
 // callback still runs once, with cancelled = 1.
