@@ -52,7 +52,11 @@ int main(int argc, char **argv)
     spec.cancel_superseded = true;
 
     std::vector<std::pair<std::string, kiln::Message>> msgs;
-    msgs.emplace_back("hello", kiln::Hello{1, kiln::kProtocolVersion, "runner", "runner-1"});
+    msgs.emplace_back("hello", kiln::Hello{1, kiln::kProtocolVersion, "runner", "runner-1", "", ""});
+    // The authenticated exchange (auth.hpp): nonces and proofs are 64 hex digits.
+    msgs.emplace_back("hello-nonce",
+                      kiln::Hello{1, kiln::kProtocolVersion, "dispatcher", "d", sha256, sha256});
+    msgs.emplace_back("auth", kiln::Auth{2, sha256});
     msgs.emplace_back("ack", kiln::Ack{2, 17});
     msgs.emplace_back("error", kiln::Error{3, "commit: missing field 'branch'"});
     msgs.emplace_back("commit", kiln::Commit{4, spec});

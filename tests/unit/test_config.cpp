@@ -443,9 +443,22 @@ static void test_dropin_syntax_error(void **)
     assert_true(err.rfind(bad + ":2:5: ", 0) == 0);
 }
 
+// The fuzzer's finding (tests/fuzz/regressions/config-tomlpp-*.toml): a
+// non-ASCII letter in a bare key reaches __builtin_unreachable in the
+// header-only toml++ 3.3.0; the compiled library the daemons link must turn
+// it into a ConfigError naming the place, not a crash.
+static void test_fuzz_regression_non_ascii_bare_key(void **)
+{
+    for (const char *text : {"a\xc5\xbc = 1\n", "[runner]\nname\xc2\xa1 = \"x\"\n"}) {
+        std::string err = error_of([&] { kiln::parse_config_string(text, "fuzz.toml"); });
+        assert_true(err.rfind("fuzz.toml:", 0) == 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fuzz_regression_non_ascii_bare_key),
         cmocka_unit_test(test_parse_error_position),
         cmocka_unit_test(test_unreadable_file),
         cmocka_unit_test(test_load_file),
