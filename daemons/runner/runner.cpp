@@ -137,7 +137,8 @@ void Runner::prepare_isolation()
         int rc = make_dirs(dir);
         if (rc == 0 && stat(dir.c_str(), &st) != 0)
             rc = -errno;
-        if (rc == 0 && (st.st_mode & 011) != 011 && chmod(dir.c_str(), (st.st_mode & 07777) | 011) != 0)
+        if (rc == 0 && (st.st_mode & 011) != 011 &&
+            chmod(dir.c_str(), (st.st_mode & 07777) | 011) != 0)
             rc = -errno;
         if (rc != 0)
             log_warning("%s: cannot open it to test_user %s: %s", dir.c_str(),

@@ -53,7 +53,8 @@ std::vector<std::string> test_environment(const char *const *plugin_env,
     return env;
 }
 
-std::vector<std::string> bwrap_argv(const SandboxSpec &spec, const std::vector<std::string> &command)
+std::vector<std::string> bwrap_argv(const SandboxSpec &spec,
+                                    const std::vector<std::string> &command)
 {
     std::vector<std::string> a = {spec.bwrap, "--die-with-parent", "--unshare-all"};
     if (spec.network)
