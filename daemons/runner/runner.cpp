@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
+#include <cstdlib>
 
 #include <kiln/atomic_file.hpp>
 #include <kiln/daemon.hpp>
@@ -112,6 +114,14 @@ void Runner::prepare_isolation()
                                      std::string("/run")})
             if (access(p.c_str(), F_OK) == 0 || path_within(p, "/tmp"))
                 hidden_.push_back(normalize_path(p));
+        // The secret proves to the dispatcher that we are its runner: no
+        // test may read it, wherever the operator put it.
+        char real[PATH_MAX];
+        hidden_files_.clear();
+        if (!config_.secret_file.empty() && realpath(config_.secret_file.c_str(), real) &&
+            std::none_of(hidden_.begin(), hidden_.end(),
+                         [&](const std::string &dir) { return path_within(real, dir); }))
+            hidden_files_.push_back(real);
         // With the network, name resolution may need systemd-resolved's
         // stub file (/etc/resolv.conf links to it).
         if (access("/run/systemd/resolve", F_OK) == 0)
@@ -173,6 +183,7 @@ int Runner::spawn_test(const std::string &plugin, const kiln_spawn_request &req,
         spec.workspace = job->workspace();
         spec.cwd = normalize_path(req.cwd);
         spec.hidden = hidden_;
+        spec.hidden_files = hidden_files_;
         spec.read_only = job->read_only();
         spec.network = job->network();
         if (spec.network)

@@ -101,6 +101,7 @@ class Runner {
     std::map<uint64_t, std::unique_ptr<JobRun>> running_; // by job id
     std::map<uint64_t, Pending> unacked_;                 // by request id
     std::vector<std::string> hidden_;       // covered in every sandbox (work_dir, /etc/kiln, /run)
+    std::vector<std::string> hidden_files_; // the secret file, when outside those
     std::vector<std::string> net_read_only_; // bound back when a repo allows the network (DNS)
     // Shared with thread-pool callbacks so they can tell the Runner is gone.
     std::shared_ptr<Runner *> alive_;

@@ -95,6 +95,7 @@ RunnerConfig RunnerConfig::from(const ConfigTable &root, uid_t euid)
     ConfigTable r = root.table("runner");
     c.dispatcher = r.string("dispatcher", c.dispatcher);
     c.secret = secret_from_config(r, "secret_file");
+    c.secret_file = r.optional_string("secret_file").value_or("");
     char host[256] = "runner";
     gethostname(host, sizeof host - 1);
     c.name = r.string("name", host);

@@ -16,6 +16,7 @@ namespace kiln {
 struct RunnerConfig {
     std::string dispatcher = "127.0.0.1:8888";
     std::string secret; // from secret_file: proves to the dispatcher who we are (auth.hpp)
+    std::string secret_file; // its path: hidden from sandboxed tests
     std::string name; // default: the host name
     uint32_t slots = 1;
     std::vector<std::string> labels;

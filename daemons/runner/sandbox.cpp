@@ -72,6 +72,8 @@ std::vector<std::string> bwrap_argv(const SandboxSpec &spec,
         a.insert(a.end(), {"--bind", spec.workspace, spec.workspace});
     for (const std::string &r : spec.read_only)
         a.insert(a.end(), {"--ro-bind", r, r});
+    for (const std::string &f : spec.hidden_files)
+        a.insert(a.end(), {"--ro-bind", "/dev/null", f});
     for (const std::string &h : spec.hidden)
         a.insert(a.end(), {"--remount-ro", h});
     if (!spec.cwd.empty())

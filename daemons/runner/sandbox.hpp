@@ -50,6 +50,9 @@ struct SandboxSpec {
     // (secret files), /run (host daemons' sockets).  Each must exist on the
     // host unless it is under /tmp.
     std::vector<std::string> hidden;
+    // Files outside those directories covered by an empty read-only file
+    // (/dev/null): the runner's secret_file wherever it lives.
+    std::vector<std::string> hidden_files;
     // Bound read-only after the hiding, so that what the checkout needs
     // from a hidden place is there again (git alternates into the mirror).
     std::vector<std::string> read_only;

@@ -14,8 +14,9 @@ The tests in each repository: write outside the workspace (the cluster's
 temp dir, a directory on the root file system, the runner's work_dir next to
 the workspace), connect to the dispatcher's port, behave (write in the
 workspace, $HOME and /tmp), see only the allowed environment, run git in
-the checkout (its objects are in the runner's mirror), and run as the
-expected user.  Skipped, saying why, only where bubblewrap or user
+the checkout (its objects are in the runner's mirror), run as the
+expected user, and read the runner's secret_file (kept outside /etc/kiln
+here, so that only its own covering hides it).  Skipped, saying why, only where bubblewrap or user
 namespaces are not available.
 """
 
@@ -146,6 +147,9 @@ class SandboxTest(kf.ClusterTestCase):
                    "git log -1 --format=%H\n", executable=True)
         repo.write("tests/uid", "#!/bin/sh\nid\ntest \"$(id -u)\" = %d\n" % expected_uid,
                    executable=True)
+        # The runner's secret_file, outside /etc/kiln: passes if it can read it.
+        repo.write("tests/steal_secret", "#!/bin/sh\ngrep -q . %s\n" % self.secret_path,
+                   executable=True)
         return marker
 
     def test_sandbox(self):
@@ -164,6 +168,13 @@ class SandboxTest(kf.ClusterTestCase):
         self.outside_root = tempfile.mkdtemp(prefix="kiln-it-sandbox-", dir=root_tmp)
         self.addCleanup(shutil.rmtree, self.outside_root, True)
         os.chmod(self.outside_root, 0o777)
+        # The runners' secret (mode 600), somewhere a test could look.
+        self.secret_path = os.path.join(self.outside_root, "runner.secret")
+        fd = os.open(self.secret_path, os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("the runners' secret, 0123456789\n")
+        secret = "secret_file = %s\n" % kf.toml_str(self.secret_path)
+        c.dispatcher_extra = "runner_secret_file = %s\n" % kf.toml_str(self.secret_path)
         repos = {"plain": c.repo}
         for name in names:
             repos[name] = kf.GitRepo(c.path("repo-" + name))
@@ -176,10 +187,11 @@ class SandboxTest(kf.ClusterTestCase):
                                kf.toml_str(label),
                                "network = true\n" if name == "netok" else ""))
         c.observer_extra = extra_repos
-        c.runner_extra["runner-plain"] = 'labels = ["plain"]\n' + env_allow
-        c.runner_extra["runner-sbx"] = 'labels = ["sbx"]\nsandbox = "bwrap"\n' + env_allow
+        c.runner_extra["runner-plain"] = 'labels = ["plain"]\n' + env_allow + secret
+        c.runner_extra["runner-sbx"] = ('labels = ["sbx"]\nsandbox = "bwrap"\n' + env_allow +
+                                        secret)
         c.runner_extra["runner-nobody"] = ('labels = ["nobody"]\nsandbox = "bwrap"\n'
-                                           'test_user = "nobody"\n' + env_allow)
+                                           'test_user = "nobody"\n' + env_allow + secret)
         if with_nobody:
             os.chmod(c.tmp, 0o711)  # nobody must get through to its runner's work_dir
 
@@ -225,7 +237,8 @@ class SandboxTest(kf.ClusterTestCase):
         # The control: without the sandbox every escape works, so the
         # sandboxed failures below are the sandbox's doing.
         self.assertEqual(outcomes("plain"), dict(good, escape_tmp="passed", escape_root="passed",
-                                                 escape_work="passed", connect="passed"),
+                                                 escape_work="passed", connect="passed",
+                                                 steal_secret="passed"),
                          log("plain"))
         self.assertEqual(results["plain"]["runner"], "runner-plain")
         self.assertTrue(os.path.exists(os.path.join(self.outside_tmp, "plain")))
@@ -238,7 +251,7 @@ class SandboxTest(kf.ClusterTestCase):
         for name in confined:
             with self.subTest(repo=name):
                 expected = dict(good, escape_tmp="failed", escape_root="failed",
-                                escape_work="failed",
+                                escape_work="failed", steal_secret="failed",
                                 connect="passed" if name == "netok" else "failed")
                 self.assertEqual(outcomes(name), expected, log(name))
                 self.assertEqual(results[name]["outcome"], "failed")

@@ -88,7 +88,7 @@ void listen(State *s)
         conn->start(
             [s](Connection &c, Message &&m) {
                 if (auto *h = std::get_if<Hello>(&m))
-                    return c.send(Hello{h->id, kProtocolVersion, "dispatcher", "fake"});
+                    return c.send(Hello{h->id, kProtocolVersion, "dispatcher", "fake", "", ""});
                 if (auto *r = std::get_if<Register>(&m))
                     c.send(Ack{r->id, 0});
                 if (auto *r = std::get_if<Result>(&m); r && s->ack)

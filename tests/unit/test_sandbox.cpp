@@ -50,12 +50,14 @@ void test_bwrap_argv(void **)
     spec.cwd = "/w/workspaces/job-1-1";
     spec.hidden = {"/w", "/etc/kiln"};
     spec.read_only = {"/w/cache/git/x.git/objects"};
+    spec.hidden_files = {"/srv/keys/runner.secret"};
     assert_string_equal(
         S(joined(bwrap_argv(spec, {"python3", "-c", "print(1)"}))),
         "/usr/bin/bwrap --die-with-parent --unshare-all --cap-drop ALL --ro-bind / / "
         "--dev /dev --proc /proc --tmpfs /tmp --tmpfs /w --tmpfs /etc/kiln "
         "--bind /w/workspaces/job-1-1 /w/workspaces/job-1-1 "
         "--ro-bind /w/cache/git/x.git/objects /w/cache/git/x.git/objects "
+        "--ro-bind /dev/null /srv/keys/runner.secret "
         "--remount-ro /w --remount-ro /etc/kiln --chdir /w/workspaces/job-1-1 "
         "-- python3 -c print(1)");
     // The network only when the repository allows it; the command is never
