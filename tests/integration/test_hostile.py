@@ -284,26 +284,27 @@ class MaxConnectionsTest(kf.ClusterTestCase):
     error frame naming the limit and closed at once; once one of the three
     closes, a new one is accepted."""
 
+    def accepted_peer(self, port, role, what):
+        """A connection that said hello as `role` and got the dispatcher's
+        hello.  The dispatcher may not have seen an earlier connection (a
+        kilnctl's) close yet: a refused one is retried briefly."""
+        deadline = time.monotonic() + SHORT
+        while True:
+            p = Peer(port)
+            p.send(hello(role, id=1))
+            got = p.frames(1)
+            if got and got[0].get("type") == "hello":
+                return p
+            p.close()
+            self.assertLess(time.monotonic(), deadline, "%s refused: %r" % (what, got))
+            time.sleep(0.1)
+
     def test_fourth_connection_refused(self):
         # A long handshake deadline: a close now is the limit, not the deadline.
         c = self.cluster(handshake_timeout="20s", dispatcher_extra="max_connections = 3\n")
         c.start_dispatcher()  # kilnctl's connection is closed again once it answered
-        held = []
-        for i in range(3):
-            # The dispatcher may not have seen an earlier connection (kilnctl's)
-            # close yet: retry a refused one briefly.
-            deadline = time.monotonic() + SHORT
-            while True:
-                p = Peer(c.port)
-                p.send(hello("observer", id=1))
-                got = p.frames(1)
-                if got and got[0].get("type") == "hello":
-                    held.append(p)
-                    break
-                p.close()
-                self.assertLess(time.monotonic(), deadline, "connection %d refused: %r"
-                                % (i + 1, got))
-                time.sleep(0.1)
+        held = [self.accepted_peer(c.port, "observer", "connection %d" % (i + 1))
+                for i in range(3)]
 
         t0 = time.monotonic()
         fourth = Peer(c.port)
@@ -328,18 +329,7 @@ class MaxConnectionsTest(kf.ClusterTestCase):
 
         # One closes: the count drops and a new connection is accepted.
         held.pop().close()
-        deadline = time.monotonic() + SHORT
-        while True:
-            p = Peer(c.port)
-            p.send(hello("ctl", id=1))
-            got = p.frames(1)
-            if got and got[0].get("type") == "hello":
-                held.append(p)
-                break
-            p.close()
-            self.assertLess(time.monotonic(), deadline, "no connection accepted after one "
-                            "closed: %r" % got)
-            time.sleep(0.1)
+        held.append(self.accepted_peer(c.port, "ctl", "a connection after one closed"))
         for p in held:
             p.close()
         # All closed: kilnctl gets in again.

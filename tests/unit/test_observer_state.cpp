@@ -121,18 +121,19 @@ void test_ack_order_in_order(void **)
     assert_false(box.ack(999).known);
 }
 
+// Push a commit of this watch; its request id.
+uint64_t push(Outbox &box, size_t watch, const std::string &commit)
+{
+    JobSpec s;
+    s.commit = commit;
+    return box.push(watch, s);
+}
+
 void test_ack_order_out_of_order(void **)
 {
     Outbox box;
-    JobSpec s;
-    s.commit = A;
-    uint64_t a = box.push(0, s);
-    s.commit = B;
-    uint64_t b = box.push(0, s);
-    s.commit = C;
-    uint64_t c = box.push(0, s);
-    s.commit = D;
-    uint64_t other = box.push(1, s); // another watch: not held back by watch 0
+    uint64_t a = push(box, 0, A), b = push(box, 0, B), c = push(box, 0, C);
+    uint64_t other = push(box, 1, D); // another watch: not held back by watch 0
 
     // C before A and B: nothing is handed over, A may still be lost.
     Outbox::AckResult r = box.ack(c);
@@ -191,13 +192,7 @@ void test_resend_after_reconnect(void **)
 void test_refused_commit_is_kept_and_resent_in_order(void **)
 {
     Outbox box;
-    JobSpec s;
-    s.commit = A;
-    uint64_t a = box.push(0, s);
-    s.commit = B;
-    uint64_t b = box.push(0, s);
-    s.commit = C;
-    uint64_t c = box.push(0, s);
+    uint64_t a = push(box, 0, A), b = push(box, 0, B), c = push(box, 0, C);
     assert_null(box.refuse(b)); // not sent yet: not an answer to anything
     assert_int_equal(box.take_unsent().size(), 3);
 
