@@ -423,7 +423,7 @@ void Bench::connect_runners()
         r->client = std::make_unique<Client>(loop_, address_, kDefaultMaxFrame, false);
         Runner *rp = r.get();
         r->client->on_connected = [rp](Connection &c) {
-            c.send(Hello{rp->next_id++, kProtocolVersion, "runner", rp->name});
+            c.send(Hello{rp->next_id++, kProtocolVersion, "runner", rp->name, "", ""});
         };
         r->client->on_message = [this, rp](Connection &, Message &&m) {
             runner_message(*rp, std::move(m));
@@ -518,7 +518,7 @@ void Bench::start_observer()
     getrusage(RUSAGE_SELF, &self_before_);
     observer_ = std::make_unique<Client>(loop_, address_, kDefaultMaxFrame, false);
     observer_->on_connected = [](Connection &c) {
-        c.send(Hello{1, kProtocolVersion, "observer", "bench-observer"});
+        c.send(Hello{1, kProtocolVersion, "observer", "bench-observer", "", ""});
     };
     observer_->on_message = [this](Connection &, Message &&m) { observer_message(std::move(m)); };
     observer_->on_disconnected = [this](const std::string &why) {
