@@ -104,6 +104,7 @@ void Dispatcher::reload(DispatcherConfig c)
     // Both apply to what comes next: connections open above a lowered
     // max_connections stay, queued jobs stay queued.
     config_.max_connections = c.max_connections;
+    config_.max_peer_buffer = std::max(c.max_peer_buffer, config_.max_frame); // for new peers
     config_.max_queued_per_repo = c.max_queued_per_repo;
     // New connections authenticate against the new secrets (rotation);
     // peers already in keep their connection.
@@ -407,7 +408,10 @@ void Dispatcher::schedule()
         const Job *job = jobs_.find(id);
         log_debug("job %llu: assigned to %s (attempt %u)%s", static_cast<unsigned long long>(id),
                  runner->name.c_str(), job->attempt, job->listing() ? " to list its tests" : "");
-        Assign assign{id, job->attempt, job->spec};
+        Assign assign;
+        assign.job_id = id;
+        assign.attempt = job->attempt;
+        assign.spec = job->spec;
         assign.list = job->listing();
         assign.tests = job->tests;
         assign.shard_index = job->shard;

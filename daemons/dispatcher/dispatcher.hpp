@@ -50,9 +50,10 @@ class Dispatcher {
     // SIGHUP: load the new report plugins (throws PluginError, changing
     // nothing), then swap them in — the old set is unloaded once its reports
     // in flight are done — and apply heartbeat_interval, runner_timeout,
-    // handshake_timeout, max_attempts, max_connections and
-    // max_queued_per_repo (to what comes next).  listen, state_dir and max_frame
-    // need a restart (logged).  Connections and jobs are kept.
+    // handshake_timeout, max_attempts, max_connections, max_peer_buffer,
+    // max_queued_per_repo and the secrets (to what comes next).  listen,
+    // state_dir and max_frame need a restart (logged).  Connections and jobs
+    // are kept.
     void reload(DispatcherConfig config);
     // One line for systemd's STATUS=: "2 runners, 5 queued, 3 running".
     std::string status() const;

@@ -40,7 +40,7 @@ int main(int argc, char **argv)
     hooks.stop = [&] { runner->stop(); };
     hooks.reload = [&] {
         reload_daemon_config(opts, kInfo, [&](const ConfigTable &root) {
-            runner->reload(RunnerConfig::from(root));
+            runner->reload(RunnerConfig::from(root, geteuid(), /*probe_sandbox=*/false));
         });
     };
     hooks.status = [&] { return runner->status(); };

@@ -18,7 +18,7 @@ namespace {
 // is checked here, where the error can name its key, and so before a job
 // runs: a runner that cannot isolate its tests as configured must refuse to
 // start rather than run them less isolated.
-void read_isolation(const ConfigTable &r, RunnerConfig &c, uid_t euid)
+void read_isolation(const ConfigTable &r, RunnerConfig &c, uid_t euid, bool probe)
 {
     std::string sandbox = r.string("sandbox", "none");
     if (sandbox != "none" && sandbox != "bwrap")
@@ -77,7 +77,8 @@ void read_isolation(const ConfigTable &r, RunnerConfig &c, uid_t euid)
                 "sandbox", "\"bwrap\": no bwrap executable in PATH (" +
                                std::string(path ? path : "unset") +
                                "); install bubblewrap (Debian: apt-get install bubblewrap)"));
-        std::string why = probe_bwrap(c.bwrap, c.test_user.empty() ? nullptr : &user);
+        std::string why = probe ? probe_bwrap(c.bwrap, c.test_user.empty() ? nullptr : &user)
+                                : std::string();
         if (!why.empty())
             throw ConfigError(r.error_at(
                 "sandbox", "\"bwrap\": " + c.bwrap + " cannot make a sandbox here" +
@@ -89,7 +90,7 @@ void read_isolation(const ConfigTable &r, RunnerConfig &c, uid_t euid)
 
 } // namespace
 
-RunnerConfig RunnerConfig::from(const ConfigTable &root, uid_t euid)
+RunnerConfig RunnerConfig::from(const ConfigTable &root, uid_t euid, bool probe_sandbox)
 {
     RunnerConfig c;
     ConfigTable r = root.table("runner");
@@ -118,7 +119,7 @@ RunnerConfig RunnerConfig::from(const ConfigTable &root, uid_t euid)
     if (c.max_log + (1u << 20) > c.max_frame)
         throw ConfigError(r.error_at("max_log", "must leave 1 MiB of max_frame for the rest of "
                                                 "a result"));
-    read_isolation(r, c, euid);
+    read_isolation(r, c, euid, probe_sandbox);
     r.reject_unknown_keys();
     c.plugin_tables = root.table("plugin");
     root.reject_unknown_keys();

@@ -41,8 +41,12 @@ struct RunnerConfig {
     std::vector<std::string> env_allow = kDefaultEnvAllow; // passed on from our environment
 
     // `euid`: the user the runner runs as (test_user needs root); a
-    // parameter for the tests.
-    static RunnerConfig from(const ConfigTable &root, uid_t euid = geteuid());
+    // parameter for the tests.  `probe_sandbox`: with sandbox = "bwrap",
+    // start bwrap once to see that it works (blocking, some milliseconds):
+    // at start-up and --check-config, not on SIGHUP, which runs on the loop
+    // and cannot change the sandbox anyway (it needs a restart).
+    static RunnerConfig from(const ConfigTable &root, uid_t euid = geteuid(),
+                             bool probe_sandbox = true);
 };
 
 } // namespace kiln

@@ -266,7 +266,12 @@ Assign assign(State *s, uint64_t job_id, uint64_t timeout_ms = 60000)
 {
     Assign a;
     a.job_id = job_id;
-    a.spec = {"example", s->repo, "main", s->commit, "git", "script", timeout_ms};
+    a.spec.repo = "example";
+    a.spec.url = s->repo;
+    a.spec.branch = "main";
+    a.spec.commit = s->commit;
+    a.spec.exec = "script";
+    a.spec.timeout_ms = timeout_ms;
     return a;
 }
 
