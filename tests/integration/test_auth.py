@@ -6,7 +6,9 @@ runner with a wrong secret (the observers' one) is refused and gets no job;
 kilnctl needs the ctl secret.  A raw peer that proves nothing gets an error
 and a close, whatever it sends instead of the proof; one that stops after
 hello is closed at the handshake deadline; one that computes the documented
-HMAC itself (Python's hmac, not our code) is let in.  Start-up refuses
+HMAC itself (Python's hmac, not our code) is let in.  A SIGHUP makes the
+dispatcher read its secret again: the old one no longer opens new
+connections, authenticated peers stay.  Start-up refuses
 world-readable secret files and a non-loopback listen address without a
 secret.
 """
@@ -14,6 +16,7 @@ secret.
 import hashlib
 import hmac
 import os
+import signal
 import socket
 import struct
 import time
@@ -181,6 +184,37 @@ class AuthTest(kf.ClusterTestCase):
             acks = [f for f in kf.split_frames(data) if f["type"] == "ack"]
             self.assertEqual([a["id"] for a in acks], [2, 3])
             self.assertIn("py", c.runner_names())
+
+
+class RotationTest(kf.ClusterTestCase):
+    """SIGHUP re-reads the secret files: new connections need the new secret,
+    the peers already in keep their connections."""
+
+    def test_new_secret_on_sighup(self):
+        c = self.cluster()
+        admin = c.secret_file("admin.secret", ADMIN_SECRET)
+        c.dispatcher_extra = "secret_file = %s\n" % kf.toml_str(admin)
+        c.runner_extra["runner-1"] = "secret_file = %s\n" % kf.toml_str(admin)
+        c.ctl_secret_file = admin
+        c.start_dispatcher()
+        c.start_runner("runner-1")
+
+        # The same file, a new secret; the dispatcher reloads.
+        c.secret_file("admin.secret", "the-next-secret-0123456789abcdef")
+        c.secret_file("old.secret", ADMIN_SECRET)
+        os.kill(c.daemons["dispatcher"].pid, signal.SIGHUP)
+        c.wait_until(lambda: c.log_has("dispatcher", r"reload: "), SHORT, "the reload")
+
+        c.ctl_secret_file = c.path("old.secret")
+        proc = c.ctl("status", check=False)
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn("does not match our secret", proc.stderr)
+        c.ctl_secret_file = admin
+        status = c.ctl("status")
+        # runner-1 authenticated with the old secret and is still there.
+        self.assertEqual(status["runners"], 1)
+        self.assertEqual(c.runner_names(), ["runner-1"])
+        self.assertFalse(c.log_has("runner-1", r"disconnected"))
 
 
 class StartupRefusalTest(unittest.TestCase):
