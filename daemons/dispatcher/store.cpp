@@ -319,8 +319,13 @@ std::vector<Job> Store::load_jobs()
         while (q.step(db_)) {
             Job job;
             job.id = static_cast<uint64_t>(q.integer(0));
-            job.spec = {q.text(1), q.text(2), q.text(3), q.text(4),
-                        q.text(5), q.text(6), static_cast<uint64_t>(q.integer(7))};
+            job.spec.repo = q.text(1);
+            job.spec.url = q.text(2);
+            job.spec.branch = q.text(3);
+            job.spec.commit = q.text(4);
+            job.spec.vcs = q.text(5);
+            job.spec.exec = q.text(6);
+            job.spec.timeout_ms = static_cast<uint64_t>(q.integer(7));
             job.state = job_state_from_name(q.text(8));
             job.attempt = static_cast<uint32_t>(q.integer(9));
             job.round_start = static_cast<uint32_t>(q.integer(10));

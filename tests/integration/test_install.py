@@ -291,6 +291,8 @@ class Package(InstallTree, unittest.TestCase):
             kf.run(["sh", "-n", path], timeout=TOOL_TIMEOUT)
         postinst = read(os.path.join(self.control, "postinst"))
         self.assertRegex(postinst, r"adduser --system --group .*--home /var/lib/kiln")
+        self.assertRegex(postinst, r"(?s)getent passwd kiln-test.*adduser --system --group .*"
+                                   r"--shell /usr/sbin/nologin .*kiln-test")
         # The data stays: no rm, no deluser.
         postrm = read(os.path.join(self.control, "postrm"))
         self.assertNotRegex(postrm, r"(?m)^\s*(rm|deluser|userdel|delgroup)\b")

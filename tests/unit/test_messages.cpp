@@ -129,7 +129,24 @@ static void check_spec(const JobSpec &a, const JobSpec &b)
 
 static JobSpec some_spec()
 {
-    return {"proj_1.x", "https://git.example/p.git", "feature/x-1", kSha256, "hg", "ctest", 1234};
+    JobSpec s;
+    s.repo = "proj_1.x";
+    s.url = "https://git.example/p.git";
+    s.branch = "feature/x-1";
+    s.commit = kSha256;
+    s.vcs = "hg";
+    s.exec = "ctest";
+    s.timeout_ms = 1234;
+    return s;
+}
+
+static Assign assign_of(uint64_t job_id, uint32_t attempt, const JobSpec &spec)
+{
+    Assign a;
+    a.job_id = job_id;
+    a.attempt = attempt;
+    a.spec = spec;
+    return a;
 }
 
 // ---- round trips ----
@@ -182,7 +199,7 @@ static void test_round_trip_jobs(void **)
     Commit c = round_trip<Commit>(Commit{11, some_spec()});
     assert_true(c.id == 11);
     check_spec(c.spec, some_spec());
-    Assign a = round_trip<Assign>(Assign{12, 3, some_spec()});
+    Assign a = round_trip<Assign>(assign_of(12, 3, some_spec()));
     assert_true(a.job_id == 12 && a.attempt == 3);
     check_spec(a.spec, some_spec());
 }
@@ -194,7 +211,7 @@ static void test_round_trip_sharding(void **)
     spec.shards = 0;
     spec.cancel_superseded = true;
     spec.network = true;
-    Assign in{21, 2, spec};
+    Assign in = assign_of(21, 2, spec);
     in.list = true;
     in.tests = {"t.A.test_x", "a name with spaces/and slashes"};
     in.shard_index = 1;
