@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "kiln/config.hpp"
+#include "kiln/net.hpp"
 
 namespace kiln {
 
@@ -140,11 +141,6 @@ bool proofs_equal(const std::string &expected, const std::string &got)
     return from_hex(expected, a) && from_hex(got, b) && crypto_verify_32(a, b) == 0;
 }
 
-bool valid_auth_token(const std::string &s)
-{
-    return s.size() == 64 && valid_commit_id(s);
-}
-
 Hello ClientHandshake::hello(uint64_t id)
 {
     if (next_key_)
@@ -176,6 +172,19 @@ bool ClientHandshake::answer(const Hello &dispatcher, uint64_t auth_id, std::opt
         return false;
     }
     auth = Auth{auth_id, peer_proof(key_, role_, name_, nonce_, dispatcher.nonce)};
+    return true;
+}
+
+bool ClientHandshake::reply(Connection &conn, const Hello &dispatcher, uint64_t auth_id,
+                            std::string &error) const
+{
+    std::optional<Auth> auth;
+    if (!answer(dispatcher, auth_id, auth, error)) {
+        conn.close(error);
+        return false;
+    }
+    if (auth)
+        conn.send(*auth); // what the peer sends next is read after it
     return true;
 }
 

@@ -265,24 +265,20 @@ template <class IO> bool describe(IO &io, JobSpec &s)
            io.field("cancel_superseded", s.cancel_superseded, kOptional) &&
            io.field("network", s.network, kOptional);
 }
-// A nonce or proof: 32 bytes as 64 lowercase hex digits (empty: none).
-bool valid_token(std::string_view s)
-{
-    return s.empty() || (s.size() == 64 && valid_commit_id(s));
-}
-
 template <class IO> bool describe(IO &io, Hello &m)
 {
     return io.field("id", m.id) && io.field("version", m.version) && io.field("role", m.role) &&
            io.field("name", m.name, kOptional) && io.field("nonce", m.nonce, kOptional) &&
-           io.check(valid_token(m.nonce), "nonce", "is not 64 hex digits") &&
+           io.check(m.nonce.empty() || valid_auth_token(m.nonce), "nonce",
+                    "is not 64 hex digits") &&
            io.field("proof", m.proof, kOptional) &&
-           io.check(valid_token(m.proof), "proof", "is not 64 hex digits");
+           io.check(m.proof.empty() || valid_auth_token(m.proof), "proof",
+                    "is not 64 hex digits");
 }
 template <class IO> bool describe(IO &io, Auth &m)
 {
     return io.field("id", m.id) && io.field("proof", m.proof) &&
-           io.check(!m.proof.empty() && valid_token(m.proof), "proof", "is not 64 hex digits");
+           io.check(valid_auth_token(m.proof), "proof", "is not 64 hex digits");
 }
 template <class IO> bool describe(IO &io, Ack &m)
 {
@@ -445,6 +441,8 @@ bool valid_commit_id(std::string_view s)
         return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
     });
 }
+
+bool valid_auth_token(std::string_view s) { return s.size() == 64 && valid_commit_id(s); }
 
 bool valid_name(std::string_view s)
 {

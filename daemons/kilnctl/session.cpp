@@ -54,17 +54,13 @@ int ask_dispatcher(const std::string &address, const std::string &secret, const 
         client.on_message = [&](Connection &conn, Message &&msg) {
             guarded(session, [&] {
                 if (auto *hello = std::get_if<Hello>(&msg)) {
-                    std::optional<Auth> auth;
                     std::string error;
-                    if (!handshake.answer(*hello, 3, auth, error)) {
-                        session.answered = true;
+                    if (!handshake.reply(conn, *hello, 3, error)) {
+                        session.answered = true; // said here, not again on the close
                         fprintf(stderr, "kilnctl: dispatcher %s: %s\n", address.c_str(),
                                 error.c_str());
-                        conn.close(error);
                         return;
                     }
-                    if (auth)
-                        conn.send(*auth);
                     // With -v: when the request leaves, for latency measurements
                     // (tests/bench/latency.py).  Logged first: the write may go
                     // out at once and the answer's effects be logged elsewhere

@@ -76,15 +76,11 @@ void Observer::on_notify(const Notify &n)
 void Observer::on_message(Connection &conn, Message &&msg)
 {
     if (auto *hello = std::get_if<Hello>(&msg)) {
-        std::optional<Auth> auth;
         std::string error;
-        if (!handshake_.answer(*hello, next_hello_id_++, auth, error)) {
+        if (!handshake_.reply(conn, *hello, next_hello_id_++, error)) {
             log_err("dispatcher %s: %s", conn.peer().c_str(), error.c_str());
-            conn.close(error); // and try again after a backoff: it may be fixed meanwhile
             return;
         }
-        if (auth)
-            conn.send(*auth); // the commits that follow are read after it
         ready_ = true;
         log_info("dispatcher %s: connected; %zu commit(s) to send", conn.peer().c_str(),
                  outbox_.size());

@@ -256,15 +256,11 @@ void Runner::on_connected(Connection &conn)
 
 void Runner::on_dispatcher_hello(Connection &conn, const Hello &hello)
 {
-    std::optional<Auth> auth;
     std::string error;
-    if (!handshake_.answer(hello, next_request_id_++, auth, error)) {
+    if (!handshake_.reply(conn, hello, next_request_id_++, error)) {
         log_err("dispatcher %s: %s", conn.peer().c_str(), error.c_str());
-        conn.close(error); // and try again after a backoff: it may be fixed meanwhile
         return;
     }
-    if (auth)
-        conn.send(*auth);
     send_register();
 }
 

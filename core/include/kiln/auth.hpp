@@ -24,6 +24,7 @@
 namespace kiln {
 
 class ConfigTable;
+class Connection;
 
 // The key from a secret file: its contents without trailing whitespace.
 // Throws ConfigError ("<path>: why") unless the file is a regular file that
@@ -48,8 +49,6 @@ std::string peer_proof(const std::string &key, const std::string &role, const st
 // well-formed and equal.
 bool proofs_equal(const std::string &expected, const std::string &got);
 
-// 64 lowercase hex digits (a nonce or proof on the wire).
-bool valid_auth_token(const std::string &s);
 
 // The peer's side of the exchange: make the hello, then check the
 // dispatcher's answer and say what to send next.
@@ -70,6 +69,12 @@ class ClientHandshake {
     // success `auth` holds the auth message to send, if one is wanted.
     bool answer(const Hello &dispatcher, uint64_t auth_id, std::optional<Auth> &auth,
                 std::string &error) const;
+    // answer() on a live connection, as every peer does it: the auth message
+    // sent when one is wanted, or, when the peer must not go on, `conn`
+    // closed with `error` as the reason (the caller logs it; a reconnecting
+    // client tries again after its backoff) and false.
+    bool reply(Connection &conn, const Hello &dispatcher, uint64_t auth_id,
+               std::string &error) const;
 
   private:
     std::string role_, name_, key_, nonce_;

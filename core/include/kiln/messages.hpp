@@ -171,6 +171,8 @@ bool decode_message(std::string_view payload, Message &out, std::string &error);
 
 // 40 or 64 lowercase hex digits.
 bool valid_commit_id(std::string_view s);
+// 64 lowercase hex digits: a nonce or proof of the hello exchange (auth.hpp).
+bool valid_auth_token(std::string_view s);
 // 1..64 of [A-Za-z0-9._-], not starting with '.' or '-': safe as a path component.
 bool valid_name(std::string_view s);
 // A git branch name without "..", leading '-' or '/', control characters or spaces; 1..200 bytes.
