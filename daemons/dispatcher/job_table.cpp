@@ -10,6 +10,13 @@
 
 namespace kiln {
 
+namespace {
+
+// by_commit_'s key: one job per (repository, commit).
+std::string commit_key(const JobSpec &spec) { return spec.repo + "\n" + spec.commit; }
+
+} // namespace
+
 const char *job_state_name(JobState state)
 {
     switch (state) {
@@ -46,7 +53,7 @@ const Job *JobTable::find(uint64_t job_id) const
 
 std::pair<const Job *, bool> JobTable::add(const JobSpec &spec, int64_t now)
 {
-    std::string key = spec.repo + "\n" + spec.commit;
+    std::string key = commit_key(spec);
     auto known = by_commit_.find(key);
     if (known != by_commit_.end())
         return {find(known->second), false};
@@ -68,7 +75,7 @@ size_t JobTable::queued(const std::string &repo) const
 
 JobTable::Admission JobTable::admit(const JobSpec &spec, size_t max_queued) const
 {
-    if (by_commit_.count(spec.repo + "\n" + spec.commit))
+    if (by_commit_.count(commit_key(spec)))
         return Admission::known;
     return queued(spec.repo) < max_queued ? Admission::admitted : Admission::refused;
 }
@@ -299,7 +306,7 @@ void JobTable::restore(Job job)
 {
     uint64_t id = job.id;
     if (job.parent == 0)
-        by_commit_[job.spec.repo + "\n" + job.spec.commit] = id;
+        by_commit_[commit_key(job.spec)] = id;
     else if (Job *parent = get(job.parent); parent && parent->state == JobState::split)
         parent->children.push_back(id);
     if (id >= next_id_)
