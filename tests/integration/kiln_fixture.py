@@ -95,6 +95,15 @@ def toml_array(items):
     return "[" + ", ".join(toml_str(i) for i in items) + "]"
 
 
+def write_secret(path, secret):
+    """Write SECRET and a newline to PATH, mode 0600 from the start (as the
+    daemons demand of a secret_file); returns the path."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+    return path
+
+
 def run(argv, timeout=30.0, check=True, **kwargs):
     """Run argv (a list, never a shell), capturing text output, bounded."""
     proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -449,11 +458,7 @@ class Cluster:
 
     def secret_file(self, name, secret):
         """Write SECRET to a mode-0600 file NAME in the temp dir; its path."""
-        path = self.path(name)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secret + "\n")
-        return path
+        return write_secret(self.path(name), secret)
 
     def set_port(self, port):
         self.port = port

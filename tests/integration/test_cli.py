@@ -222,11 +222,8 @@ class ShippedConfigTest(unittest.TestCase):
                             % kf.toml_array([self.plugin_dir]), 1)
 
     def secret_file(self):
-        path = os.path.join(self.tmp, "secret")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write("a secret of more than sixteen bytes\n")
-        return path
+        return kf.write_secret(os.path.join(self.tmp, "secret"),
+                               "a secret of more than sixteen bytes")
 
     def check(self, daemon, text, name):
         path = os.path.join(self.tmp, name)

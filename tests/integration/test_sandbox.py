@@ -169,10 +169,8 @@ class SandboxTest(kf.ClusterTestCase):
         self.addCleanup(shutil.rmtree, self.outside_root, True)
         os.chmod(self.outside_root, 0o777)
         # The runners' secret (mode 600), somewhere a test could look.
-        self.secret_path = os.path.join(self.outside_root, "runner.secret")
-        fd = os.open(self.secret_path, os.O_WRONLY | os.O_CREAT, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write("the runners' secret, 0123456789\n")
+        self.secret_path = kf.write_secret(os.path.join(self.outside_root, "runner.secret"),
+                                           "the runners' secret, 0123456789")
         secret = "secret_file = %s\n" % kf.toml_str(self.secret_path)
         c.dispatcher_extra = "runner_secret_file = %s\n" % kf.toml_str(self.secret_path)
         repos = {"plain": c.repo}
