@@ -9,7 +9,8 @@
 // class that writes one record per test — id, outcome, duration, message — to
 // the original stdout.  It first points fd 1 at stderr, so anything a test
 // prints, even from a child process, lands in the log and never among the
-// records.
+// records.  The runner's text, and how a shard picks its tests, are in
+// unittest_runner.hpp.
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -22,148 +23,11 @@
 #include <kiln/plugin.h>
 
 #include "exec_common.hpp"
+#include "unittest_runner.hpp"
 
 namespace {
 
 using kiln_exec::TestRecord;
-
-// argv: MODE(run|list) TESTS_DIR PATTERN [NAME...].  Records are lines
-// "\x1ekiln\tEVENT\tFIELD..." with \\ \t \n \r escaped:
-//   start ID | end ID OUTCOME MS MESSAGE | test ID | done N | error WHY
-const char kRunner[] = R"PY(
-import os, sys, time, unittest
-
-# Records go to the original stdout; everything else (unittest's verbose
-# report, whatever the tests print, at any level) goes to stderr, so records
-# cannot be interleaved with test output.
-rec = open(os.dup(1), 'w', encoding='utf-8', errors='backslashreplace')
-sys.stdout.flush()
-os.dup2(2, 1)
-sys.stdout = sys.stderr
-
-def esc(s):
-    return str(s).replace('\\', '\\\\').replace('\t', '\\t').replace('\n', '\\n').replace('\r', '\\r')
-
-def emit(*fields):
-    rec.write('\x1ekiln\t' + '\t'.join(esc(f) for f in fields) + '\n')
-    rec.flush()
-
-def cap(s, n=16000):
-    if len(s) <= n:
-        return s
-    return s[:n // 2] + '\n[... %d characters cut ...]\n' % (len(s) - n) + s[-n // 2:]
-
-def flatten(s):
-    if isinstance(s, unittest.TestSuite):
-        for t in s:
-            yield from flatten(t)
-    else:
-        yield s
-
-FAILED = unittest.loader._FailedTest
-display = {}
-
-def name(t):
-    if id(t) in display:
-        return display[id(t)]
-    if isinstance(t, FAILED):
-        return t.id().replace('unittest.loader._FailedTest.', '', 1)
-    return t.id()
-
-RANK = {'passed': 0, 'skipped': 1, 'failed': 2, 'error': 3}
-
-class Result(unittest.TextTestResult):
-    def __init__(self, *a, **k):
-        super().__init__(*a, **k)
-        self.cur = {}
-
-    def startTest(self, test):
-        emit('start', name(test))
-        self.cur[id(test)] = [time.monotonic(), 'passed', []]
-        super().startTest(test)
-
-    def note(self, test, outcome, msg, escalate=True):
-        test = getattr(test, 'test_case', test)  # a subTest belongs to its test
-        st = self.cur.get(id(test))
-        if st is None:  # setUpClass/setUpModule errors come without startTest
-            emit('end', name(test), outcome, 0, cap(msg or ''))
-            return
-        if escalate and RANK[outcome] > RANK[st[1]]:
-            st[1] = outcome
-        if msg:
-            st[2].append(msg)
-
-    def addError(self, test, err):
-        super().addError(test, err)
-        self.note(test, 'error', self._exc_info_to_string(err, test))
-
-    def addFailure(self, test, err):
-        super().addFailure(test, err)
-        self.note(test, 'failed', self._exc_info_to_string(err, test))
-
-    def addSkip(self, test, reason):
-        super().addSkip(test, reason)
-        sub = test is not getattr(test, 'test_case', test)
-        self.note(test, 'skipped', 'skipped: %s' % reason, escalate=not sub)
-
-    def addExpectedFailure(self, test, err):
-        super().addExpectedFailure(test, err)
-        self.note(test, 'passed', 'expected failure')
-
-    def addUnexpectedSuccess(self, test):
-        super().addUnexpectedSuccess(test)
-        self.note(test, 'failed', 'unexpected success')
-
-    def addSubTest(self, test, subtest, err):
-        super().addSubTest(test, subtest, err)
-        if err is not None:
-            kind = 'failed' if issubclass(err[0], test.failureException) else 'error'
-            self.note(test, kind, '%s\n%s' % (subtest, self._exc_info_to_string(err, test)))
-
-    def stopTest(self, test):
-        super().stopTest(test)
-        st = self.cur.pop(id(test), None)
-        if st is not None:
-            ms = int(round((time.monotonic() - st[0]) * 1000))
-            emit('end', name(test), st[1], ms, cap('\n'.join(st[2])))
-
-def main():
-    mode, start, pattern = sys.argv[1:4]
-    names = sys.argv[4:]
-    start = os.path.abspath(start)
-    # A tests/ package is imported from the workspace (like `discover -t .`);
-    # a plain directory is its own top level, as `discover -s tests` does it.
-    top = os.getcwd() if os.path.isfile(os.path.join(start, '__init__.py')) else start
-    if top not in sys.path:
-        sys.path.insert(0, top)
-    loader = unittest.TestLoader()
-    try:
-        if names:
-            suite = unittest.TestSuite()
-            for n in names:
-                s = loader.loadTestsFromName(n)
-                for t in flatten(s):
-                    if isinstance(t, FAILED):
-                        display[id(t)] = n
-                suite.addTest(s)
-        else:
-            suite = loader.discover(start, pattern, top)
-    except Exception as e:
-        emit('error', 'cannot load tests: %s: %s' % (type(e).__name__, e))
-        return 2
-    if mode == 'list':
-        tests = list(flatten(suite))
-        for t in tests:
-            emit('test', name(t))
-        emit('done', len(tests))
-        return 0
-    runner = unittest.TextTestRunner(stream=sys.stderr, verbosity=2, resultclass=Result)
-    result = runner.run(suite)
-    emit('done', result.testsRun)
-    return 0 if result.wasSuccessful() else 1
-
-sys.exit(main())
-)PY";
 
 constexpr char kPrefix[] = "\x1ekiln\t";
 // Generous: the records of thousands of tests with tracebacks, and the log.
@@ -364,7 +228,7 @@ void on_stat(uv_fs_t *req) noexcept
         return finish(op, KILN_ERROR, kiln_exec::tests_dir_error(op->tests_dir, status));
 
     const kiln_host *host = op->pl->host;
-    std::vector<const char *> argv = {op->pl->python.c_str(), "-c", kRunner,
+    std::vector<const char *> argv = {op->pl->python.c_str(), "-c", kiln_unittest::kRunner,
                                       op->list_mode ? "list" : "run", op->tests_dir.c_str(),
                                       op->pl->pattern.c_str()};
     for (const std::string &n : op->only)

@@ -1,172 +1,21 @@
 // The exec plugins `unittest` and `script`, loaded through the real loader
 // and run against workspaces built in a temp dir: real python3, real shell
-// scripts, the host's real spawner.  Each test runs the loop until the
-// plugin's callback fires (a 20 s guard timer fails it otherwise) and ends
-// with uv_loop_close() == 0.
+// scripts, the host's real spawner (the fixture: exec_plugin_fixture.hpp).
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
-#include <cstdlib>
 #include <fstream>
-#include <memory>
 #include <string>
 #include <vector>
 
-#include <uv.h>
-
-#include <kiln/config.hpp>
-#include <kiln/plugin_loader.hpp>
-
-#include "test.hpp" // last: cmocka's macros (fail, ...) clash with <fstream>
+#include "exec_plugin_fixture.hpp" // last: it includes cmocka
 
 namespace {
 
-struct Test {
-    std::string name;
-    int outcome;
-    uint64_t duration_ms;
-    std::string message;
-};
-
-struct Fixture {
-    uv_loop_t loop{};
-    uv_timer_t guard{};
-    bool guard_fired = false;
-    std::string ws; // workspace (mkdtemp)
-    std::unique_ptr<kiln::Plugin> plugin;
-    void *op = nullptr;
-    // what the callback reported
-    int calls = 0;
-    int outcome = -1, status = 0;
-    std::string log, error;
-    std::vector<Test> tests;
-    std::vector<std::string> listed;
-};
-
-void write_file(const std::string &path, const std::string &text, mode_t mode = 0644)
-{
-    std::ofstream(path) << text;
-    chmod(path.c_str(), mode);
-}
-
-int setup(void **state)
-{
-    auto *f = new Fixture;
-    char tmpl[] = "/tmp/kiln-exec-XXXXXX";
-    if (!mkdtemp(tmpl) || uv_loop_init(&f->loop) != 0)
-        return -1;
-    f->ws = tmpl;
-    mkdir((f->ws + "/tests").c_str(), 0755);
-    uv_timer_init(&f->loop, &f->guard);
-    f->guard.data = f;
-    uv_unref(reinterpret_cast<uv_handle_t *>(&f->guard)); // never keeps the loop alive
-    *state = f;
-    return 0;
-}
-
-int teardown(void **state)
-{
-    auto *f = static_cast<Fixture *>(*state);
-    std::string cmd = "rm -rf '" + f->ws + "'";
-    if (system(cmd.c_str()) != 0)
-        return -1;
-    delete f;
-    return 0;
-}
-
-// Ends a test: unload the plugin, close the guard, nothing may be left behind.
-void close_loop(Fixture *f)
-{
-    f->plugin.reset();
-    uv_close(reinterpret_cast<uv_handle_t *>(&f->guard), nullptr);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&f->loop), 0);
-}
-
-void load(Fixture *f, const char *name, const std::string &toml = "")
-{
-    try {
-        kiln::ConfigTable config = toml.empty() ? kiln::ConfigTable()
-                                                : kiln::parse_config_string(toml, "test.toml");
-        f->plugin = kiln::load_plugin(&f->loop, {KILN_TEST_PLUGIN_DIR}, name, KILN_PLUGIN_EXEC,
-                                      config, "kiln-test");
-    } catch (const std::exception &e) {
-        fail_msg("load %s: %s", name, e.what());
-    }
-}
-
-void on_run(void *arg, const kiln_exec_result *res)
-{
-    auto *f = static_cast<Fixture *>(arg);
-    f->calls++;
-    f->outcome = res->outcome;
-    f->log.assign(res->log, res->log_len);
-    f->error = res->error ? res->error : "";
-    for (size_t i = 0; i < res->n_tests; i++) {
-        const kiln_test_result &t = res->tests[i];
-        f->tests.push_back({t.name, t.outcome, t.duration_ms, t.message ? t.message : ""});
-    }
-}
-
-void on_list(void *arg, int status, const char *error, const char *const *tests, size_t n)
-{
-    auto *f = static_cast<Fixture *>(arg);
-    f->calls++;
-    f->status = status;
-    f->error = error ? error : "";
-    for (size_t i = 0; i < n; i++)
-        f->listed.emplace_back(tests[i]);
-}
-
-void on_guard(uv_timer_t *t)
-{
-    auto *f = static_cast<Fixture *>(t->data);
-    f->guard_fired = true;
-    uv_stop(t->loop);
-}
-
-// Runs the loop until the op is done; returns the wall time it took.
-uint64_t wait_done(Fixture *f)
-{
-    uint64_t t0 = uv_hrtime();
-    uv_timer_start(&f->guard, on_guard, 20000, 0);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    uv_timer_stop(&f->guard);
-    assert_false(f->guard_fired);
-    assert_int_equal(f->calls, 1);
-    return (uv_hrtime() - t0) / 1000000;
-}
-
-uint64_t run(Fixture *f, const char *tests_dir = "tests", uint64_t timeout_ms = 0,
-             std::vector<const char *> only = {})
-{
-    kiln_exec_request req{f->ws.c_str(), tests_dir, timeout_ms, only.empty() ? nullptr : only.data(),
-                          only.size()};
-    assert_int_equal(f->plugin->exec().run(f->plugin->self(), &req, on_run, f, &f->op), 0);
-    assert_int_equal(f->calls, 0); // never from inside the start call
-    return wait_done(f);
-}
-
-void list(Fixture *f)
-{
-    kiln_exec_request req{f->ws.c_str(), "tests", 0, nullptr, 0};
-    assert_int_equal(f->plugin->exec().list(f->plugin->self(), &req, on_list, f, &f->op), 0);
-    assert_int_equal(f->calls, 0);
-    wait_done(f);
-}
-
-const Test &find(Fixture *f, const std::string &name)
-{
-    for (const Test &t : f->tests)
-        if (t.name == name)
-            return t;
-    fail_msg("no result for %s", name.c_str());
-    abort();
-}
-
-bool contains(const std::string &s, const char *part) { return s.find(part) != std::string::npos; }
+using namespace exec_fixture;
 
 // True once pid is gone (or a zombie nobody reaps in a container without
 // init).  Polls for up to a second: the host reports the run once the pipes
@@ -248,7 +97,7 @@ void ut_list_and_only(void **state)
     assert_int_equal(f->listed.size(), 4);
     assert_string_equal(S(f->listed[0]), "test_mixed.Mixed.test_error");
     assert_string_equal(S(f->listed[3]), "test_mixed.Mixed.test_skip");
-    f->calls = 0;
+    reset(f);
     run(f, "tests", 0, {"test_mixed.Mixed.test_pass", "test_mixed.Mixed.test_skip"});
     assert_int_equal(f->outcome, KILN_PASSED);
     assert_int_equal(f->tests.size(), 2);
@@ -305,20 +154,10 @@ class Slow(unittest.TestCase):
     close_loop(f);
 }
 
-void on_cancel_timer(uv_timer_t *t)
-{
-    auto *f = static_cast<Fixture *>(t->data);
-    f->plugin->cancel(f->op);
-    uv_close(reinterpret_cast<uv_handle_t *>(t), nullptr);
-}
-
 // Starts a run of tests that sleep, cancels it after `delay_ms`.
 void run_and_cancel(Fixture *f, uint64_t delay_ms)
 {
-    uv_timer_t timer;
-    uv_timer_init(&f->loop, &timer);
-    timer.data = f;
-    uv_timer_start(&timer, on_cancel_timer, delay_ms, 0);
+    cancel_after(f, delay_ms);
     uint64_t took = run(f);
     assert_true(took < 5000);
     assert_int_equal(f->outcome, KILN_CANCELLED);
@@ -333,6 +172,54 @@ void ut_cancel(void **state)
     load(f, "unittest");
     run_and_cancel(f, 1500); // python3 takes ~0.3 s to reach the first test here
     assert_int_equal(find(f, "test_slow.Slow.test_sleep").outcome, KILN_CANCELLED);
+    close_loop(f);
+}
+
+// Sharding a real-world suite (tests/fixtures/shard_suite): doctests added
+// by load_tests (whose ids name the function or class itself), a duplicated
+// id, subtests, generated and FunctionTestCase tests, class and module
+// fixtures, a failing setUpClass and a module that cannot be imported.  Three
+// shards report together exactly what one whole run does; before shards
+// discovered the suite, each one failed with "cannot load tests".
+void ut_shards_match_whole_run(void **state)
+{
+    auto *f = static_cast<Fixture *>(*state);
+    copy_fixture(f, "shard_suite");
+    load(f, "unittest");
+    std::vector<Test> whole = assert_shards_match_whole_run(f, 3);
+    f->tests = whole; // the suite is what it means to be
+    assert_int_equal(whole.size(), 22);
+    assert_int_equal(find(f, "seqlib.views.SequenceView").outcome, KILN_PASSED);
+    assert_int_equal(find(f, "seqlib.views.last").outcome, KILN_FAILED);
+    assert_int_equal(find(f, "param_3").outcome, KILN_FAILED);
+    assert_int_equal(find(f, "param_4").outcome, KILN_PASSED);
+    assert_int_equal(find(f, "tests.test_broken").outcome, KILN_ERROR);
+    assert_int_equal(find(f, "setUpClass (tests.test_views.BrokenFixture)").outcome, KILN_ERROR);
+    assert_int_equal(find(f, "tests.test_views.SubTests.test_even").outcome, KILN_FAILED);
+    assert_int_equal(find(f, "tests.test_views.Generated.test_gen_2").outcome, KILN_FAILED);
+    assert_int_equal(find(f, "tests.test_views.ClassFixture.test_b").outcome, KILN_PASSED);
+    assert_int_equal(find(f, "tests.test_params.ModuleFixture.test_module_fixture_ran").outcome,
+                     KILN_PASSED);
+    assert_int_equal(std::count_if(whole.begin(), whole.end(), [](const Test &t) {
+                         return t.name == "tests.test_views.Twice.test_twice";
+                     }), 2);
+    close_loop(f);
+}
+
+// A shard's id that its own discovery does not find (a test whose id
+// changes between runs) is reported as an error, not dropped.
+void ut_shard_unknown_id(void **state)
+{
+    auto *f = static_cast<Fixture *>(*state);
+    write_file(f->ws + "/tests/test_mixed.py", kMixed);
+    load(f, "unittest");
+    run(f, "tests", 0, {"test_mixed.Mixed.test_pass", "test_mixed.Mixed.test_gone"});
+    assert_int_equal(f->outcome, KILN_FAILED);
+    assert_int_equal(f->tests.size(), 2);
+    assert_int_equal(find(f, "test_mixed.Mixed.test_pass").outcome, KILN_PASSED);
+    const Test &gone = find(f, "test_mixed.Mixed.test_gone");
+    assert_int_equal(gone.outcome, KILN_ERROR);
+    assert_true(contains(gone.message, "not found when this shard discovered"));
     close_loop(f);
 }
 
@@ -393,6 +280,15 @@ void sc_list_and_only(void **state)
     close_loop(f);
 }
 
+void sc_shards_match_whole_run(void **state)
+{
+    auto *f = static_cast<Fixture *>(*state);
+    make_scripts(f);
+    load(f, "script");
+    assert_int_equal(assert_shards_match_whole_run(f, 3).size(), 4);
+    close_loop(f);
+}
+
 void sc_missing_and_empty(void **state)
 {
     auto *f = static_cast<Fixture *>(*state);
@@ -450,8 +346,11 @@ int main()
         cmocka_unit_test_setup_teardown(ut_bad_python, setup, teardown),
         cmocka_unit_test_setup_teardown(ut_timeout_kills_group, setup, teardown),
         cmocka_unit_test_setup_teardown(ut_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(ut_shards_match_whole_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(ut_shard_unknown_id, setup, teardown),
         cmocka_unit_test_setup_teardown(sc_run_mixed, setup, teardown),
         cmocka_unit_test_setup_teardown(sc_list_and_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(sc_shards_match_whole_run, setup, teardown),
         cmocka_unit_test_setup_teardown(sc_missing_and_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(sc_timeout_kills_group, setup, teardown),
         cmocka_unit_test_setup_teardown(sc_cancel, setup, teardown),
