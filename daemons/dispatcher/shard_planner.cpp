@@ -78,13 +78,20 @@ Result merge_shard_results(const std::vector<const Result *> &shards,
 {
     Result merged;
     merged.outcome = kiln_outcome_name(KILN_PASSED);
+    // Names reported by an earlier shard are dropped; a name repeated within
+    // one shard is kept, as a whole run keeps it (an id the suite holds twice
+    // runs twice, both times in the one shard the id was planned into).
     std::set<std::string> seen;
     for (size_t i = 0; i < shards.size(); i++) {
         const Result &r = *shards[i];
         merged.outcome = worse_outcome(merged.outcome, r.outcome);
+        std::set<std::string> here;
         for (const auto &t : r.tests)
-            if (seen.insert(t.name).second)
+            if (!seen.count(t.name)) {
                 merged.tests.push_back(t);
+                here.insert(t.name);
+            }
+        seen.insert(here.begin(), here.end());
         std::string runner = i < runners.size() ? runners[i] : "?";
         merged.log += "==== shard " + std::to_string(i + 1) + " of " +
                       std::to_string(shards.size()) + " (runner " + runner + ") ====\n" + r.log;

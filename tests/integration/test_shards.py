@@ -4,11 +4,18 @@
 - A repository with `shards = 3` is listed by one runner, split over three
   runners, and its commit gets one merged result with every test exactly
   once; the files reporter's result says the same.
+- A real-world Python suite (tests/fixtures/shard_suite: doctests through
+  load_tests, a duplicated id, subtests, generated and FunctionTestCase
+  tests, class and module fixtures, a failing setUpClass, a module that
+  cannot be imported), with `shards = "auto"` over two runners, gives
+  exactly the per-test results of the same suite run unsharded.
 - With `cancel_superseded = true`, a slow commit that is running when a
   newer commit of its branch arrives is cancelled (the runner kills its
   tests) and the newer one runs to its own result.
 """
+import collections
 import os
+import shutil
 import sys
 import time
 import unittest
@@ -47,6 +54,47 @@ class ShardTest(kf.ClusterTestCase):
         # One job for the commit in `jobs`, its shards counted there.
         (job,) = [j for j in c.ctl("jobs") if j["commit"] == commit]
         self.assertEqual((job["state"], job["shards"], job["shards_done"]), ("done", 3, 3))
+
+
+SHARD_SUITE = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
+                           "fixtures", "shard_suite")
+
+
+def commit_shard_suite(repo, message):
+    for sub in ("seqlib", "tests"):
+        shutil.copytree(os.path.join(SHARD_SUITE, sub), os.path.join(repo.path, sub),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    return repo.commit(message)
+
+
+def per_test(result):
+    """Counter of (name, outcome): a test the suite holds twice counts twice."""
+    return collections.Counter((t["name"], t["outcome"]) for t in result["tests"])
+
+
+class RealSuiteShardTest(kf.ClusterTestCase):
+    def test_sharded_results_equal_the_unsharded_run(self):
+        whole = self.cluster(exec_plugin="unittest")
+        sharded = self.cluster(exec_plugin="unittest", repo_extra='shards = "auto"')
+        whole.start(runners=1, slots=1)
+        sharded.start(runners=2, slots=2)
+        whole_commit = commit_shard_suite(whole.repo, "the suite, unsharded")
+        sharded_commit = commit_shard_suite(sharded.repo, "the suite, sharded")
+        expected = whole.wait_result(whole_commit)
+        got = sharded.wait_result(sharded_commit)
+        # The unsharded run is the suite it is meant to be ...
+        self.assertEqual(expected["outcome"], "failed", expected)
+        self.assertEqual(sum(per_test(expected).values()), 22, expected["tests"])
+        self.assertEqual(per_test(expected)[("tests.test_views.Twice.test_twice", "passed")], 2)
+        self.assertEqual(kf.tests_by_name(expected)["seqlib.views.SequenceView"], "passed")
+        # ... and the shards, over both runners, report exactly the same.
+        shown = sharded.ctl("result", sharded_commit)
+        self.assertGreaterEqual(len(shown["shards"]), 2, shown)
+        self.assertEqual(len({s["runner"] for s in shown["shards"]}), 2, shown["shards"])
+        self.assertEqual(per_test(got), per_test(expected),
+                         "sharded: %s\nerror: %s" % (sorted(per_test(got).items()),
+                                                      got.get("error")))
+        self.assertEqual(got["outcome"], expected["outcome"])
 
 
 class SupersedeTest(kf.ClusterTestCase):
