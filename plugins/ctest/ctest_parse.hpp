@@ -48,14 +48,17 @@ bool parse_show_only(const std::string &json, std::vector<std::string> &names,
 
 // The results of a run: one record per JUnit case — the reasons of ctest's
 // summary tell a timeout or a test that could not run from a failure — and
-// an ERROR record for each name of `only` that ctest did not report.
+// an ERROR record for each name of `only` that ctest did not report.  With
+// `only`, cases of other names (fixture setup and cleanup tests that ctest
+// adds to a shard) are left out.
 std::vector<kiln_exec::TestRecord> test_records(const std::vector<JunitCase> &cases,
                                                 const std::string &ctest_stdout,
                                                 const std::vector<std::string> &only);
 
 // The `ctest -I` spec that runs exactly the tests of `only`: "0,0,0,"
 // (no range) then their 1-based numbers in `listed`, the order of
-// --show-only (ctest numbers tests that way).  Empty when none of them is a
+// --show-only (ctest numbers tests that way); every number of a name that
+// several tests share.  Empty when none of them is a
 // test.  Used instead of `-R '^(a|b)$'`, whose compiled pattern ctest caps
 // (cmsys::RegularExpression): past some 2,500 names it silently matches none.
 std::string test_numbers(const std::vector<std::string> &listed,

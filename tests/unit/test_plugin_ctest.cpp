@@ -1,46 +1,18 @@
 // The exec plugin `ctest`, loaded through the real loader and run against
 // small CMake projects written into a temp workspace: real cmake, ctest and
-// a C compiler, the host's real spawner.  Each test runs the loop until the
-// plugin's callback fires (a 60 s guard fails it otherwise) and ends with
-// uv_loop_close() == 0.
+// a C compiler, the host's real spawner (the fixture: exec_plugin_fixture.hpp).
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
-#include <fstream>
-#include <memory>
 #include <string>
 #include <vector>
 
-#include <uv.h>
-
-#include <kiln/config.hpp>
-#include <kiln/plugin_loader.hpp>
-
-#include "test.hpp" // last: cmocka's macros (fail, ...) clash with <fstream>
+#include "exec_plugin_fixture.hpp" // last: it includes cmocka
 
 namespace {
 
-struct Test {
-    std::string name;
-    int outcome;
-    uint64_t duration_ms;
-    std::string message;
-};
-
-struct Fixture {
-    uv_loop_t loop{};
-    uv_timer_t guard{}, canceller{};
-    bool guard_fired = false;
-    std::string ws;
-    std::unique_ptr<kiln::Plugin> plugin;
-    void *op = nullptr;
-    int calls = 0;
-    int outcome = -1, status = 0;
-    std::string log, error;
-    std::vector<Test> tests;
-    std::vector<std::string> listed;
-};
+using namespace exec_fixture;
 
 // The suite most tests run: passing, failing with output, slow, skipped,
 // over its own TIMEOUT, with no program, built from C, and names that are
@@ -62,130 +34,10 @@ add_test(NAME "a.b" COMMAND sh -c "exit 0")
 add_test(NAME "aXb" COMMAND sh -c "exit 1")
 )";
 
-void write_file(const std::string &path, const std::string &text)
-{
-    std::ofstream(path) << text;
-}
-
-int setup(void **state)
-{
-    auto *f = new Fixture;
-    char tmpl[] = "/tmp/kiln-ctest-XXXXXX";
-    if (!mkdtemp(tmpl) || uv_loop_init(&f->loop) != 0)
-        return -1;
-    f->ws = tmpl;
-    mkdir((f->ws + "/tests").c_str(), 0755);
-    uv_timer_init(&f->loop, &f->guard);
-    uv_timer_init(&f->loop, &f->canceller);
-    f->guard.data = f->canceller.data = f;
-    uv_unref(reinterpret_cast<uv_handle_t *>(&f->guard)); // never keeps the loop alive
-    *state = f;
-    return 0;
-}
-
-int teardown(void **state)
-{
-    auto *f = static_cast<Fixture *>(*state);
-    std::string cmd = "rm -rf '" + f->ws + "'";
-    if (system(cmd.c_str()) != 0)
-        return -1;
-    delete f;
-    return 0;
-}
-
-void close_loop(Fixture *f)
-{
-    f->plugin.reset();
-    uv_close(reinterpret_cast<uv_handle_t *>(&f->guard), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t *>(&f->canceller), nullptr);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&f->loop), 0);
-}
-
-void load(Fixture *f, const std::string &toml = "")
-{
-    try {
-        kiln::ConfigTable config = toml.empty() ? kiln::ConfigTable()
-                                                : kiln::parse_config_string(toml, "test.toml");
-        f->plugin = kiln::load_plugin(&f->loop, {KILN_TEST_PLUGIN_DIR}, "ctest", KILN_PLUGIN_EXEC,
-                                      config, "kiln-test");
-    } catch (const std::exception &e) {
-        fail_msg("load ctest: %s", e.what());
-    }
-}
-
 void suite(Fixture *f)
 {
     write_file(f->ws + "/tests/CMakeLists.txt", kSuite);
     write_file(f->ws + "/tests/prog.c", "int main(void) { return 0; }\n");
-}
-
-void on_run(void *arg, const kiln_exec_result *res)
-{
-    auto *f = static_cast<Fixture *>(arg);
-    f->calls++;
-    f->outcome = res->outcome;
-    f->log.assign(res->log, res->log_len);
-    f->error = res->error ? res->error : "";
-    for (size_t i = 0; i < res->n_tests; i++) {
-        const kiln_test_result &t = res->tests[i];
-        f->tests.push_back({t.name, t.outcome, t.duration_ms, t.message ? t.message : ""});
-    }
-}
-
-void on_list(void *arg, int status, const char *error, const char *const *tests, size_t n)
-{
-    auto *f = static_cast<Fixture *>(arg);
-    f->calls++;
-    f->status = status;
-    f->error = error ? error : "";
-    for (size_t i = 0; i < n; i++)
-        f->listed.emplace_back(tests[i]);
-}
-
-uint64_t wait_done(Fixture *f)
-{
-    uint64_t t0 = uv_hrtime();
-    uv_timer_start(&f->guard, [](uv_timer_t *t) {
-        static_cast<Fixture *>(t->data)->guard_fired = true;
-        uv_stop(t->loop);
-    }, 60000, 0);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    uv_timer_stop(&f->guard);
-    assert_false(f->guard_fired);
-    assert_int_equal(f->calls, 1);
-    return (uv_hrtime() - t0) / 1000000;
-}
-
-uint64_t run(Fixture *f, uint64_t timeout_ms = 0, std::vector<const char *> only = {})
-{
-    kiln_exec_request req{f->ws.c_str(), "tests", timeout_ms, only.empty() ? nullptr : only.data(),
-                          only.size()};
-    assert_int_equal(f->plugin->exec().run(f->plugin->self(), &req, on_run, f, &f->op), 0);
-    assert_int_equal(f->calls, 0); // never from inside the start call
-    return wait_done(f);
-}
-
-void list(Fixture *f)
-{
-    kiln_exec_request req{f->ws.c_str(), "tests", 0, nullptr, 0};
-    assert_int_equal(f->plugin->exec().list(f->plugin->self(), &req, on_list, f, &f->op), 0);
-    assert_int_equal(f->calls, 0);
-    wait_done(f);
-}
-
-const Test &find(Fixture *f, const std::string &name)
-{
-    for (const Test &t : f->tests)
-        if (t.name == name)
-            return t;
-    fail_msg("no result for %s", name.c_str());
-    abort();
-}
-
-bool contains(const std::string &s, const std::string &part)
-{
-    return s.find(part) != std::string::npos;
 }
 
 // ---- tests ----
@@ -194,7 +46,7 @@ void test_run_suite(void **state)
 {
     auto *f = static_cast<Fixture *>(*state);
     suite(f);
-    load(f);
+    load(f, "ctest");
     run(f);
     assert_int_equal(f->outcome, KILN_FAILED);
     assert_int_equal(f->tests.size(), 9);
@@ -225,7 +77,7 @@ void test_list(void **state)
 {
     auto *f = static_cast<Fixture *>(*state);
     suite(f);
-    load(f);
+    load(f, "ctest");
     list(f);
     assert_int_equal(f->status, 0);
     std::vector<std::string> want = {"built", "pass", "fail", "slow", "skip",
@@ -240,8 +92,8 @@ void test_only(void **state)
 {
     auto *f = static_cast<Fixture *>(*state);
     suite(f);
-    load(f);
-    run(f, 0, {"a.b", "pass", "no such test"});
+    load(f, "ctest");
+    run(f, "tests", 0, {"a.b", "pass", "no such test"});
     assert_int_equal(f->tests.size(), 3);
     assert_int_equal(find(f, "a.b").outcome, KILN_PASSED);
     assert_int_equal(find(f, "pass").outcome, KILN_PASSED);
@@ -256,8 +108,8 @@ void test_only_unknown(void **state)
 {
     auto *f = static_cast<Fixture *>(*state);
     suite(f);
-    load(f);
-    run(f, 0, {"nope", "neither"});
+    load(f, "ctest");
+    run(f, "tests", 0, {"nope", "neither"});
     assert_int_equal(f->outcome, KILN_FAILED);
     assert_int_equal(f->tests.size(), 2);
     assert_int_equal(find(f, "nope").outcome, KILN_ERROR);
@@ -281,8 +133,8 @@ void test_only_many(void **state)
     std::vector<const char *> only;
     for (const std::string &n : names)
         only.push_back(n.c_str());
-    load(f);
-    run(f, 0, only);
+    load(f, "ctest");
+    run(f, "tests", 0, only);
     assert_int_equal(f->outcome, KILN_PASSED);
     assert_int_equal(f->tests.size(), 599);
     for (const Test &t : f->tests)
@@ -291,15 +143,51 @@ void test_only_many(void **state)
     close_loop(f);
 }
 
+// Sharding a suite with what ctest adds to a selection or runs twice: a
+// fixture's setup and cleanup tests (ctest runs them with any test that
+// requires the fixture, so several shards run them), a name two directories
+// both add_test() (a whole run runs both; picking tests by number ran only
+// the first), and a disabled test.  Three shards report together exactly what
+// one whole run does.
+void test_shards_match_whole_run(void **state)
+{
+    auto *f = static_cast<Fixture *>(*state);
+    write_file(f->ws + "/tests/CMakeLists.txt", R"(cmake_minimum_required(VERSION 3.19)
+project(shards NONE)
+enable_testing()
+add_test(NAME db_setup COMMAND sh -c "exit 0")
+set_tests_properties(db_setup PROPERTIES FIXTURES_SETUP db)
+add_test(NAME db_cleanup COMMAND sh -c "exit 0")
+set_tests_properties(db_cleanup PROPERTIES FIXTURES_CLEANUP db)
+foreach(i RANGE 1 4)
+  add_test(NAME uses_db_${i} COMMAND sh -c "test ${i} -ne 3")
+  set_tests_properties(uses_db_${i} PROPERTIES FIXTURES_REQUIRED db)
+endforeach()
+add_test(NAME off COMMAND sh -c "exit 1")
+set_tests_properties(off PROPERTIES DISABLED TRUE)
+add_test(NAME twice COMMAND sh -c "exit 0")
+add_subdirectory(sub)
+)");
+    mkdir((f->ws + "/tests/sub").c_str(), 0755);
+    write_file(f->ws + "/tests/sub/CMakeLists.txt", "add_test(NAME twice COMMAND sh -c \"exit 1\")\n");
+    load(f, "ctest");
+    std::vector<Test> whole = assert_shards_match_whole_run(f, 3);
+    assert_int_equal(whole.size(), 9);
+    f->tests = whole;
+    assert_int_equal(find(f, "uses_db_3").outcome, KILN_FAILED);
+    assert_int_equal(find(f, "db_setup").outcome, KILN_PASSED);
+    close_loop(f);
+}
+
 void test_no_tests_dir(void **state)
 {
     auto *f = static_cast<Fixture *>(*state);
     rmdir((f->ws + "/tests").c_str());
-    load(f);
+    load(f, "ctest");
     run(f);
     assert_int_equal(f->outcome, KILN_ERROR);
     assert_string_equal(S(f->error), "tests directory 'tests' not found in workspace");
-    f->calls = 0;
+    reset(f);
     list(f);
     assert_true(f->status < 0);
     assert_string_equal(S(f->error), "tests directory 'tests' not found in workspace");
@@ -309,7 +197,7 @@ void test_no_tests_dir(void **state)
 void test_no_cmakelists(void **state)
 {
     auto *f = static_cast<Fixture *>(*state);
-    load(f);
+    load(f, "ctest");
     run(f);
     assert_int_equal(f->outcome, KILN_ERROR);
     assert_true(contains(f->error, "has no CMakeLists.txt"));
@@ -321,7 +209,7 @@ void test_no_cmake(void **state)
 {
     auto *f = static_cast<Fixture *>(*state);
     suite(f);
-    load(f);
+    load(f, "ctest");
     std::string path = getenv("PATH") ? getenv("PATH") : "";
     setenv("PATH", f->ws.c_str(), 1); // holds no cmake
     run(f);
@@ -336,7 +224,7 @@ void test_configure_fails(void **state)
     auto *f = static_cast<Fixture *>(*state);
     write_file(f->ws + "/tests/CMakeLists.txt", "cmake_minimum_required(VERSION 3.19)\n"
                                                 "project(x NONE)\nmessage(FATAL_ERROR \"nope\")\n");
-    load(f);
+    load(f, "ctest");
     list(f);
     assert_true(f->status < 0);
     assert_true(contains(f->error, "cmake configure of 'tests' failed"));
@@ -349,7 +237,7 @@ void test_empty_project(void **state)
     auto *f = static_cast<Fixture *>(*state);
     write_file(f->ws + "/tests/CMakeLists.txt", "cmake_minimum_required(VERSION 3.19)\n"
                                                 "project(x NONE)\nenable_testing()\n");
-    load(f);
+    load(f, "ctest");
     run(f);
     assert_int_equal(f->outcome, KILN_ERROR);
     assert_true(contains(f->error, "no tests"));
@@ -363,8 +251,8 @@ void test_run_timeout(void **state)
     write_file(f->ws + "/tests/CMakeLists.txt", "cmake_minimum_required(VERSION 3.19)\n"
                                                 "project(x NONE)\nenable_testing()\n"
                                                 "add_test(NAME long COMMAND sleep 30)\n");
-    load(f);
-    uint64_t ms = run(f, 2000);
+    load(f, "ctest");
+    uint64_t ms = run(f, "tests", 2000);
     assert_int_equal(f->outcome, KILN_TIMEOUT);
     assert_true(contains(f->error, "timed out after 2000 ms"));
     assert_true(ms < 10000);
@@ -377,11 +265,8 @@ void test_cancel(void **state)
     write_file(f->ws + "/tests/CMakeLists.txt", "cmake_minimum_required(VERSION 3.19)\n"
                                                 "project(x NONE)\nenable_testing()\n"
                                                 "add_test(NAME long COMMAND sleep 30)\n");
-    load(f);
-    uv_timer_start(&f->canceller, [](uv_timer_t *t) {
-        auto *fx = static_cast<Fixture *>(t->data);
-        fx->plugin->cancel(fx->op);
-    }, 1500, 0);
+    load(f, "ctest");
+    cancel_after(f, 1500);
     uint64_t ms = run(f);
     assert_int_equal(f->outcome, KILN_CANCELLED);
     assert_true(ms < 10000);
@@ -413,6 +298,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_only_unknown, setup, teardown),
         cmocka_unit_test_setup_teardown(test_only_many, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shards_match_whole_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_tests_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_cmakelists, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_cmake, setup, teardown),
