@@ -3,6 +3,9 @@
 // Test code may use a shell to build the upstream repository; the plugin
 // never does.  Each test counts callbacks, runs the loop with a 20 s guard
 // and ends with uv_loop_close() == 0 (in teardown).
+#include <filesystem> // before test.hpp: cmocka's macros clash with <ios>
+#include <system_error>
+
 #include "test.hpp"
 
 #include <kiln/config.hpp>
@@ -166,7 +169,8 @@ int teardown(void **state)
     s->other.reset();
     uv_run(&s->loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&s->loop);
-    sh("rm -rf " + s->tmp);
+    std::error_code ec;
+    std::filesystem::remove_all(s->tmp, ec);
     delete s;
     assert_int_equal(rc, 0);
     return 0;
