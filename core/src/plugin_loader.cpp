@@ -15,12 +15,15 @@
 
 namespace kiln {
 
+const char kReportRoutingKey[] = "plugin";
+
 struct Plugin::Impl {
     kiln_host host{};
     std::string name;
     std::string daemon;
     ConfigTable config;
     std::map<std::string, std::string> strings; // keeps config strings alive until fini
+    const char *routing_key = nullptr;          // the daemon's key, hidden from the plugin
     Plugin::SpawnHook spawn;                    // empty: spawn_process
 };
 
@@ -28,14 +31,28 @@ namespace {
 
 Plugin::Impl &impl_of(const kiln_host *host) { return *static_cast<Plugin::Impl *>(host->host_data); }
 
-void host_log(const kiln_host *host, int level, const char *fmt, ...)
+// The plugin sees its table without the daemon's routing key: asking for it
+// is asking for an absent key.
+bool hidden(const kiln_host *host, const char *key)
+{
+    const char *routing = impl_of(host).routing_key;
+    return !key || (routing && strcmp(key, routing) == 0);
+}
+
+// The host table's functions are called from plugin code, C or C++: none
+// lets an exception out (a config string that cannot be kept is -ENOMEM).
+
+void host_log(const kiln_host *host, int level, const char *fmt, ...) noexcept
 {
     char text[4096];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    log(level, "plugin %s: %s", impl_of(host).name.c_str(), text);
+    try {
+        log(level, "plugin %s: %s", impl_of(host).name.c_str(), text);
+    } catch (...) {
+    }
 }
 
 // The config getters log a wrong type themselves, so the plugin only has to
@@ -47,50 +64,68 @@ int report(int rc, const std::string &message)
     return rc;
 }
 
-int host_config_string(const kiln_host *host, const char *key, const char **out)
+// One config getter's body: -ENOENT for the routing key, -ENOMEM for an
+// exception.
+template <class Get> int config_get(const kiln_host *host, const char *key, Get &&get) noexcept
 {
-    auto &impl = impl_of(host);
-    std::string value, message;
-    int rc = report(impl.config.get_string(key, value, message), message);
-    if (rc == 0) {
-        auto &kept = impl.strings[key];
-        kept = value;
-        *out = kept.c_str();
+    if (hidden(host, key))
+        return -ENOENT;
+    try {
+        std::string message;
+        return report(get(impl_of(host), message), message);
+    } catch (...) {
+        return -ENOMEM;
     }
-    return rc;
 }
 
-int host_config_int(const kiln_host *host, const char *key, int64_t *out)
+int host_config_string(const kiln_host *host, const char *key, const char **out) noexcept
 {
-    std::string message;
-    return report(impl_of(host).config.get_int(key, *out, message), message);
+    return config_get(host, key, [&](Plugin::Impl &impl, std::string &message) {
+        std::string value;
+        int rc = impl.config.get_string(key, value, message);
+        if (rc == 0) {
+            auto &kept = impl.strings[key];
+            kept = value;
+            *out = kept.c_str();
+        }
+        return rc;
+    });
 }
 
-int host_config_bool(const kiln_host *host, const char *key, int *out)
+int host_config_int(const kiln_host *host, const char *key, int64_t *out) noexcept
 {
-    std::string message;
-    bool value = false;
-    int rc = report(impl_of(host).config.get_bool(key, value, message), message);
-    if (rc == 0)
-        *out = value ? 1 : 0;
-    return rc;
+    return config_get(host, key, [&](Plugin::Impl &impl, std::string &message) {
+        return impl.config.get_int(key, *out, message);
+    });
 }
 
-int host_config_duration_ms(const kiln_host *host, const char *key, uint64_t *out)
+int host_config_bool(const kiln_host *host, const char *key, int *out) noexcept
 {
-    std::string message;
-    return report(impl_of(host).config.get_duration_ms(key, *out, message), message);
+    return config_get(host, key, [&](Plugin::Impl &impl, std::string &message) {
+        bool value = false;
+        int rc = impl.config.get_bool(key, value, message);
+        if (rc == 0)
+            *out = value ? 1 : 0;
+        return rc;
+    });
+}
+
+int host_config_duration_ms(const kiln_host *host, const char *key, uint64_t *out) noexcept
+{
+    return config_get(host, key, [&](Plugin::Impl &impl, std::string &message) {
+        return impl.config.get_duration_ms(key, *out, message);
+    });
 }
 
 int host_spawn(const kiln_host *host, const kiln_spawn_request *req, kiln_spawn_cb cb, void *arg,
-               kiln_process **proc)
+               kiln_process **proc) noexcept
 {
     auto &impl = impl_of(host);
-    if (!impl.spawn)
-        return spawn_process(host->loop, req, cb, arg, proc);
     if (!req)
         return -EINVAL;
     try {
+        if (!impl.spawn)
+            return spawn_process(host->loop, req, cb, arg, proc);
         return impl.spawn(*req, cb, arg, proc);
     } catch (...) { // nothing may unwind into the plugin
         log_err("plugin %s: spawn: unexpected exception", impl.name.c_str());
@@ -98,7 +133,7 @@ int host_spawn(const kiln_host *host, const kiln_spawn_request *req, kiln_spawn_
     }
 }
 
-void host_kill(const kiln_host *, kiln_process *proc) { kill_process(proc); }
+void host_kill(const kiln_host *, kiln_process *proc) noexcept { kill_process(proc); }
 
 bool ops_complete(const kiln_plugin &d, std::string &missing)
 {
@@ -223,7 +258,12 @@ std::unique_ptr<Plugin> load_plugin(uv_loop_t *loop, const std::vector<std::stri
         fail("descriptor lacks " + missing);
 
     // Keys the plugin does not declare are a config error, reported with
-    // their place in the file like any other unknown key.
+    // their place in the file like any other unknown key.  A report
+    // plugin's [[report]] table holds the dispatcher's routing key too
+    // (plugin = "NAME"): that one is the daemon's, never the plugin's.
+    const char *routing_key = kind == KILN_PLUGIN_REPORT ? kReportRoutingKey : nullptr;
+    if (routing_key)
+        config.accept(routing_key);
     for (const char *const *key = desc->config_keys; key && *key; key++)
         config.accept(*key);
     config.reject_unknown_keys();
@@ -234,6 +274,7 @@ std::unique_ptr<Plugin> load_plugin(uv_loop_t *loop, const std::vector<std::stri
     impl.name = name;
     impl.daemon = daemon;
     impl.config = config;
+    impl.routing_key = routing_key;
     kiln_host &host = impl.host;
     host.abi = KILN_PLUGIN_ABI;
     host.size = sizeof(kiln_host);

@@ -1,15 +1,16 @@
 #pragma once
-// Small pieces the exec plugins (unittest, script) share.  Header-only
+// Small pieces the exec plugins (unittest, script, ctest) share.  Header-only
 // because a plugin links nothing of Kiln: each .so gets its own copy.
 #include <cerrno>
 #include <new>
 #include <cstdint>
 #include <cstring>
 #include <string>
-#include <unordered_set>
 #include <vector>
 
 #include <kiln/plugin.h>
+
+#include "op_set.hpp"
 
 namespace kiln_exec {
 
@@ -88,54 +89,39 @@ inline void append_line(std::string &log, const char *data, size_t len)
         log += '\n';
 }
 
-// The live operations of one plugin instance, so that cancel() on an op that
-// has already completed (a caller bug, but a cheap one to survive) is ignored
-// instead of touching freed memory.
-template <typename Op> class OpSet {
-  public:
-    void add(Op *op) { ops_.insert(op); }
-    void remove(Op *op) { ops_.erase(op); }
-    bool contains(void *op) const { return ops_.count(static_cast<Op *>(op)) != 0; }
-    bool empty() const { return ops_.empty(); }
-
-  private:
-    std::unordered_set<Op *> ops_;
-};
-
 // The exec ops' run and list entry points, alike in every exec plugin: a new
-// Op of the plugin's own type holding the callback, then the plugin's
-// start(), which owns (and on failure deletes) the op.  No exception leaves.
-template <class Plugin, class Op, int (*Start)(Plugin *, const kiln_exec_request *, Op *, void **)>
+// Op of the plugin's own type holding the callback, started through the
+// plugin's `ops` set (start-or-delete, see op_set.hpp) by its Start(), which
+// only begins the op.  No exception leaves.
+template <class Plugin, class Op, int (*Start)(Plugin *, const kiln_exec_request *, Op *)>
 int run_entry(void *self, const kiln_exec_request *req, kiln_exec_cb cb, void *arg,
               void **op_out) noexcept
 {
-    try {
-        if (!cb)
-            return -EINVAL;
-        auto *op = new Op;
-        op->run_cb = cb;
-        op->arg = arg;
-        return Start(static_cast<Plugin *>(self), req, op, op_out);
-    } catch (const std::bad_alloc &) {
+    if (!cb)
+        return -EINVAL;
+    auto *pl = static_cast<Plugin *>(self);
+    auto *op = new (std::nothrow) Op;
+    if (!op)
         return -ENOMEM;
-    }
+    op->run_cb = cb;
+    op->arg = arg;
+    return pl->ops.start(op, op_out, [&](Op *o) { return Start(pl, req, o); });
 }
 
-template <class Plugin, class Op, int (*Start)(Plugin *, const kiln_exec_request *, Op *, void **)>
+template <class Plugin, class Op, int (*Start)(Plugin *, const kiln_exec_request *, Op *)>
 int list_entry(void *self, const kiln_exec_request *req, kiln_list_cb cb, void *arg,
                void **op_out) noexcept
 {
-    try {
-        if (!cb)
-            return -EINVAL;
-        auto *op = new Op;
-        op->list_mode = true;
-        op->list_cb = cb;
-        op->arg = arg;
-        return Start(static_cast<Plugin *>(self), req, op, op_out);
-    } catch (const std::bad_alloc &) {
+    if (!cb)
+        return -EINVAL;
+    auto *pl = static_cast<Plugin *>(self);
+    auto *op = new (std::nothrow) Op;
+    if (!op)
         return -ENOMEM;
-    }
+    op->list_mode = true;
+    op->list_cb = cb;
+    op->arg = arg;
+    return pl->ops.start(op, op_out, [&](Op *o) { return Start(pl, req, o); });
 }
 
 } // namespace kiln_exec

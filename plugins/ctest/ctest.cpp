@@ -17,6 +17,7 @@
 
 #include <cerrno>
 #include <fstream>
+#include <memory>
 #include <new>
 #include <sstream>
 #include <string>
@@ -69,7 +70,7 @@ struct Ctest {
     const kiln_host *host = nullptr;
     std::string cmake = "cmake";
     std::string ctest = "ctest";
-    kiln_exec::OpSet<Op> ops;
+    kiln_ops::OpSet<Op> ops;
 };
 
 // ---- completion ----
@@ -337,12 +338,12 @@ void on_stat(uv_fs_t *req) noexcept
     }
 }
 
-int start(Ctest *pl, const kiln_exec_request *req, Op *op, void **op_out)
+// Copies the request and begins with the tests directory; the op set
+// deletes the op when this fails (kiln_exec::run_entry).
+int start(Ctest *pl, const kiln_exec_request *req, Op *op)
 {
-    if (!req || !req->workspace || !req->tests_dir || !kiln_exec::copy_only(*req, op->only)) {
-        delete op;
+    if (!req || !req->workspace || !req->tests_dir || !kiln_exec::copy_only(*req, op->only))
         return -EINVAL;
-    }
     op->pl = pl;
     op->workspace = req->workspace;
     op->tests_dir = req->tests_dir;
@@ -354,25 +355,17 @@ int start(Ctest *pl, const kiln_exec_request *req, Op *op, void **op_out)
     op->timeout_ms = req->timeout_ms;
     op->started_ns = uv_hrtime();
     op->fs_req.data = op;
-    int r = uv_fs_stat(pl->host->loop, &op->fs_req, op->src_dir.c_str(), on_stat);
-    if (r < 0) {
-        delete op;
-        return r;
-    }
-    pl->ops.add(op);
-    if (op_out)
-        *op_out = op;
-    return 0;
+    return uv_fs_stat(pl->host->loop, &op->fs_req, op->src_dir.c_str(), on_stat);
 }
 
 // Kills the program under way; its exit callback (or the pending fs or
 // thread-pool callback) then completes the op with CANCELLED.
-void ct_cancel(void *self, void *op_ptr)
+void ct_cancel(void *self, void *op_ptr) noexcept
 {
     auto *pl = static_cast<Ctest *>(self);
-    if (!pl->ops.contains(op_ptr))
+    Op *op = pl->ops.running(op_ptr);
+    if (!op)
         return; // already completed
-    auto *op = static_cast<Op *>(op_ptr);
     op->cancelled = true;
     if (op->proc)
         pl->host->kill_process(pl->host, op->proc);
@@ -395,26 +388,24 @@ int program(const kiln_host *host, const char *key, std::string &out)
     return 0;
 }
 
-int ct_init(const kiln_host *host, void **self)
+int ct_init(const kiln_host *host, void **self) noexcept
 {
     try {
-        auto *pl = new Ctest;
+        auto pl = std::make_unique<Ctest>();
         pl->host = host;
         int r = program(host, "cmake", pl->cmake);
         if (r == 0)
             r = program(host, "ctest", pl->ctest);
-        if (r < 0) {
-            delete pl;
+        if (r < 0)
             return r;
-        }
-        *self = pl;
+        *self = pl.release();
         return 0;
-    } catch (const std::bad_alloc &) {
+    } catch (...) {
         return -ENOMEM;
     }
 }
 
-void ct_fini(void *self) { delete static_cast<Ctest *>(self); }
+void ct_fini(void *self) noexcept { delete static_cast<Ctest *>(self); }
 
 const kiln_exec_ops kOps = {kiln_exec::run_entry<Ctest, Op, start>,
                              kiln_exec::list_entry<Ctest, Op, start>};

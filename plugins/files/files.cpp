@@ -17,19 +17,23 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
-#include <set>
+#include <new>
 #include <string>
 #include <vector>
 
 #include <kiln/plugin.h>
 #include <uv.h>
 
+#include "op_set.hpp"
+
 namespace {
+
+struct Work;
 
 struct Self {
     const kiln_host *host = nullptr;
     std::string dir;
-    std::set<void *> live; // so cancel ignores pointers of finished reports
+    kiln_ops::OpSet<Work> live; // the reports being written
 };
 
 struct Test {
@@ -264,7 +268,7 @@ void after_work(uv_work_t *req, int status) noexcept
 {
     Work *w = static_cast<Work *>(req->data);
     Self *s = w->self;
-    s->live.erase(w);
+    s->live.remove(w);
     int rc = status == UV_ECANCELED || w->cancelled.load() ? -ECANCELED : w->status;
     if (rc < 0 && rc != -ECANCELED)
         s->host->log(s->host, KILN_LOG_ERR, "report %s: %s", w->commit.c_str(), w->why.c_str());
@@ -284,54 +288,50 @@ bool is_hex_id(const char *s)
 
 // ---- the ABI ----
 
+// Copies the report into the work item, then queues it on the thread pool.
+int begin_report(Self *s, Work *w, const kiln_report *rep)
+{
+    w->dir = s->dir;
+    w->commit = rep->commit;
+    w->has_repo = rep->repo != nullptr;
+    w->repo = rep->repo ? rep->repo : "";
+    w->has_branch = rep->branch != nullptr;
+    w->branch = rep->branch ? rep->branch : "";
+    w->has_runner = rep->runner != nullptr;
+    w->runner = rep->runner ? rep->runner : "";
+    w->has_error = rep->error != nullptr;
+    w->error = rep->error ? rep->error : "";
+    w->log.assign(rep->log ? rep->log : "", rep->log_len);
+    w->outcome = rep->outcome;
+    w->job_id = rep->job_id;
+    w->attempt = rep->attempt;
+    w->started = rep->started_unix_ms;
+    w->finished = rep->finished_unix_ms;
+    w->tests.reserve(rep->n_tests);
+    for (size_t i = 0; i < rep->n_tests; i++) {
+        const kiln_test_result &t = rep->tests[i];
+        w->tests.push_back({t.name ? t.name : "", t.outcome, t.duration_ms,
+                            t.message != nullptr, t.message ? t.message : ""});
+    }
+    w->req.data = w;
+    return uv_queue_work(s->host->loop, &w->req, do_work, after_work);
+}
+
 int files_report(void *self, const kiln_report *rep, kiln_done_cb cb, void *arg,
                  void **op) noexcept
 {
-    try {
-        Self *s = static_cast<Self *>(self);
-        // The commit becomes a file name: hex only, no '/', no "..".
-        if (!rep || !cb || !rep->commit || !is_hex_id(rep->commit) || (!rep->tests && rep->n_tests) ||
-            (!rep->log && rep->log_len))
-            return -EINVAL;
-        Work *w = new Work();
-        w->self = s;
-        w->cb = cb;
-        w->arg = arg;
-        w->dir = s->dir;
-        w->commit = rep->commit;
-        w->has_repo = rep->repo != nullptr;
-        w->repo = rep->repo ? rep->repo : "";
-        w->has_branch = rep->branch != nullptr;
-        w->branch = rep->branch ? rep->branch : "";
-        w->has_runner = rep->runner != nullptr;
-        w->runner = rep->runner ? rep->runner : "";
-        w->has_error = rep->error != nullptr;
-        w->error = rep->error ? rep->error : "";
-        w->log.assign(rep->log ? rep->log : "", rep->log_len);
-        w->outcome = rep->outcome;
-        w->job_id = rep->job_id;
-        w->attempt = rep->attempt;
-        w->started = rep->started_unix_ms;
-        w->finished = rep->finished_unix_ms;
-        w->tests.reserve(rep->n_tests);
-        for (size_t i = 0; i < rep->n_tests; i++) {
-            const kiln_test_result &t = rep->tests[i];
-            w->tests.push_back({t.name ? t.name : "", t.outcome, t.duration_ms,
-                                t.message != nullptr, t.message ? t.message : ""});
-        }
-        w->req.data = w;
-        int rc = uv_queue_work(s->host->loop, &w->req, do_work, after_work);
-        if (rc < 0) {
-            delete w;
-            return rc;
-        }
-        s->live.insert(w);
-        if (op)
-            *op = w;
-        return 0;
-    } catch (...) {
+    Self *s = static_cast<Self *>(self);
+    // The commit becomes a file name: hex only, no '/', no "..".
+    if (!rep || !cb || !rep->commit || !is_hex_id(rep->commit) || (!rep->tests && rep->n_tests) ||
+        (!rep->log && rep->log_len))
+        return -EINVAL;
+    Work *w = new (std::nothrow) Work();
+    if (!w)
         return -ENOMEM;
-    }
+    w->self = s;
+    w->cb = cb;
+    w->arg = arg;
+    return s->live.start(w, op, [&](Work *work) { return begin_report(s, work, rep); });
 }
 
 // A queued job is taken off the pool (after_work then sees UV_ECANCELED); a
@@ -340,9 +340,9 @@ int files_report(void *self, const kiln_report *rep, kiln_done_cb cb, void *arg,
 void files_cancel(void *self, void *op) noexcept
 {
     Self *s = static_cast<Self *>(self);
-    if (!s->live.count(op))
+    Work *w = s->live.running(op);
+    if (!w)
         return;
-    Work *w = static_cast<Work *>(op);
     w->cancelled.store(true);
     uv_cancel(reinterpret_cast<uv_req_t *>(&w->req));
 }
@@ -372,8 +372,7 @@ int files_init(const kiln_host *host, void **self) noexcept
 
 void files_fini(void *self) noexcept { delete static_cast<Self *>(self); }
 
-// "plugin" is the dispatcher's own key in a [[report]] table (plugin = "files").
-const char *const config_keys[] = {"dir", "plugin", nullptr};
+const char *const config_keys[] = {"dir", nullptr};
 const kiln_report_ops report_ops = {files_report};
 const kiln_plugin descriptor = {
     KILN_PLUGIN_ABI, sizeof(kiln_plugin), KILN_PLUGIN_REPORT, "files",

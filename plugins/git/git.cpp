@@ -23,6 +23,7 @@
 #include <uv.h>
 
 #include "git_util.hpp"
+#include "op_set.hpp"
 
 extern char **environ;
 
@@ -40,7 +41,7 @@ struct Self {
     std::vector<std::string> env;
     std::vector<const char *> envp;
     std::map<std::string, std::deque<Op *>> mirrors; // present: held; deque: waiters
-    std::set<Op *> live;                             // so cancel ignores stale pointers
+    kiln_ops::OpSet<Op> live;                        // the running polls and prepares
 };
 
 using Step = std::function<void(Op *, const kiln_spawn_result &)>;
@@ -83,7 +84,7 @@ const char kForegroundGc[] = "gc.autoDetach=false";
 void finish(Op *op, int status, const std::string &error)
 {
     Self *s = op->self;
-    s->live.erase(op);
+    s->live.remove(op);
     if (op->holds_mirror)
         release_mirror(op);
     if (status < 0 && status != -ECANCELED)
@@ -347,44 +348,40 @@ void poll_ls_remote(Op *op, const kiln_spawn_result &r)
         finish(op, rc, "cache dir " + op->cache_dir + ": " + uv_strerror(rc));
 }
 
+// The cache directory a request names (or the plugin's), and the URL's
+// mirror in it.
+void set_mirror(Op *op, const char *cache_dir)
+{
+    op->cache_dir = cache_dir && *cache_dir ? cache_dir : op->self->cache_dir;
+    while (op->cache_dir.size() > 1 && op->cache_dir.back() == '/')
+        op->cache_dir.pop_back();
+    op->mirror = op->cache_dir + "/" + mirror_name(op->url);
+}
+
 int git_poll(void *self, const kiln_vcs_poll_request *req, kiln_vcs_poll_cb cb, void *arg,
              void **opp) noexcept
 {
-    try {
-        Self *s = static_cast<Self *>(self);
-        if (!req || !cb || !req->url || !*req->url || !req->branch ||
-            !is_branch_name(req->branch) || req->max_commits == 0)
-            return -EINVAL;
-        std::string since = req->since ? req->since : "";
-        if (!since.empty() && !is_commit_id(since))
-            return -EINVAL;
-        Op *op = new Op();
-        op->self = s;
-        op->is_poll = true;
-        op->poll_cb = cb;
-        op->arg = arg;
-        op->url = req->url;
-        op->branch = req->branch;
-        op->since = since;
-        op->max_commits = req->max_commits;
-        op->cache_dir = req->cache_dir && *req->cache_dir ? req->cache_dir : s->cache_dir;
-        while (op->cache_dir.size() > 1 && op->cache_dir.back() == '/')
-            op->cache_dir.pop_back();
-        op->mirror = op->cache_dir + "/" + mirror_name(op->url);
-        int rc = run_git(op, "ls-remote " + redact_url(op->url),
-                         {"ls-remote", "--", op->url, "refs/heads/" + op->branch},
-                         poll_ls_remote);
-        if (rc < 0) {
-            delete op;
-            return rc;
-        }
-        s->live.insert(op);
-        if (opp)
-            *opp = op;
-        return 0;
-    } catch (...) {
+    Self *s = static_cast<Self *>(self);
+    if (!req || !cb || !req->url || !*req->url || !req->branch ||
+        !is_branch_name(req->branch) || req->max_commits == 0 ||
+        (req->since && *req->since && !is_commit_id(req->since)))
+        return -EINVAL;
+    Op *op = new (std::nothrow) Op();
+    if (!op)
         return -ENOMEM;
-    }
+    return s->live.start(op, opp, [&](Op *o) {
+        o->self = s;
+        o->is_poll = true;
+        o->poll_cb = cb;
+        o->arg = arg;
+        o->url = req->url;
+        o->branch = req->branch;
+        o->since = req->since ? req->since : "";
+        o->max_commits = req->max_commits;
+        set_mirror(o, req->cache_dir);
+        return run_git(o, "ls-remote " + redact_url(o->url),
+                       {"ls-remote", "--", o->url, "refs/heads/" + o->branch}, poll_ls_remote);
+    });
 }
 
 // ---- prepare ----
@@ -445,35 +442,24 @@ void prepare_have_commit(Op *op)
 int git_prepare(void *self, const kiln_vcs_prepare_request *req, kiln_done_cb cb, void *arg,
                 void **opp) noexcept
 {
-    try {
-        Self *s = static_cast<Self *>(self);
-        if (!req || !cb || !req->url || !*req->url || !req->commit ||
-            !is_commit_id(req->commit) || !req->workspace || !*req->workspace)
-            return -EINVAL;
-        Op *op = new Op();
-        op->self = s;
-        op->done_cb = cb;
-        op->arg = arg;
-        op->url = req->url;
-        op->commit = req->commit;
-        op->workspace = req->workspace;
-        op->cache_dir = req->cache_dir && *req->cache_dir ? req->cache_dir : s->cache_dir;
-        while (op->cache_dir.size() > 1 && op->cache_dir.back() == '/')
-            op->cache_dir.pop_back();
-        op->mirror = op->cache_dir + "/" + mirror_name(op->url);
-        op->after_mirror = prepare_have_commit;
-        int rc = acquire_mirror(op);
-        if (rc < 0) {
-            delete op;
-            return rc;
-        }
-        s->live.insert(op);
-        if (opp)
-            *opp = op;
-        return 0;
-    } catch (...) {
+    Self *s = static_cast<Self *>(self);
+    if (!req || !cb || !req->url || !*req->url || !req->commit ||
+        !is_commit_id(req->commit) || !req->workspace || !*req->workspace)
+        return -EINVAL;
+    Op *op = new (std::nothrow) Op();
+    if (!op)
         return -ENOMEM;
-    }
+    return s->live.start(op, opp, [&](Op *o) {
+        o->self = s;
+        o->done_cb = cb;
+        o->arg = arg;
+        o->url = req->url;
+        o->commit = req->commit;
+        o->workspace = req->workspace;
+        set_mirror(o, req->cache_dir);
+        o->after_mirror = prepare_have_commit;
+        return acquire_mirror(o);
+    });
 }
 
 // ---- lifecycle ----
@@ -481,8 +467,8 @@ int git_prepare(void *self, const kiln_vcs_prepare_request *req, kiln_done_cb cb
 void git_cancel(void *self, void *opp) noexcept
 {
     Self *s = static_cast<Self *>(self);
-    Op *op = static_cast<Op *>(opp);
-    if (!s->live.count(op) || op->cancelled)
+    Op *op = s->live.running(opp);
+    if (!op || op->cancelled)
         return;
     op->cancelled = true;
     if (op->proc) {

@@ -69,7 +69,7 @@ struct Op {
 struct Script {
     const kiln_host *host = nullptr;
     int64_t parallel = 1;
-    kiln_exec::OpSet<Op> ops;
+    kiln_ops::OpSet<Op> ops;
 };
 
 void finish_list(Op *op, int status, const std::string &error)
@@ -301,12 +301,12 @@ void on_scandir(uv_fs_t *req) noexcept
     stat_next(op);
 }
 
-int start(Script *pl, const kiln_exec_request *req, Op *op, void **op_out)
+// Copies the request and begins with the tests directory; the op set
+// deletes the op when this fails (kiln_exec::run_entry).
+int start(Script *pl, const kiln_exec_request *req, Op *op)
 {
-    if (!req || !req->workspace || !req->tests_dir || !kiln_exec::copy_only(*req, op->only)) {
-        delete op;
+    if (!req || !req->workspace || !req->tests_dir || !kiln_exec::copy_only(*req, op->only))
         return -EINVAL;
-    }
     op->pl = pl;
     op->workspace = req->workspace;
     op->tests_dir = req->tests_dir;
@@ -314,32 +314,24 @@ int start(Script *pl, const kiln_exec_request *req, Op *op, void **op_out)
     op->timeout_ms = req->timeout_ms;
     op->started_ns = uv_hrtime();
     op->fs_req.data = op;
-    int r = uv_fs_scandir(pl->host->loop, &op->fs_req, op->dir_path.c_str(), 0, on_scandir);
-    if (r < 0) {
-        delete op;
-        return r;
-    }
-    pl->ops.add(op);
-    if (op_out)
-        *op_out = op;
-    return 0;
+    return uv_fs_scandir(pl->host->loop, &op->fs_req, op->dir_path.c_str(), 0, on_scandir);
 }
 
 // Kills what runs; the spawn callbacks (or the pending fs callback) then
 // complete the op with CANCELLED.
-void sc_cancel(void *self, void *op_ptr)
+void sc_cancel(void *self, void *op_ptr) noexcept
 {
     auto *pl = static_cast<Script *>(self);
-    if (!pl->ops.contains(op_ptr))
+    Op *op = pl->ops.running(op_ptr);
+    if (!op)
         return; // already completed
-    auto *op = static_cast<Op *>(op_ptr);
     op->cancelled = true;
     for (Slot &s : op->slots)
         if (s.proc)
             pl->host->kill_process(pl->host, s.proc);
 }
 
-int sc_init(const kiln_host *host, void **self)
+int sc_init(const kiln_host *host, void **self) noexcept
 {
     auto *pl = new (std::nothrow) Script;
     if (!pl)
@@ -361,7 +353,7 @@ int sc_init(const kiln_host *host, void **self)
     return 0;
 }
 
-void sc_fini(void *self) { delete static_cast<Script *>(self); }
+void sc_fini(void *self) noexcept { delete static_cast<Script *>(self); }
 
 const kiln_exec_ops kOps = {kiln_exec::run_entry<Script, Op, start>,
                              kiln_exec::list_entry<Script, Op, start>};

@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <string>
 #include <vector>
@@ -54,7 +55,7 @@ struct Unittest {
     const kiln_host *host = nullptr;
     std::string python = "python3";
     std::string pattern = "test*.py";
-    kiln_exec::OpSet<Op> ops;
+    kiln_ops::OpSet<Op> ops;
 };
 
 std::string unescape(const std::string &s)
@@ -204,29 +205,20 @@ void on_spawned(void *arg, int status, const kiln_spawn_result *res) noexcept
 {
     auto *op = static_cast<Op *>(arg);
     op->proc = nullptr;
-    try {
-        if (status < 0)
-            finish(op, KILN_ERROR, "cannot run " + op->pl->python + ": " + uv_strerror(status));
-        else
-            complete(op, *res);
-    } catch (const std::bad_alloc &) {
-        finish(op, KILN_ERROR, "out of memory");
-    }
+    kiln_ops::guarded(
+        [&] {
+            if (status < 0)
+                finish(op, KILN_ERROR, "cannot run " + op->pl->python + ": " + uv_strerror(status));
+            else
+                complete(op, *res);
+        },
+        [&](const char *why) { finish(op, KILN_ERROR, why); });
 }
 
-void on_stat(uv_fs_t *req) noexcept
+// Spawns the runner.  Only called from a loop callback, so completing the
+// op here is "later" for its caller.
+void spawn_runner(Op *op)
 {
-    auto *op = static_cast<Op *>(req->data);
-    int status = static_cast<int>(req->result);
-    bool is_dir = status == 0 && S_ISDIR(req->statbuf.st_mode);
-    uv_fs_req_cleanup(req);
-    if (op->cancelled)
-        return finish(op, KILN_CANCELLED, "cancelled");
-    if (status == 0 && !is_dir)
-        status = UV_ENOTDIR;
-    if (status < 0)
-        return finish(op, KILN_ERROR, kiln_exec::tests_dir_error(op->tests_dir, status));
-
     const kiln_host *host = op->pl->host;
     std::vector<const char *> argv = {op->pl->python.c_str(), "-c", kiln_unittest::kRunner,
                                       op->list_mode ? "list" : "run", op->tests_dir.c_str(),
@@ -237,50 +229,60 @@ void on_stat(uv_fs_t *req) noexcept
     kiln_spawn_request sreq{argv.data(), op->workspace.c_str(), nullptr, op->timeout_ms,
                             kMaxOutput};
     int r = host->spawn(host, &sreq, on_spawned, op, &op->proc);
-    if (r < 0) // we are in a loop callback: completing now is "later"
+    if (r < 0)
         finish(op, KILN_ERROR, "cannot run " + op->pl->python + ": " + uv_strerror(r));
 }
 
-// Common start of run and list: copy the request, stat the tests directory
-// (asynchronously, so every completion comes from a loop callback).
-int start(Unittest *pl, const kiln_exec_request *req, Op *op, void **op_out)
+void on_stat(uv_fs_t *req) noexcept
 {
-    if (!req || !req->workspace || !req->tests_dir || !kiln_exec::copy_only(*req, op->only)) {
-        delete op;
+    auto *op = static_cast<Op *>(req->data);
+    int status = static_cast<int>(req->result);
+    bool is_dir = status == 0 && S_ISDIR(req->statbuf.st_mode);
+    uv_fs_req_cleanup(req);
+    kiln_ops::guarded(
+        [&] {
+            if (op->cancelled)
+                return finish(op, KILN_CANCELLED, "cancelled");
+            if (status == 0 && !is_dir)
+                status = UV_ENOTDIR;
+            if (status < 0)
+                return finish(op, KILN_ERROR, kiln_exec::tests_dir_error(op->tests_dir, status));
+            spawn_runner(op);
+        },
+        [&](const char *why) { finish(op, KILN_ERROR, why); });
+}
+
+// Common start of run and list: copy the request, stat the tests directory
+// (asynchronously, so every completion comes from a loop callback).  The op
+// set deletes the op when this fails (kiln_exec::run_entry).
+int start(Unittest *pl, const kiln_exec_request *req, Op *op)
+{
+    if (!req || !req->workspace || !req->tests_dir || !kiln_exec::copy_only(*req, op->only))
         return -EINVAL;
-    }
     op->pl = pl;
     op->workspace = req->workspace;
     op->tests_dir = req->tests_dir;
     op->timeout_ms = req->timeout_ms;
     op->stat_req.data = op;
     std::string path = kiln_exec::join_path(op->workspace, op->tests_dir);
-    int r = uv_fs_stat(pl->host->loop, &op->stat_req, path.c_str(), on_stat);
-    if (r < 0) {
-        delete op;
-        return r;
-    }
-    pl->ops.add(op);
-    if (op_out)
-        *op_out = op;
-    return 0;
+    return uv_fs_stat(pl->host->loop, &op->stat_req, path.c_str(), on_stat);
 }
 
-void ut_cancel(void *self, void *op_ptr)
+void ut_cancel(void *self, void *op_ptr) noexcept
 {
     auto *pl = static_cast<Unittest *>(self);
-    if (!pl->ops.contains(op_ptr))
+    Op *op = pl->ops.running(op_ptr);
+    if (!op)
         return; // already completed
-    auto *op = static_cast<Op *>(op_ptr);
     op->cancelled = true; // seen by on_stat if the stat is still pending
     if (op->proc)
         pl->host->kill_process(pl->host, op->proc);
 }
 
-int ut_init(const kiln_host *host, void **self)
+int ut_init(const kiln_host *host, void **self) noexcept
 {
     try {
-        auto *pl = new Unittest;
+        auto pl = std::make_unique<Unittest>();
         pl->host = host;
         // An empty string keeps the default; a wrong type was logged by the host.
         auto read = [host](const char *key, std::string &dst) {
@@ -293,18 +295,16 @@ int ut_init(const kiln_host *host, void **self)
         int r = read("python", pl->python);
         if (r == 0)
             r = read("pattern", pl->pattern);
-        if (r < 0) {
-            delete pl;
+        if (r < 0)
             return r;
-        }
-        *self = pl;
+        *self = pl.release();
         return 0;
-    } catch (const std::bad_alloc &) {
+    } catch (...) {
         return -ENOMEM;
     }
 }
 
-void ut_fini(void *self) { delete static_cast<Unittest *>(self); }
+void ut_fini(void *self) noexcept { delete static_cast<Unittest *>(self); }
 
 const kiln_exec_ops kOps = {kiln_exec::run_entry<Unittest, Op, start>,
                              kiln_exec::list_entry<Unittest, Op, start>};

@@ -44,6 +44,12 @@ bool contains(const std::string &text, const std::string &part)
 int done_calls;
 int done_status;
 
+// The fixture plugin's state: its host and the `answer` it read from config.
+struct FixtureState {
+    const kiln_host *host;
+    int64_t answer;
+};
+
 void test_good_plugin_loads_and_runs(void **)
 {
     uv_loop_t loop;
@@ -54,11 +60,6 @@ void test_good_plugin_loads_and_runs(void **)
         assert_string_equal(plugin->name().c_str(), "good");
         assert_string_equal(plugin->path().c_str(), KILN_TEST_FIXTURE_DIR "/good.so");
         assert_int_equal(plugin->descriptor().abi, KILN_PLUGIN_ABI);
-        // The fixture's state: its host and the `answer` it read from config.
-        struct FixtureState {
-            const kiln_host *host;
-            int64_t answer;
-        };
         assert_int_equal(static_cast<FixtureState *>(plugin->self())->answer, 7);
 
         kiln_report rep{};
@@ -152,12 +153,57 @@ void test_config_of_wrong_type_fails_init(void **)
     assert_true(contains(m, "good.so: init failed"));
 }
 
+// A [[report]] table reaches its plugin without the dispatcher's routing key
+// `plugin`: the plugin need not declare it (the fixture does not) and reads
+// it as absent, while its own keys read as usual.
+void test_report_table_without_routing_key(void **)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    {
+        ConfigTable config = parse_config_string("plugin = \"good\"\nanswer = 7\n", "d.toml");
+        auto plugin = load_plugin(&loop, kDirs, "good", KILN_PLUGIN_REPORT, config, "test");
+        const kiln_host *host = static_cast<FixtureState *>(plugin->self())->host;
+        const char *name = nullptr;
+        assert_int_equal(host->config_string(host, "plugin", &name), -ENOENT);
+        assert_null(name);
+        int64_t answer = 0;
+        assert_int_equal(host->config_int(host, "answer", &answer), 0);
+        assert_int_equal(answer, 7);
+        assert_int_equal(host->config_string(host, nullptr, &name), -ENOENT);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+// KILN_HOST_HAS: a field is there when the host's table is long enough to
+// hold it, as an older host's shorter table would not be.
+void test_host_has(void **)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    {
+        auto plugin = load_plugin(&loop, kDirs, "good", KILN_PLUGIN_REPORT, ConfigTable(), "test");
+        const kiln_host *host = static_cast<FixtureState *>(plugin->self())->host;
+        assert_int_equal(host->size, sizeof(kiln_host));
+        assert_true(KILN_HOST_HAS(host, kill_process));
+        kiln_host older = *host;
+        older.size = offsetof(kiln_host, kill_process);
+        assert_false(KILN_HOST_HAS(&older, kill_process));
+        assert_true(KILN_HOST_HAS(&older, spawn));
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 } // namespace
 
 int main()
 {
     const CMUnitTest tests[] = {
         cmocka_unit_test(test_good_plugin_loads_and_runs),
+        cmocka_unit_test(test_report_table_without_routing_key),
+        cmocka_unit_test(test_host_has),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_not_an_elf_file),
         cmocka_unit_test(test_missing_entry_symbol),

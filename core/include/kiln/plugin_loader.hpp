@@ -60,9 +60,15 @@ class Plugin {
     std::unique_ptr<Impl> impl_;
 };
 
+// The key of a [[report]] table that names its plugin (plugin = "files").
+// It routes the table to the plugin and is the dispatcher's: the plugin
+// neither declares nor sees it.
+extern const char kReportRoutingKey[];
+
 // Find NAME.so in `dirs` (first match wins), load and check it, init() it
-// with `config` as its config table (keys it does not declare are refused).
-// `kind` is the enum kiln_plugin_kind the caller needs.  Throws PluginError.
+// with `config` as its config table (keys it does not declare are refused;
+// for a report plugin, the table without kReportRoutingKey).  `kind` is the
+// enum kiln_plugin_kind the caller needs.  Throws PluginError.
 std::unique_ptr<Plugin> load_plugin(uv_loop_t *loop, const std::vector<std::string> &dirs,
                                     const std::string &name, int kind, const ConfigTable &config,
                                     const std::string &daemon);

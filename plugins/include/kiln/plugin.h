@@ -18,8 +18,23 @@
  *     you keep), pointers handed to a callback are valid during the callback;
  *   - nothing blocks the loop: run programs with host->spawn, files with
  *     uv_fs_* or the libuv thread pool;
- *   - no C++ exception crosses this boundary;
- *   - all state lives in the `self` returned by init (no globals).
+ *   - no C++ exception crosses this boundary: a C++ plugin declares every
+ *     function it hands over (descriptor, ops, callbacks it gives libuv)
+ *     noexcept; the host's functions never throw either;
+ *   - all state lives in the `self` returned by init (no globals);
+ *   - `op` (the last argument of every start call) may be NULL when the
+ *     caller will never cancel; otherwise it is set on success only, and
+ *     stays valid for cancel() until the callback has run.
+ * Each operation below has its own contract block: what each argument holds
+ * and what its callback receives for each status.
+ *
+ * Config tables: a vcs or exec plugin NAME gets the table [plugin.NAME] of
+ * the daemon's config; a report plugin gets its [[report]] table without
+ * the dispatcher's routing key `plugin` (see kiln.toml(5)).  Keys a plugin
+ * does not list in config_keys are refused when the daemon starts.
+ *
+ * The host table grows at its end: a plugin built against a newer header
+ * checks a field added after ABI 1's with KILN_HOST_HAS before using it.
  */
 #ifndef KILN_PLUGIN_H
 #define KILN_PLUGIN_H
@@ -117,7 +132,13 @@ struct kiln_host {
     void (*kill_process)(const struct kiln_host *host, struct kiln_process *proc);
 
     void *reserved[8];
+    /* Fields added later go here, after `reserved`: check with KILN_HOST_HAS. */
 };
+
+/* Non-zero when the host's table holds `field` (its size covers it): an
+ * older daemon hands a shorter table to a plugin built against this header. */
+#define KILN_HOST_HAS(host, field)                                                         \
+    ((host)->size >= offsetof(struct kiln_host, field) + sizeof(((struct kiln_host *)0)->field))
 
 /* ---- common shapes ---- */
 
@@ -170,8 +191,24 @@ struct kiln_vcs_prepare_request {
 };
 
 struct kiln_vcs_ops {
+    /* poll: what is new on a branch.
+     *   req  borrowed; url and branch non-NULL, max_commits > 0, since NULL,
+     *        "" or a full commit id; otherwise -EINVAL and no callback.
+     *   op   may be NULL; set only when 0 is returned.
+     *   cb   once, later: status 0 with res (head NULL when the branch is
+     *        gone, commits oldest first) and error NULL; -ECANCELED after
+     *        cancel(); another -errno (-ETIMEDOUT, -EIO, ...) with error a
+     *        one-line reason; res NULL whenever status != 0.  res and its
+     *        strings are valid during the callback only. */
     int (*poll)(void *self, const struct kiln_vcs_poll_request *req, kiln_vcs_poll_cb cb,
                 void *arg, void **op);
+    /* prepare: check out a commit into a new directory.
+     *   req  borrowed; url, commit (a full id) and workspace non-NULL;
+     *        cache_dir NULL for the plugin's default.
+     *   op   may be NULL; set only when 0 is returned.
+     *   cb   once, later: 0 with error NULL when workspace holds the commit;
+     *        -ECANCELED after cancel(); another -errno with error a one-line
+     *        reason (the workspace may then exist in part: the host removes it). */
     int (*prepare)(void *self, const struct kiln_vcs_prepare_request *req, kiln_done_cb cb,
                    void *arg, void **op);
 };
@@ -200,9 +237,28 @@ typedef void (*kiln_list_cb)(void *arg, int status, const char *error,
                              const char *const *tests, size_t n_tests);
 
 struct kiln_exec_ops {
+    /* run: the tests of a workspace, or of a shard.
+     *   req  borrowed; workspace and tests_dir non-NULL; only NULL for every
+     *        test, else n_only > 0 names (an empty shard is -EINVAL).  A
+     *        shard runs exactly what a whole run would run of those tests,
+     *        with the same outcomes; a name it does not find is reported as
+     *        a test with outcome ERROR.
+     *   op   may be NULL; set only when 0 is returned.
+     *   cb   once, later, with res never NULL: outcome PASSED or FAILED (from
+     *        the tests; error NULL), ERROR (the run itself failed: error
+     *        says why, tests may be empty), TIMEOUT (timeout_ms ran out) or
+     *        CANCELLED (after cancel()); tests hold what ran, the test that
+     *        was running when it stopped with TIMEOUT/CANCELLED.  res and
+     *        its strings are valid during the callback only. */
     int (*run)(void *self, const struct kiln_exec_request *req, kiln_exec_cb cb, void *arg,
                void **op);
-    /* may be NULL: the plugin cannot list tests, its commits are not sharded */
+    /* list: the test names a run would report, for sharding.  May be NULL:
+     * the plugin cannot list tests, its commits are not sharded.
+     *   req  as for run; only is ignored.
+     *   op   may be NULL; set only when 0 is returned.
+     *   cb   once, later: status 0 with the names (possibly none, a name
+     *        possibly twice) and error NULL; -ECANCELED after cancel();
+     *        -ETIMEDOUT or another -errno with error a reason (tests NULL). */
     int (*list)(void *self, const struct kiln_exec_request *req, kiln_list_cb cb, void *arg,
                 void **op);
 };
@@ -227,6 +283,13 @@ struct kiln_report {
 };
 
 struct kiln_report_ops {
+    /* report: hand a commit's final result to the outside world.
+     *   rep  borrowed (copy what outlives the call); commit non-NULL; repo,
+     *        branch, runner and error may be NULL; tests/log NULL only when
+     *        their count/length is 0.
+     *   op   may be NULL; set only when 0 is returned.
+     *   cb   once, later: 0 with error NULL once delivered; -ECANCELED after
+     *        cancel(); another -errno with error a reason. */
     int (*report)(void *self, const struct kiln_report *rep, kiln_done_cb cb, void *arg,
                   void **op);
 };
@@ -243,12 +306,15 @@ struct kiln_plugin {
      * reported to the operator as unknown */
     const char *const *config_keys;
 
-    /* Read config through host, allocate state.  0 or -errno (logged). */
+    /* Read config through host, allocate state.  0 with *self set, or
+     * -errno (logged; then fini is not called).  host stays valid until fini. */
     int (*init)(const struct kiln_host *host, void **self);
     /* Release state.  No operation is running by then. */
     void (*fini)(void *self);
-    /* Cancel a started operation (op as returned through its start call);
-     * its callback then runs once, with -ECANCELED or CANCELLED. */
+    /* Cancel a started operation (op as set by its start call, never NULL
+     * from the host); its callback then runs once, later (never from inside
+     * cancel), with -ECANCELED or CANCELLED — or with its real result when
+     * it was already ending.  An op whose callback has run is ignored. */
     void (*cancel)(void *self, void *op);
 
     /* exactly the one matching `kind` is non-NULL */
