@@ -165,15 +165,15 @@ void start_read(Op *op)
     };
     auto after = [](uv_work_t *w, int status) noexcept {
         auto *o = static_cast<Op *>(w->data);
-        try {
+        kiln_ops::guarded([&] {
             if (o->cancelled)
                 return fail(o, KILN_CANCELLED, "cancelled");
             if (status < 0)
                 o->read_status = status;
             report_read(o);
-        } catch (const std::bad_alloc &) {
+        }, [&](const char *) {
             finish_run(o, KILN_ERROR, {}); // log and tests dropped: nothing else fits
-        }
+        });
     };
     int r = uv_queue_work(op->pl->host->loop, &op->work, work, after);
     if (r < 0)
@@ -199,7 +199,7 @@ void on_program_exit(void *arg, int status, const kiln_spawn_result *res) noexce
 {
     auto *op = static_cast<Op *>(arg);
     op->proc = nullptr;
-    try {
+    kiln_ops::guarded([&] {
         const char *what = step_name(op->step);
         if (status < 0)
             return fail(op, KILN_ERROR, "cannot run " + op->program + ": " + uv_strerror(status),
@@ -250,9 +250,7 @@ void on_program_exit(void *arg, int status, const kiln_spawn_result *res) noexce
         default:
             return fail(op, KILN_ERROR, "internal: unexpected step");
         }
-    } catch (const std::bad_alloc &) {
-        fail(op, KILN_ERROR, "out of memory", -ENOMEM);
-    }
+    }, [&](const char *why) { fail(op, KILN_ERROR, why, -ENOMEM); });
 }
 
 // Start a program with the time left of the budget.  Only called from loop
@@ -311,7 +309,7 @@ void on_stat(uv_fs_t *req) noexcept
     int status = static_cast<int>(req->result);
     bool is_dir = status == 0 && S_ISDIR(req->statbuf.st_mode);
     uv_fs_req_cleanup(req);
-    try {
+    kiln_ops::guarded([&] {
         if (op->cancelled)
             return fail(op, KILN_CANCELLED, "cancelled");
         if (op->step == Step::stat_dir) {
@@ -333,9 +331,7 @@ void on_stat(uv_fs_t *req) noexcept
                                             "' has no CMakeLists.txt (the ctest plugin runs a "
                                             "CMake project there)", status);
         spawn_step(op, Step::configure);
-    } catch (const std::bad_alloc &) {
-        fail(op, KILN_ERROR, "out of memory", -ENOMEM);
-    }
+    }, [&](const char *why) { fail(op, KILN_ERROR, why, -ENOMEM); });
 }
 
 // Copies the request and begins with the tests directory; the op set

@@ -144,7 +144,7 @@ void on_spawned(void *arg, int status, const kiln_spawn_result *res) noexcept
     slot->proc = nullptr;
     slot->ended = true;
     TestRecord &t = slot->record;
-    try {
+    kiln_ops::guarded([&] {
         if (status < 0) {
             t.outcome = KILN_ERROR;
             t.message = std::string("cannot run: ") + uv_strerror(status);
@@ -175,10 +175,10 @@ void on_spawned(void *arg, int status, const kiln_spawn_result *res) noexcept
                 t.message = kiln_exec::describe_exit(*res);
             }
         }
-    } catch (const std::bad_alloc &) {
+    }, [&](const char *why) {
         t.outcome = KILN_ERROR;
-        stop(op, KILN_ERROR, "out of memory");
-    }
+        stop(op, KILN_ERROR, why);
+    });
     launch(op);
 }
 
@@ -259,14 +259,12 @@ void on_stat(uv_fs_t *req) noexcept
     uv_fs_req_cleanup(req);
     if (op->cancelled)
         return fail(op, KILN_CANCELLED, "cancelled", -ECANCELED);
-    try {
+    kiln_ops::guarded([&] {
         if (exec)
             op->found.push_back(op->candidates[op->next_candidate]);
         op->next_candidate++;
         stat_next(op);
-    } catch (const std::bad_alloc &) {
-        fail(op, KILN_ERROR, "out of memory", -ENOMEM);
-    }
+    }, [&](const char *why) { fail(op, KILN_ERROR, why, -ENOMEM); });
 }
 
 // Stat the next candidate (following symlinks: a link to a script is a test).
@@ -284,14 +282,12 @@ void on_scandir(uv_fs_t *req) noexcept
 {
     auto *op = static_cast<Op *>(req->data);
     int status = static_cast<int>(req->result);
-    try {
+    kiln_ops::guarded([&] {
         uv_dirent_t ent;
         while (status >= 0 && uv_fs_scandir_next(req, &ent) == 0)
             if (ent.name[0] != '.' && ent.type != UV_DIRENT_DIR)
                 op->candidates.emplace_back(ent.name);
-    } catch (const std::bad_alloc &) {
-        status = UV_ENOMEM;
-    }
+    }, [&](const char *) { status = UV_ENOMEM; });
     uv_fs_req_cleanup(req);
     if (op->cancelled)
         return fail(op, KILN_CANCELLED, "cancelled", -ECANCELED);
