@@ -1,6 +1,12 @@
 // The plugin loader: a good plugin loads, is initialised with its config
 // and runs an operation; every broken one is refused with a message that
-// names the plugin and the file.
+// names the plugin and the file.  Also the helper every bundled plugin
+// keeps its running operations with (plugins/common/op_set.hpp).
+#include <stdexcept>
+#include <string>
+
+#include "../../plugins/common/op_set.hpp" // before test.hpp: cmocka's macros clash
+
 #include "test.hpp"
 
 #include <cerrno>
@@ -196,6 +202,59 @@ void test_host_has(void **)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+// ---- kiln_ops::OpSet and guarded(), as the plugins use them ----
+
+int ops_alive;
+
+struct CountedOp {
+    CountedOp() { ops_alive++; }
+    ~CountedOp() { ops_alive--; }
+};
+
+// Start-or-delete: an op that starts is in the set and named through op_out;
+// one whose start fails, or throws, is deleted and its error returned.
+void test_op_set_start_or_delete(void **)
+{
+    ops_alive = 0;
+    kiln_ops::OpSet<CountedOp> ops;
+    void *named = nullptr;
+    auto *op = new CountedOp;
+    assert_int_equal(ops.start(op, &named, [](CountedOp *) { return 0; }), 0);
+    assert_ptr_equal(named, op);
+    assert_ptr_equal(ops.running(op), op);
+
+    void *untouched = &ops_alive;
+    assert_int_equal(ops.start(new CountedOp, &untouched, [](CountedOp *) { return -EIO; }),
+                     -EIO);
+    assert_ptr_equal(untouched, &ops_alive);
+    assert_int_equal(ops.start(new CountedOp, nullptr,
+                               [](CountedOp *) -> int { throw std::bad_alloc(); }),
+                     -ENOMEM);
+    assert_int_equal(ops_alive, 1); // only the op that started
+
+    // cancel() of an op that has completed finds nothing.
+    ops.remove(op);
+    assert_null(ops.running(op));
+    assert_true(ops.empty());
+    delete op;
+    assert_int_equal(ops_alive, 0);
+}
+
+// An exception in a loop callback ends the op with a reason instead of
+// unwinding into libuv.
+void test_guarded(void **)
+{
+    std::string why;
+    auto fail = [&](const char *w) { why = w; };
+    kiln_ops::guarded([] { throw std::bad_alloc(); }, fail);
+    assert_string_equal(why.c_str(), "out of memory");
+    kiln_ops::guarded([] { throw std::runtime_error("bad report"); }, fail);
+    assert_string_equal(why.c_str(), "bad report");
+    why.clear();
+    kiln_ops::guarded([] {}, fail);
+    assert_true(why.empty());
+}
+
 } // namespace
 
 int main()
@@ -204,6 +263,8 @@ int main()
         cmocka_unit_test(test_good_plugin_loads_and_runs),
         cmocka_unit_test(test_report_table_without_routing_key),
         cmocka_unit_test(test_host_has),
+        cmocka_unit_test(test_op_set_start_or_delete),
+        cmocka_unit_test(test_guarded),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_not_an_elf_file),
         cmocka_unit_test(test_missing_entry_symbol),
