@@ -92,7 +92,7 @@ inline void append_line(std::string &log, const char *data, size_t len)
 // The exec ops' run and list entry points, alike in every exec plugin: a new
 // Op of the plugin's own type holding the callback, started through the
 // plugin's `ops` set (start-or-delete, see op_set.hpp) by its Start(), which
-// only begins the op.  No exception leaves.
+// fills in and begins the op.  No exception leaves.
 template <class Plugin, class Op, int (*Start)(Plugin *, const kiln_exec_request *, Op *)>
 int run_entry(void *self, const kiln_exec_request *req, kiln_exec_cb cb, void *arg,
               void **op_out) noexcept
@@ -100,12 +100,11 @@ int run_entry(void *self, const kiln_exec_request *req, kiln_exec_cb cb, void *a
     if (!cb)
         return -EINVAL;
     auto *pl = static_cast<Plugin *>(self);
-    auto *op = new (std::nothrow) Op;
-    if (!op)
-        return -ENOMEM;
-    op->run_cb = cb;
-    op->arg = arg;
-    return pl->ops.start(op, op_out, [&](Op *o) { return Start(pl, req, o); });
+    return pl->ops.start(op_out, [&](Op *op) {
+        op->run_cb = cb;
+        op->arg = arg;
+        return Start(pl, req, op);
+    });
 }
 
 template <class Plugin, class Op, int (*Start)(Plugin *, const kiln_exec_request *, Op *)>
@@ -115,13 +114,12 @@ int list_entry(void *self, const kiln_exec_request *req, kiln_list_cb cb, void *
     if (!cb)
         return -EINVAL;
     auto *pl = static_cast<Plugin *>(self);
-    auto *op = new (std::nothrow) Op;
-    if (!op)
-        return -ENOMEM;
-    op->list_mode = true;
-    op->list_cb = cb;
-    op->arg = arg;
-    return pl->ops.start(op, op_out, [&](Op *o) { return Start(pl, req, o); });
+    return pl->ops.start(op_out, [&](Op *op) {
+        op->list_mode = true;
+        op->list_cb = cb;
+        op->arg = arg;
+        return Start(pl, req, op);
+    });
 }
 
 } // namespace kiln_exec

@@ -20,14 +20,18 @@ namespace kiln_ops {
 
 template <class Op> class OpSet {
   public:
-    // Takes ownership of `op` (new'd) and calls `begin(op)`, which starts it
-    // and returns 0 or a negative errno.  On 0 the op is running and
-    // *op_out (when not NULL) names it; otherwise the op is deleted and the
-    // error returned (-ENOMEM for an exception).  The op joins the set
-    // before it begins, so that no allocation can fail after it started;
-    // `begin` must therefore not throw once it has started anything.
-    template <class Begin> int start(Op *op, void **op_out, Begin &&begin) noexcept
+    // Creates an op and calls `begin(op)`, which fills it in, starts it and
+    // returns 0 or a negative errno.  On 0 the op is running and *op_out
+    // (when not NULL) names it; otherwise the op is deleted and the error
+    // returned (-ENOMEM when memory ran out, or `begin` threw).  The op
+    // joins the set before it begins, so that no allocation can fail after
+    // it started; `begin` must therefore not throw once it has started
+    // anything.
+    template <class Begin> int start(void **op_out, Begin &&begin) noexcept
     {
+        Op *op = new (std::nothrow) Op();
+        if (!op)
+            return -ENOMEM;
         try {
             ops_.insert(op);
         } catch (...) {

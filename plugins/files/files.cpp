@@ -325,13 +325,12 @@ int files_report(void *self, const kiln_report *rep, kiln_done_cb cb, void *arg,
     if (!rep || !cb || !rep->commit || !is_hex_id(rep->commit) || (!rep->tests && rep->n_tests) ||
         (!rep->log && rep->log_len))
         return -EINVAL;
-    Work *w = new (std::nothrow) Work();
-    if (!w)
-        return -ENOMEM;
-    w->self = s;
-    w->cb = cb;
-    w->arg = arg;
-    return s->live.start(w, op, [&](Work *work) { return begin_report(s, work, rep); });
+    return s->live.start(op, [&](Work *w) {
+        w->self = s;
+        w->cb = cb;
+        w->arg = arg;
+        return begin_report(s, w, rep);
+    });
 }
 
 // A queued job is taken off the pool (after_work then sees UV_ECANCELED); a

@@ -87,10 +87,7 @@ int git_poll(void *self, const kiln_vcs_poll_request *req, kiln_vcs_poll_cb cb, 
         !is_branch_name(req->branch) || req->max_commits == 0 ||
         (req->since && *req->since && !is_commit_id(req->since)))
         return -EINVAL;
-    Op *op = new (std::nothrow) Op();
-    if (!op)
-        return -ENOMEM;
-    return s->live.start(op, opp, [&](Op *o) {
+    return s->live.start(opp, [&](Op *o) {
         o->self = s;
         o->is_poll = true;
         o->poll_cb = cb;
@@ -167,10 +164,7 @@ int git_prepare(void *self, const kiln_vcs_prepare_request *req, kiln_done_cb cb
     if (!req || !cb || !req->url || !*req->url || !req->commit ||
         !is_commit_id(req->commit) || !req->workspace || !*req->workspace)
         return -EINVAL;
-    Op *op = new (std::nothrow) Op();
-    if (!op)
-        return -ENOMEM;
-    return s->live.start(op, opp, [&](Op *o) {
+    return s->live.start(opp, [&](Op *o) {
         o->self = s;
         o->done_cb = cb;
         o->arg = arg;

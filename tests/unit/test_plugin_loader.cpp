@@ -218,17 +218,19 @@ void test_op_set_start_or_delete(void **)
     ops_alive = 0;
     kiln_ops::OpSet<CountedOp> ops;
     void *named = nullptr;
-    auto *op = new CountedOp;
-    assert_int_equal(ops.start(op, &named, [](CountedOp *) { return 0; }), 0);
+    CountedOp *op = nullptr;
+    assert_int_equal(ops.start(&named, [&](CountedOp *o) {
+        op = o;
+        return 0;
+    }), 0);
+    assert_non_null(op);
     assert_ptr_equal(named, op);
     assert_ptr_equal(ops.running(op), op);
 
     void *untouched = &ops_alive;
-    assert_int_equal(ops.start(new CountedOp, &untouched, [](CountedOp *) { return -EIO; }),
-                     -EIO);
+    assert_int_equal(ops.start(&untouched, [](CountedOp *) { return -EIO; }), -EIO);
     assert_ptr_equal(untouched, &ops_alive);
-    assert_int_equal(ops.start(new CountedOp, nullptr,
-                               [](CountedOp *) -> int { throw std::bad_alloc(); }),
+    assert_int_equal(ops.start(nullptr, [](CountedOp *) -> int { throw std::bad_alloc(); }),
                      -ENOMEM);
     assert_int_equal(ops_alive, 1); // only the op that started
 
