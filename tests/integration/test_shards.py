@@ -6,8 +6,8 @@
   once; the files reporter's result says the same.
 - A real-world Python suite (tests/fixtures/shard_suite: doctests through
   load_tests, a duplicated id, subtests, generated and FunctionTestCase
-  tests, class and module fixtures, a failing setUpClass, a module that
-  cannot be imported), with `shards = "auto"` over two runners, gives
+  tests, class and module fixtures, a failing setUpClass and setUpModule, a
+  module that cannot be imported), with `shards = "auto"` over two runners, gives
   exactly the per-test results of the same suite run unsharded.
 - With `cancel_superseded = true`, a slow commit that is running when a
   newer commit of its branch arrives is cancelled (the runner kills its
@@ -84,7 +84,7 @@ class RealSuiteShardTest(kf.ClusterTestCase):
         got = sharded.wait_result(sharded_commit)
         # The unsharded run is the suite it is meant to be ...
         self.assertEqual(expected["outcome"], "failed", expected)
-        self.assertEqual(sum(per_test(expected).values()), 22, expected["tests"])
+        self.assertEqual(sum(per_test(expected).values()), 23, expected["tests"])
         self.assertEqual(per_test(expected)[("tests.test_views.Twice.test_twice", "passed")], 2)
         self.assertEqual(kf.tests_by_name(expected)["seqlib.views.SequenceView"], "passed")
         # ... and the shards, over both runners, report exactly the same.

@@ -178,7 +178,8 @@ void ut_cancel(void **state)
 // Sharding a real-world suite (tests/fixtures/shard_suite): doctests added
 // by load_tests (whose ids name the function or class itself), a duplicated
 // id, subtests, generated and FunctionTestCase tests, class and module
-// fixtures, a failing setUpClass and a module that cannot be imported.  Three
+// fixtures, a failing setUpClass and setUpModule, and a module that cannot
+// be imported.  Three
 // shards report together exactly what one whole run does; before shards
 // discovered the suite, each one failed with "cannot load tests".
 void ut_shards_match_whole_run(void **state)
@@ -188,13 +189,14 @@ void ut_shards_match_whole_run(void **state)
     load(f, "unittest");
     std::vector<Test> whole = assert_shards_match_whole_run(f, 3);
     f->tests = whole; // the suite is what it means to be
-    assert_int_equal(whole.size(), 22);
+    assert_int_equal(whole.size(), 23);
     assert_int_equal(find(f, "seqlib.views.SequenceView").outcome, KILN_PASSED);
     assert_int_equal(find(f, "seqlib.views.last").outcome, KILN_FAILED);
     assert_int_equal(find(f, "param_3").outcome, KILN_FAILED);
     assert_int_equal(find(f, "param_4").outcome, KILN_PASSED);
     assert_int_equal(find(f, "tests.test_broken").outcome, KILN_ERROR);
     assert_int_equal(find(f, "setUpClass (tests.test_views.BrokenFixture)").outcome, KILN_ERROR);
+    assert_int_equal(find(f, "setUpModule (tests.test_module_fixture)").outcome, KILN_ERROR);
     assert_int_equal(find(f, "tests.test_views.SubTests.test_even").outcome, KILN_FAILED);
     assert_int_equal(find(f, "tests.test_views.Generated.test_gen_2").outcome, KILN_FAILED);
     assert_int_equal(find(f, "tests.test_views.ClassFixture.test_b").outcome, KILN_PASSED);
