@@ -223,8 +223,9 @@ void spawn_runner(Op *op)
     std::vector<const char *> argv = {op->pl->python.c_str(), "-c", kiln_unittest::kRunner,
                                       op->list_mode ? "list" : "run", op->tests_dir.c_str(),
                                       op->pl->pattern.c_str()};
-    for (const std::string &n : op->only)
-        argv.push_back(n.c_str());
+    if (!op->list_mode) // a list is of the whole suite (plugin.h)
+        for (const std::string &n : op->only)
+            argv.push_back(n.c_str());
     argv.push_back(nullptr);
     kiln_spawn_request sreq{argv.data(), op->workspace.c_str(), nullptr, op->timeout_ms,
                             kMaxOutput};
