@@ -208,7 +208,7 @@ struct kiln_vcs_ops {
      *   op   may be NULL; set only when 0 is returned.
      *   cb   once, later: 0 with error NULL when workspace holds the commit;
      *        -ECANCELED after cancel(); another -errno with error a one-line
-     *        reason (the workspace may then exist in part: the host removes it). */
+     *        reason (the workspace may then exist in part). */
     int (*prepare)(void *self, const struct kiln_vcs_prepare_request *req, kiln_done_cb cb,
                    void *arg, void **op);
 };
@@ -247,9 +247,9 @@ struct kiln_exec_ops {
      *   cb   once, later, with res never NULL: outcome PASSED or FAILED (from
      *        the tests; error NULL), ERROR (the run itself failed: error
      *        says why, tests may be empty), TIMEOUT (timeout_ms ran out) or
-     *        CANCELLED (after cancel()); tests hold what ran, the test that
-     *        was running when it stopped with TIMEOUT/CANCELLED.  res and
-     *        its strings are valid during the callback only. */
+     *        CANCELLED (after cancel()); tests hold what ran (with
+     *        TIMEOUT/CANCELLED, the test that was running when a plugin can
+     *        tell).  res and its strings are valid during the callback only. */
     int (*run)(void *self, const struct kiln_exec_request *req, kiln_exec_cb cb, void *arg,
                void **op);
     /* list: the test names a run would report, for sharding.  May be NULL:
@@ -313,7 +313,7 @@ struct kiln_plugin {
     void (*fini)(void *self);
     /* Cancel a started operation (op as set by its start call, never NULL
      * from the host); its callback then runs once, later (never from inside
-     * cancel), with -ECANCELED or CANCELLED — or with its real result when
+     * cancel), with -ECANCELED or CANCELLED, or with its real result when
      * it was already ending.  An op whose callback has run is ignored. */
     void (*cancel)(void *self, void *op);
 
