@@ -21,7 +21,6 @@ Dispatcher::Dispatcher(uv_loop_t *loop, DispatcherConfig config)
     // What was assigned when the dispatcher stopped stays with its runner
     // for runner_timeout: the runner may still be running it, or hold its
     // result, and come back.
-    durations_ = store_.load_durations();
     int64_t deadline = unix_ms() + static_cast<int64_t>(config_.runner_timeout_ms);
     size_t loaded = 0;
     for (Job &job : store_.load_jobs()) {
@@ -365,18 +364,14 @@ void Dispatcher::on_register(Connection &conn, const Register &reg)
         // Jobs this runner held before: it says in its first heartbeat which
         // it still runs; its spooled results come before that heartbeat.
         orphan_deadlines_.erase(reg.name);
-        for (const auto &[id, job] : jobs_.jobs())
-            if (job.state == JobState::assigned && job.runner == reg.name) {
-                runner.jobs.insert(id);
-                runner.adopted.insert(id);
-            }
+        runner.adopted = jobs_.held_by(reg.name);
         runner.awaiting_heartbeat = !runner.adopted.empty();
     }
     store_.save_runner(reg.name, reg.slots, reg.labels, unix_ms());
     conn.send(Ack{reg.id, 0});
     if (reg.slots == 0)
         log_notice("runner %s: draining (%zu job(s) still running)", reg.name.c_str(),
-                   runner.jobs.size());
+                   jobs_.held_by(reg.name).size());
     else
         log_notice("runner %s: registered from %s with %u slot(s)%s", reg.name.c_str(),
                    conn.peer().c_str(), runner.slots,
@@ -388,14 +383,15 @@ void Dispatcher::schedule()
 {
     // Called after every commit and result: leave at once when nothing can move.
     if (jobs_.queues().empty() ||
-        std::none_of(runners_.begin(), runners_.end(),
-                     [](const auto &r) { return r.second.jobs.size() < r.second.slots; }))
+        std::none_of(runners_.begin(), runners_.end(), [this](const auto &r) {
+            return jobs_.held_by(r.first).size() < r.second.slots;
+        }))
         return;
     // A snapshot of the slots; the picks below keep its busy counts current.
     std::vector<Scheduler::Runner> slots;
     std::vector<RunnerSlotInfo *> infos;
     for (auto &[name, runner] : runners_) {
-        slots.push_back({name, runner.slots, static_cast<uint32_t>(runner.jobs.size()),
+        slots.push_back({name, runner.slots, static_cast<uint32_t>(jobs_.held_by(name).size()),
                          &runner.labels});
         infos.push_back(&runner);
     }
@@ -404,7 +400,6 @@ void Dispatcher::schedule()
         slots[pick->runner].busy++;
         uint64_t id = pick->job_id;
         jobs_.assign(id, runner->name, unix_ms());
-        runner->jobs.insert(id);
         const Job *job = jobs_.find(id);
         log_debug("job %llu: assigned to %s (attempt %u)%s", static_cast<unsigned long long>(id),
                  runner->name.c_str(), job->attempt, job->listing() ? " to list its tests" : "");

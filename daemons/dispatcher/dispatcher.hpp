@@ -26,11 +26,11 @@ struct RunnerSlotInfo {
     std::shared_ptr<Connection> conn;
     uint32_t slots = 1;
     std::vector<std::string> labels;
-    std::set<uint64_t> jobs; // assigned to it now
     int64_t connected_unix_ms = 0;
     uint64_t completed = 0;
-    // Jobs it held before this connection (a dispatcher or runner restart):
-    // those its first heartbeat does not list are requeued.
+    // Which jobs it holds is the JobTable's (held_by).  This is the part of
+    // them it held before this connection (a dispatcher or runner restart),
+    // not yet confirmed: those its first heartbeat does not list are requeued.
     std::set<uint64_t> adopted;
     bool awaiting_heartbeat = false;
 };
@@ -91,6 +91,7 @@ class Dispatcher {
     void expire_orphans();
     void schedule();
     void lose_runner(const std::string &name, const std::string &why);
+    void release_runner(const std::string &name, const std::string &why);
     void report(const Job &job);
     static void on_heartbeat_timer(uv_timer_t *timer);
 
@@ -100,8 +101,6 @@ class Dispatcher {
     JobTable jobs_;
     Scheduler scheduler_;
     Store store_;
-    // Last known test durations per repository, for planning shards.
-    std::map<std::string, std::map<std::string, uint64_t>> durations_;
     // Runners that held jobs when the dispatcher last stopped, and when
     // their jobs go back to the queue if they do not come back.
     std::map<std::string, int64_t> orphan_deadlines_;

@@ -123,7 +123,7 @@ std::string Dispatcher::query(const std::string &what, const std::string &arg,
             pk.pack("name"), pk.pack(name);
             pk.pack("peer"), pk.pack(r.conn->peer());
             pk.pack("slots"), pk.pack(r.slots);
-            pk.pack("busy"), pk.pack(r.jobs.size());
+            pk.pack("busy"), pk.pack(jobs_.held_by(name).size());
             pk.pack("labels"), pk.pack(r.labels);
             pk.pack("completed"), pk.pack(r.completed);
             pk.pack("connected_unix_ms"), pk.pack(r.connected_unix_ms);

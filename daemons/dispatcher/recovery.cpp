@@ -18,14 +18,25 @@ void Dispatcher::expire_orphans()
         }
         std::string name = it->first;
         it = orphan_deadlines_.erase(it);
-        std::vector<uint64_t> held;
-        for (const auto &[id, job] : jobs_.jobs())
-            if (job.state == JobState::assigned && job.runner == name)
-                held.push_back(id);
-        for (uint64_t id : held)
-            release(id, "runner " + name + " did not come back after the restart");
+        release_runner(name, "did not come back after the restart");
     }
     schedule();
+}
+
+// Every job the runner holds goes back to the queue (or ends), persisted.
+void Dispatcher::release_runner(const std::string &name, const std::string &why)
+{
+    auto released = jobs_.release_runner(name, config_.max_attempts, unix_ms());
+    for (uint64_t id : released.requeued) {
+        log_warning("job %llu: runner %s %s; requeued", static_cast<unsigned long long>(id),
+                    name.c_str(), why.c_str());
+        save(id);
+    }
+    for (uint64_t id : released.ended) {
+        log_err("job %llu: runner %s %s; %s", static_cast<unsigned long long>(id), name.c_str(),
+                why.c_str(), jobs_.find(id)->result.error.c_str());
+        job_ended(id);
+    }
 }
 
 // Requeue one assigned job (or end it with an error result after
@@ -50,16 +61,12 @@ void Dispatcher::lose_runner(const std::string &name, const std::string &why)
     auto it = runners_.find(name);
     if (it == runners_.end())
         return;
-    if (!it->second.jobs.empty())
+    size_t held = jobs_.held_by(name).size();
+    if (held)
         log_warning("runner %s: lost (%s); requeueing %zu job(s)", name.c_str(), why.c_str(),
-                    it->second.jobs.size());
-    std::set<uint64_t> held = std::move(it->second.jobs);
+                    held);
     runners_.erase(it);
-    for (uint64_t id : held) {
-        const Job *job = jobs_.find(id);
-        if (job && job->state == JobState::assigned && job->runner == name)
-            release(id, "runner " + name + " lost (" + why + ")");
-    }
+    release_runner(name, "lost (" + why + ")");
     schedule();
 }
 
@@ -79,7 +86,6 @@ void Dispatcher::on_heartbeat(Connection &conn, const Heartbeat &hb)
         if (running.count(id) || !job || job->state != JobState::assigned ||
             job->runner != runner.name)
             continue;
-        runner.jobs.erase(id);
         release(id, "runner " + runner.name + " came back without it");
     }
     schedule();

@@ -19,19 +19,12 @@ void Dispatcher::on_result(Connection &conn, const Result &result)
             c->send(ack);
     };
     auto runner = runners_.find(conn.name);
-    if (runner != runners_.end() && verdict != JobTable::Verdict::duplicate) {
-        runner->second.jobs.erase(result.job_id);
-        runner->second.adopted.erase(result.job_id);
-    }
     switch (verdict) {
     case JobTable::Verdict::recorded: {
         if (runner != runners_.end())
             runner->second.completed++;
         const Job *job = jobs_.find(result.job_id);
         // What each test took, for planning this repository's next shards.
-        auto &known = durations_[job->spec.repo];
-        for (const auto &t : result.tests)
-            known[t.name] = t.duration_ms;
         store_.save_durations(job->spec.repo, result.tests);
         job_ended(result.job_id, send_ack);
         break;

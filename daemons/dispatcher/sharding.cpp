@@ -26,15 +26,10 @@ void Dispatcher::on_test_list(Connection &conn, const TestList &list)
             for (const auto &[name, r] : runners_)
                 if (labels_match(job->spec.labels, r.labels))
                     shards += r.slots;
-        plan = plan_shards(list.tests, durations_[job->spec.repo], std::max(shards, 1u));
+        plan = plan_shards(list.tests, store_.durations(job->spec.repo), std::max(shards, 1u));
     }
     std::vector<uint64_t> children;
     auto verdict = jobs_.split(list, conn.name, plan, unix_ms(), children);
-    auto runner = runners_.find(conn.name);
-    if (runner != runners_.end() && verdict != JobTable::Verdict::duplicate) {
-        runner->second.jobs.erase(list.job_id);
-        runner->second.adopted.erase(list.job_id);
-    }
     switch (verdict) {
     case JobTable::Verdict::recorded:
         job = jobs_.find(list.job_id);

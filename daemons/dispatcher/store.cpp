@@ -274,6 +274,9 @@ Store::Store(uv_loop_t *loop, const std::string &state_dir) : loop_(loop)
             log_notice("store %s: migrated schema %lld to %lld", path_.c_str(),
                        static_cast<long long>(v), static_cast<long long>(v + 1));
         }
+        Statement q(db_, "SELECT repo, name, duration_ms FROM test_durations");
+        while (q.step(db_))
+            durations_[q.text(0)][q.text(1)] = static_cast<uint64_t>(q.integer(2));
     } catch (const StoreError &e) {
         sqlite3_close(db_);
         db_ = nullptr;
@@ -369,23 +372,20 @@ void Store::save_job(const Job &job, Durable durable)
     schedule();
 }
 
-std::map<std::string, std::map<std::string, uint64_t>> Store::load_durations()
+const std::map<std::string, uint64_t> &Store::durations(const std::string &repo) const
 {
-    std::map<std::string, std::map<std::string, uint64_t>> out;
-    try {
-        Statement q(db_, "SELECT repo, name, duration_ms FROM test_durations");
-        while (q.step(db_))
-            out[q.text(0)][q.text(1)] = static_cast<uint64_t>(q.integer(2));
-    } catch (const StoreError &e) {
-        throw StoreError(path_ + ": " + e.what());
-    }
-    return out;
+    static const std::map<std::string, uint64_t> none;
+    auto it = durations_.find(repo);
+    return it == durations_.end() ? none : it->second;
 }
 
 void Store::save_durations(const std::string &repo, const std::vector<TestOutcome> &tests)
 {
     if (tests.empty())
         return;
+    auto &known = durations_[repo];
+    for (const auto &t : tests)
+        known[t.name] = t.duration_ms;
     Change c;
     c.kind = Change::Kind::durations;
     c.name = repo;

@@ -42,12 +42,13 @@ class Store {
 
     // Every job, in id order, with its result when done.  Blocking: start-up only.
     std::vector<Job> load_jobs();
-    // The last known duration of each test, per repository.  Start-up only.
-    std::map<std::string, std::map<std::string, uint64_t>> load_durations();
+    // The last known duration of each test of a repository (loaded when the
+    // store opens, kept current by save_durations): for planning shards.
+    const std::map<std::string, uint64_t> &durations(const std::string &repo) const;
 
     // Record the job as it is now (its result too, when done).
     void save_job(const Job &job, Durable durable = {});
-    // The durations of a result's tests, for planning the next shards.
+    // Remember the durations of a result's tests (here and on disk).
     void save_durations(const std::string &repo, const std::vector<TestOutcome> &tests);
     void save_runner(const std::string &name, uint32_t slots,
                      const std::vector<std::string> &labels, int64_t seen_unix_ms);
@@ -79,6 +80,7 @@ class Store {
     uv_work_t work_{};
     std::string batch_error_;
     uint64_t batches_ = 0;
+    std::map<std::string, std::map<std::string, uint64_t>> durations_; // per repository
 };
 
 } // namespace kiln
