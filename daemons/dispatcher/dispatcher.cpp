@@ -10,6 +10,7 @@
 
 namespace kiln {
 
+// Touches nothing on disk (--check-config builds one): start() opens the store.
 Dispatcher::Dispatcher(uv_loop_t *loop, DispatcherConfig config)
     : loop_(loop), config_(std::move(config)), server_(loop, config_.max_frame),
       store_(loop, config_.state_dir)
@@ -18,21 +19,34 @@ Dispatcher::Dispatcher(uv_loop_t *loop, DispatcherConfig config)
     for (const auto &table : config_.reports)
         reporters_->push_back(load_plugin(loop_, dirs, table.required_string("plugin"),
                                          KILN_PLUGIN_REPORT, table, "kiln-dispatcher"));
-    // What was assigned when the dispatcher stopped stays with its runner
-    // for runner_timeout: the runner may still be running it, or hold its
-    // result, and come back.
-    int64_t deadline = unix_ms() + static_cast<int64_t>(config_.runner_timeout_ms);
-    size_t loaded = 0;
-    for (Job &job : store_.load_jobs()) {
-        if (job.state == JobState::assigned)
-            orphan_deadlines_[job.runner] = deadline;
-        jobs_.restore(std::move(job));
-        loaded++;
+}
+
+// What was assigned when the dispatcher stopped stays with its runner for
+// restart_grace: the runner may still be running it, or hold its result,
+// and be about to reconnect.
+bool Dispatcher::load_store()
+{
+    try {
+        store_.open();
+        size_t loaded = 0;
+        for (Job &job : store_.load_jobs()) {
+            if (job.state == JobState::assigned)
+                orphans_.insert(job.runner);
+            jobs_.restore(std::move(job));
+            loaded++;
+        }
+        if (loaded)
+            log_notice("store %s: %zu job(s): %zu queued, %zu assigned, %zu done",
+                       store_.path().c_str(), loaded, jobs_.count(JobState::queued),
+                       jobs_.count(JobState::assigned), jobs_.count(JobState::done));
+        if (!orphans_.empty())
+            log_notice("%zu runner(s) held jobs: they have restart_grace (%llu ms) to come back",
+                       orphans_.size(), static_cast<unsigned long long>(config_.restart_grace_ms));
+        return true;
+    } catch (const StoreError &e) {
+        log_err("%s", e.what());
+        return false;
     }
-    if (loaded)
-        log_notice("store %s: %zu job(s): %zu queued, %zu assigned, %zu done",
-                   store_.path().c_str(), loaded, jobs_.count(JobState::queued),
-                   jobs_.count(JobState::assigned), jobs_.count(JobState::done));
 }
 
 Dispatcher::~Dispatcher()
@@ -44,6 +58,8 @@ Dispatcher::~Dispatcher()
 
 bool Dispatcher::start()
 {
+    if (!load_store())
+        return false;
     std::string error;
     if (server_.listen(config_.listen, [this](auto conn) { on_accept(std::move(conn)); }, error) !=
         0) {
@@ -86,9 +102,8 @@ void Dispatcher::reload(DispatcherConfig c)
         fresh->push_back(load_plugin(loop_, dirs, table.required_string("plugin"),
                                      KILN_PLUGIN_REPORT, table, "kiln-dispatcher"));
 
-    warn_needs_restart("listen", c.listen != config_.listen);
-    warn_needs_restart("state_dir", c.state_dir != config_.state_dir);
-    warn_needs_restart("max_frame", c.max_frame != config_.max_frame);
+    for (const auto &[key, changed] : c.restart_only(config_))
+        warn_needs_restart(key, changed);
 
     old_reporters_.push_back(std::move(reporters_));
     reporters_ = std::move(fresh);
@@ -96,22 +111,11 @@ void Dispatcher::reload(DispatcherConfig c)
 
     bool heartbeat = c.heartbeat_interval_ms != config_.heartbeat_interval_ms;
     bool timeout = c.runner_timeout_ms != config_.runner_timeout_ms;
-    config_.heartbeat_interval_ms = c.heartbeat_interval_ms;
-    config_.runner_timeout_ms = c.runner_timeout_ms;
-    config_.handshake_timeout_ms = c.handshake_timeout_ms;
-    config_.max_attempts = c.max_attempts;
-    // Both apply to what comes next: connections open above a lowered
-    // max_connections stay, queued jobs stay queued.
-    config_.max_connections = c.max_connections;
-    config_.max_peer_buffer = std::max(c.max_peer_buffer, config_.max_frame); // for new peers
-    config_.max_queued_per_repo = c.max_queued_per_repo;
-    // New connections authenticate against the new secrets (rotation);
-    // peers already in keep their connection.
-    config_.secret = c.secret;
-    config_.runner_secret = c.runner_secret;
-    config_.observer_secret = c.observer_secret;
-    config_.plugin_dirs = c.plugin_dirs;
-    config_.reports = c.reports;
+    // Everything else applies to what comes next: connections open above a
+    // lowered max_connections stay, queued jobs stay queued, peers already
+    // in keep their connection (new ones prove the new secrets).
+    c.max_peer_buffer = std::max(c.max_peer_buffer, config_.max_frame);
+    static_cast<DispatcherSettings &>(config_) = c;
     if (heartbeat && heartbeat_timer_ && !stopping_)
         uv_timer_start(heartbeat_timer_, on_heartbeat_timer, config_.heartbeat_interval_ms,
                        config_.heartbeat_interval_ms);
@@ -164,6 +168,7 @@ void Dispatcher::on_heartbeat_timer(uv_timer_t *timer)
         if (!conn->role.empty())
             conn->send(Heartbeat{});
     self->expire_orphans();
+    self->schedule();
     self->expire_handshakes();
 }
 
@@ -363,7 +368,7 @@ void Dispatcher::on_register(Connection &conn, const Register &reg)
         runner.connected_unix_ms = unix_ms();
         // Jobs this runner held before: it says in its first heartbeat which
         // it still runs; its spooled results come before that heartbeat.
-        orphan_deadlines_.erase(reg.name);
+        orphans_.erase(reg.name);
         runner.adopted = jobs_.held_by(reg.name);
         runner.awaiting_heartbeat = !runner.adopted.empty();
     }
@@ -424,6 +429,15 @@ void Dispatcher::schedule()
     }
 }
 
+// A query that cannot be answered ("no job for commit X", an unknown query)
+// is a normal answer, not a broken peer: an Error frame, the connection stays.
+void Dispatcher::refuse_query(Connection &conn, const Query &q, const std::string &why)
+{
+    log_debug("peer %s: %s %s: %s", conn.peer().c_str(), q.what.c_str(), q.arg.c_str(),
+              why.c_str());
+    conn.send(Error{q.id, why});
+}
+
 void Dispatcher::on_query(Connection &conn, const Query &q)
 {
     if (q.what == "retry") {
@@ -433,7 +447,7 @@ void Dispatcher::on_query(Connection &conn, const Query &q)
     std::string error;
     std::string body = query(q.what, q.arg, error);
     if (!error.empty())
-        conn.fail(q.id, error);
+        refuse_query(conn, q, error);
     else
         conn.send(Reply{q.id, std::move(body)});
 }

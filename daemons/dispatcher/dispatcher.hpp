@@ -37,12 +37,13 @@ struct RunnerSlotInfo {
 
 class Dispatcher {
   public:
-    // Opens the store and loads the jobs in it, loads the report plugins;
-    // throws StoreError, PluginError or ConfigError.
+    // Loads the report plugins; throws PluginError or ConfigError.  Touches
+    // nothing on disk (--check-config).
     Dispatcher(uv_loop_t *loop, DispatcherConfig config);
     ~Dispatcher();
 
-    // Listen; false (logged) when the address cannot be bound.
+    // Open the store and load its jobs, listen; false (logged) when the
+    // store cannot be opened or the address cannot be bound.
     bool start();
     // Stop accepting, close every connection; the loop then ends.
     void stop();
@@ -76,6 +77,7 @@ class Dispatcher {
     void on_register(Connection &conn, const Register &reg);
     void on_result(Connection &conn, const Result &result);
     void on_query(Connection &conn, const Query &query);
+    void refuse_query(Connection &conn, const Query &query, const std::string &why);
     void on_heartbeat(Connection &conn, const Heartbeat &hb);
     void on_test_list(Connection &conn, const TestList &list);
     void on_notify(Connection &conn, const Notify &notify);
@@ -88,6 +90,7 @@ class Dispatcher {
     void retry(Connection &conn, const Query &query);
     void release(uint64_t job_id, const std::string &why);
     void save(uint64_t job_id, Store::Durable durable = {});
+    bool load_store();
     void expire_orphans();
     void schedule();
     void lose_runner(const std::string &name, const std::string &why);
@@ -101,9 +104,9 @@ class Dispatcher {
     JobTable jobs_;
     Scheduler scheduler_;
     Store store_;
-    // Runners that held jobs when the dispatcher last stopped, and when
-    // their jobs go back to the queue if they do not come back.
-    std::map<std::string, int64_t> orphan_deadlines_;
+    // Runners that held jobs when the dispatcher last stopped: their jobs go
+    // back to the queue restart_grace after the start unless they are back.
+    std::set<std::string> orphans_;
     std::map<std::string, RunnerSlotInfo> runners_;
     std::set<std::shared_ptr<Connection>> connections_;
     // Per observer connection, the repositories one of whose commits was

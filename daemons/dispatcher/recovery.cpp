@@ -8,19 +8,19 @@
 
 namespace kiln {
 
+// From the heartbeat timer: once restart_grace has passed since the start,
+// the jobs of the runners that held some then and have not come back go
+// back to the queue.
 void Dispatcher::expire_orphans()
 {
-    int64_t now = unix_ms();
-    for (auto it = orphan_deadlines_.begin(); it != orphan_deadlines_.end();) {
-        if (it->second > now || runners_.count(it->first)) {
-            ++it;
-            continue;
-        }
-        std::string name = it->first;
-        it = orphan_deadlines_.erase(it);
-        release_runner(name, "did not come back after the restart");
-    }
-    schedule();
+    if (orphans_.empty() ||
+        unix_ms() < started_unix_ms_ + static_cast<int64_t>(config_.restart_grace_ms))
+        return;
+    auto orphans = std::move(orphans_);
+    orphans_.clear();
+    for (const auto &name : orphans)
+        if (!runners_.count(name))
+            release_runner(name, "did not come back within restart_grace after the restart");
 }
 
 // Every job the runner holds goes back to the queue (or ends), persisted.

@@ -147,13 +147,15 @@ void Dispatcher::retry(Connection &conn, const Query &q)
 {
     const Job *job = jobs_.find_commit(q.arg);
     if (!job) {
-        conn.fail(q.id, "no job for commit '" + q.arg + "' (unknown, ambiguous or shorter than 4)");
+        refuse_query(conn, q,
+                     "no job for commit '" + q.arg + "' (unknown, ambiguous or shorter than 4)");
         return;
     }
     uint64_t id = job->id;
     if (!jobs_.retry(id)) {
-        conn.fail(q.id, "job " + std::to_string(id) + " is " + job_state_name(job->state) +
-                            "; only a finished job can be retried");
+        refuse_query(conn, q,
+                     "job " + std::to_string(id) + " is " + job_state_name(job->state) +
+                         "; only a finished job can be retried");
         return;
     }
     log_notice("job %llu: retry requested; queued", static_cast<unsigned long long>(id));

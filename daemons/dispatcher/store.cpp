@@ -245,9 +245,14 @@ void write_job(Store::Prepared &db, const Job &job)
 
 } // namespace
 
-Store::Store(uv_loop_t *loop, const std::string &state_dir) : loop_(loop)
+Store::Store(uv_loop_t *loop, const std::string &state_dir)
+    : loop_(loop), state_dir_(state_dir), path_(state_dir + "/dispatcher.db")
 {
-    path_ = state_dir + "/dispatcher.db";
+}
+
+void Store::open()
+{
+    const std::string &state_dir = state_dir_;
     int rc = make_dirs(state_dir);
     if (rc != 0)
         throw StoreError(state_dir + ": cannot create: " + uv_strerror(rc));

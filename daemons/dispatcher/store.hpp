@@ -33,9 +33,12 @@ class Store {
   public:
     using Durable = std::function<void()>;
 
-    // Open (or create) STATE_DIR/dispatcher.db and migrate it.  Blocking:
-    // call before the loop runs.  Throws StoreError naming the file.
+    // Touches nothing on disk: open() does.
     Store(uv_loop_t *loop, const std::string &state_dir);
+    // Open (or create) STATE_DIR/dispatcher.db and migrate it.  Blocking:
+    // call before the loop runs, once, before anything else.  Throws
+    // StoreError naming the file.
+    void open();
     ~Store();
     Store(const Store &) = delete;
     Store &operator=(const Store &) = delete;
@@ -69,6 +72,7 @@ class Store {
     static void on_retry(uv_timer_t *);
 
     uv_loop_t *loop_;
+    std::string state_dir_;
     std::string path_;
     sqlite3 *db_ = nullptr;
     std::unique_ptr<Prepared> prepared_;

@@ -3,12 +3,14 @@
 // turn's changes share one transaction, a newer schema is refused.
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "dispatcher.hpp"
 #include "store.hpp"
 #include "test.hpp"
 
@@ -60,6 +62,7 @@ void test_saved_jobs_come_back(void **state)
     auto *f = static_cast<Fixture *>(*state);
     {
         Store store(&f->loop, f->dir);
+        store.open();
         Job queued = make_job(1, 'a');
         queued.spec.network = true; // schema 3
         Job assigned = make_job(2, 'b');
@@ -83,6 +86,7 @@ void test_saved_jobs_come_back(void **state)
         assert_int_equal(store.backlog(), 0);
     }
     Store again(&f->loop, f->dir);
+    again.open();
     std::vector<Job> jobs = again.load_jobs();
     assert_int_equal(jobs.size(), 3);
     assert_int_equal(jobs[0].state, JobState::queued);
@@ -105,6 +109,7 @@ void test_later_saves_replace_earlier_ones(void **state)
     auto *f = static_cast<Fixture *>(*state);
     {
         Store store(&f->loop, f->dir);
+        store.open();
         Job job = make_job(7, 'd');
         store.save_job(job);
         job.state = JobState::done;
@@ -120,6 +125,7 @@ void test_later_saves_replace_earlier_ones(void **state)
         uv_run(&f->loop, UV_RUN_DEFAULT);
     }
     Store again(&f->loop, f->dir);
+    again.open();
     std::vector<Job> jobs = again.load_jobs();
     assert_int_equal(jobs.size(), 1);
     assert_int_equal(jobs[0].state, JobState::queued);
@@ -130,6 +136,7 @@ void test_durable_in_order_and_batched(void **state)
 {
     auto *f = static_cast<Fixture *>(*state);
     Store store(&f->loop, f->dir);
+    store.open();
     std::vector<int> order;
     for (int i = 0; i < 50; i++) {
         Job job = make_job(static_cast<uint64_t>(i + 1), 'e');
@@ -150,7 +157,7 @@ void test_durable_in_order_and_batched(void **state)
 void test_newer_schema_is_refused(void **state)
 {
     auto *f = static_cast<Fixture *>(*state);
-    { Store store(&f->loop, f->dir); }
+    { Store store(&f->loop, f->dir); store.open(); }
     sqlite3 *db = nullptr;
     assert_int_equal(sqlite3_open((f->dir + "/dispatcher.db").c_str(), &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr), SQLITE_OK);
@@ -158,6 +165,7 @@ void test_newer_schema_is_refused(void **state)
     std::string message;
     try {
         Store store(&f->loop, f->dir);
+        store.open();
     } catch (const StoreError &e) {
         message = e.what();
     }
@@ -173,10 +181,49 @@ void test_unusable_state_dir(void **state)
     std::string message;
     try {
         Store store(&f->loop, file + "/state");
+        store.open();
     } catch (const StoreError &e) {
         message = e.what();
     }
     assert_non_null(strstr(message.c_str(), "plain-file/state: cannot create"));
+}
+
+// Test durations have one owner: the store, which keeps them across a reopen.
+void test_durations_come_back(void **state)
+{
+    auto *f = static_cast<Fixture *>(*state);
+    {
+        Store store(&f->loop, f->dir);
+        store.open();
+        TestOutcome a{"t.a", "passed", 120, ""}, b{"t.b", "failed", 30, ""};
+        store.save_durations("example", {a, b});
+        assert_int_equal(store.durations("example").at("t.a"), 120); // at once
+        uv_run(&f->loop, UV_RUN_DEFAULT);
+    }
+    Store again(&f->loop, f->dir);
+    again.open();
+    assert_int_equal(again.durations("example").size(), 2);
+    assert_int_equal(again.durations("example").at("t.b"), 30);
+    assert_true(again.durations("other").empty());
+}
+
+// --check-config builds a Dispatcher and goes no further: building one
+// must not create (or migrate) its database; start() opens it.
+void test_dispatcher_opens_the_store_on_start(void **state)
+{
+    auto *f = static_cast<Fixture *>(*state);
+    DispatcherConfig config;
+    config.listen = "127.0.0.1:0";
+    config.state_dir = f->dir + "/state";
+    struct stat st;
+    {
+        Dispatcher dispatcher(&f->loop, config);
+        assert_int_equal(stat(config.state_dir.c_str(), &st), -1);
+        assert_true(dispatcher.start());
+        assert_int_equal(stat((config.state_dir + "/dispatcher.db").c_str(), &st), 0);
+        dispatcher.stop();
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    }
 }
 
 } // namespace
@@ -189,6 +236,8 @@ int main()
         cmocka_unit_test_setup_teardown(test_durable_in_order_and_batched, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unusable_state_dir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_durations_come_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dispatcher_opens_the_store_on_start, setup, teardown),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

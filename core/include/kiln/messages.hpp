@@ -75,7 +75,8 @@ struct Ack {            // positive answer to the request with this id
 };
 // Negative answer (id 0: about the connection); the sender closes after it,
 // except for a commit refused by max_queued_per_repo (the commit's id; the
-// observer offers it again later).
+// observer offers it again later) and a query that has no answer ("no job
+// for commit X"): then the connection stays.
 struct Error {
     uint64_t id = 0;
     std::string message;
