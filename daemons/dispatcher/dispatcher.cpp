@@ -78,7 +78,7 @@ bool Dispatcher::start()
     // (reporting is at least once).
     for (const auto &[id, job] : jobs_.jobs())
         if (job.state == JobState::done && !job.reported)
-            report(job);
+            for_job(id, "reporting", [&, &job = job] { report(job); });
     return true;
 }
 
@@ -159,17 +159,49 @@ std::string Dispatcher::status() const
     return s;
 }
 
-void Dispatcher::on_heartbeat_timer(uv_timer_t *timer)
+// Each duty on its own: one that throws does not keep the others from running.
+void Dispatcher::on_heartbeat_timer(uv_timer_t *timer) noexcept
 {
     auto *self = static_cast<Dispatcher *>(timer->data);
-    if (!self->old_reporters_.empty())
-        self->free_reporters();
-    for (const auto &conn : self->connections_)
-        if (!conn->role.empty())
-            conn->send(Heartbeat{});
-    self->expire_orphans();
-    self->schedule();
-    self->expire_handshakes();
+    guarded("heartbeat timer: unloading old report plugins", [self] {
+        if (!self->old_reporters_.empty())
+            self->free_reporters();
+    });
+    guarded("heartbeat timer: sending heartbeats", [self] {
+        for (const auto &conn : self->connections_)
+            if (!conn->role.empty())
+                conn->send(Heartbeat{});
+    });
+    guarded("heartbeat timer: runners gone after a restart", [self] { self->expire_orphans(); });
+    guarded("heartbeat timer: scheduling", [self] { self->schedule(); });
+    guarded("heartbeat timer: handshake deadlines", [self] { self->expire_handshakes(); });
+}
+
+void Dispatcher::for_job(uint64_t job_id, const char *what,
+                         const std::function<void()> &work) noexcept
+{
+    std::string reason;
+    try {
+        work();
+        return;
+    } catch (const std::exception &e) {
+        reason = e.what();
+    } catch (...) {
+        reason = "unknown exception";
+    }
+    guarded("failing a job", [&] {
+        std::string why = std::string("dispatcher: ") + what + ": " + reason;
+        log_err("job %llu: %s", static_cast<unsigned long long>(job_id), why.c_str());
+        const Job *job = jobs_.find(job_id);
+        bool was_assigned = job && job->state == JobState::assigned;
+        std::string runner = job ? job->runner : "";
+        if (!jobs_.end_in_error(job_id, why, unix_ms()))
+            return; // already done: nothing more to do for it
+        // Its runner may be running it: stop that (its result would not count).
+        if (auto r = runners_.find(runner); was_assigned && r != runners_.end())
+            r->second.conn->send(Cancel{job_id, job->attempt});
+        job_ended(job_id);
+    });
 }
 
 void Dispatcher::save(uint64_t job_id, Store::Durable durable)
@@ -403,30 +435,36 @@ void Dispatcher::schedule()
     while (auto pick = scheduler_.next(jobs_, slots)) {
         RunnerSlotInfo *runner = infos[pick->runner];
         slots[pick->runner].busy++;
-        uint64_t id = pick->job_id;
-        jobs_.assign(id, runner->name, unix_ms());
-        const Job *job = jobs_.find(id);
-        log_debug("job %llu: assigned to %s (attempt %u)%s", static_cast<unsigned long long>(id),
-                 runner->name.c_str(), job->attempt, job->listing() ? " to list its tests" : "");
-        Assign assign;
-        assign.job_id = id;
-        assign.attempt = job->attempt;
-        assign.spec = job->spec;
-        assign.list = job->listing();
-        assign.tests = job->tests;
-        assign.shard_index = job->shard;
-        assign.shard_count = job->shards;
-        // Tell the runner once the assignment is on disk, so that after a
-        // crash the dispatcher never forgets a job a runner is running.
-        std::weak_ptr<Connection> weak = runner->conn;
-        save(id, [this, weak, assign, name = runner->name] {
+        for_job(pick->job_id, "assigning", [&] { assign(pick->job_id, *runner); });
+    }
+}
+
+void Dispatcher::assign(uint64_t id, const RunnerSlotInfo &runner)
+{
+    jobs_.assign(id, runner.name, unix_ms());
+    const Job *job = jobs_.find(id);
+    log_debug("job %llu: assigned to %s (attempt %u)%s", static_cast<unsigned long long>(id),
+              runner.name.c_str(), job->attempt, job->listing() ? " to list its tests" : "");
+    Assign assign;
+    assign.job_id = id;
+    assign.attempt = job->attempt;
+    assign.spec = job->spec;
+    assign.list = job->listing();
+    assign.tests = job->tests;
+    assign.shard_index = job->shard;
+    assign.shard_count = job->shards;
+    // Tell the runner once the assignment is on disk, so that after a
+    // crash the dispatcher never forgets a job a runner is running.
+    std::weak_ptr<Connection> weak = runner.conn;
+    save(id, [this, weak, assign, name = runner.name] {
+        for_job(assign.job_id, "sending an assignment", [&] {
             const Job *now = jobs_.find(assign.job_id);
             auto conn = weak.lock();
             if (conn && now && now->state == JobState::assigned && now->runner == name &&
                 now->attempt == assign.attempt)
                 conn->send(assign);
         });
-    }
+    });
 }
 
 // A query that cannot be answered ("no job for commit X", an unknown query)

@@ -3,6 +3,7 @@
 // port, queues commits, assigns them to free runner slots, watches runner
 // heartbeats, requeues the jobs of a lost runner, records results and hands
 // them to the report plugins.
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -76,10 +77,12 @@ class Dispatcher {
     bool refuse_commit(Connection &conn, const Commit &commit);
     void on_register(Connection &conn, const Register &reg);
     void on_result(Connection &conn, const Result &result);
+    void record_result(Connection &conn, const Result &result);
     void on_query(Connection &conn, const Query &query);
     void refuse_query(Connection &conn, const Query &query, const std::string &why);
     void on_heartbeat(Connection &conn, const Heartbeat &hb);
     void on_test_list(Connection &conn, const TestList &list);
+    void split_job(Connection &conn, const TestList &list);
     void on_notify(Connection &conn, const Notify &notify);
     void supersede(const Job &newer);
     void cancel_job(uint64_t job_id, const std::string &why);
@@ -93,10 +96,14 @@ class Dispatcher {
     bool load_store();
     void expire_orphans();
     void schedule();
+    void assign(uint64_t job_id, const RunnerSlotInfo &runner);
     void lose_runner(const std::string &name, const std::string &why);
     void release_runner(const std::string &name, const std::string &why);
     void report(const Job &job);
-    static void on_heartbeat_timer(uv_timer_t *timer);
+    static void on_heartbeat_timer(uv_timer_t *timer) noexcept;
+    // Work on one job: an exception fails that job (outcome error, with the
+    // reason), never the daemon.
+    void for_job(uint64_t job_id, const char *what, const std::function<void()> &work) noexcept;
 
     uv_loop_t *loop_;
     DispatcherConfig config_;

@@ -296,6 +296,20 @@ bool JobTable::cancel(uint64_t job_id, const std::string &why, int64_t now)
     return false;
 }
 
+bool JobTable::end_in_error(uint64_t job_id, const std::string &why, int64_t now)
+{
+    Job *job = get(job_id);
+    if (!job || job->state == JobState::done)
+        return false;
+    if (job->state == JobState::queued)
+        dequeue(*job);
+    if (job->state == JobState::split)
+        for (uint64_t cid : job->children)
+            end_in_error(cid, why, now);
+    end_with(*job, kiln_outcome_name(KILN_ERROR), why, now);
+    return true;
+}
+
 bool JobTable::retry(uint64_t job_id)
 {
     Job *job = get(job_id);

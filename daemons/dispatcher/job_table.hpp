@@ -97,6 +97,11 @@ class JobTable {
     // one is marked, its runner must be told (false).  Shards alike.
     bool cancel(uint64_t job_id, const std::string &why, int64_t now);
 
+    // Something went wrong while the dispatcher worked on this job: it ends
+    // now with outcome error and `why` (a split job's unfinished shards too).
+    // False when it was already done or is unknown.
+    bool end_in_error(uint64_t job_id, const std::string &why, int64_t now);
+
     // Run a done job again (kilnctl retry): queued, its old result dropped,
     // a fresh round of max_attempts.  False unless the job is done and not a shard.
     bool retry(uint64_t job_id);

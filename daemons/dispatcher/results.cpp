@@ -9,6 +9,11 @@ namespace kiln {
 
 void Dispatcher::on_result(Connection &conn, const Result &result)
 {
+    for_job(result.job_id, "recording a result", [&] { record_result(conn, result); });
+}
+
+void Dispatcher::record_result(Connection &conn, const Result &result)
+{
     auto verdict = jobs_.record(result, conn.name, unix_ms());
     // Acknowledge whatever the verdict — the runner may then forget the
     // result — but a recorded one only once it is on disk.
@@ -55,7 +60,7 @@ void Dispatcher::job_ended(uint64_t job_id, Store::Durable durable)
     // With no report plugin there is nothing to report: one write, not two.
     if (reporters_->empty())
         jobs_.set_reported(job_id);
-    save(job_id, [this, job_id, durable] {
+    save(job_id, [this, job_id, durable] { for_job(job_id, "reporting", [&] {
         // Logged once durable: the line means "recorded", which the chaos
         // test counts across crashes (one per commit: shards log differently).
         const Job *job = jobs_.find(job_id);
@@ -72,7 +77,7 @@ void Dispatcher::job_ended(uint64_t job_id, Store::Durable durable)
             durable();
         if (!job->parent && !job->reported)
             report(*job);
-    });
+    }); });
     const Job *job = jobs_.find(job_id);
     if (job->parent && jobs_.finish_if_complete(job->parent, unix_ms()))
         job_ended(job->parent);

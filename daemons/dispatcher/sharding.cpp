@@ -11,6 +11,11 @@ namespace kiln {
 
 void Dispatcher::on_test_list(Connection &conn, const TestList &list)
 {
+    for_job(list.job_id, "splitting into shards", [&] { split_job(conn, list); });
+}
+
+void Dispatcher::split_job(Connection &conn, const TestList &list)
+{
     std::weak_ptr<Connection> weak = conn.shared_from_this();
     Ack ack{list.id, list.job_id};
     auto send_ack = [weak, ack] {

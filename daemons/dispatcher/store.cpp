@@ -432,18 +432,24 @@ void Store::schedule()
         uv_idle_start(idle_, on_idle);
 }
 
-void Store::on_idle(uv_idle_t *handle)
+void Store::on_idle(uv_idle_t *handle) noexcept
 {
     auto *self = static_cast<Store *>(handle->data);
     uv_idle_stop(handle);
-    if (!self->in_flight_ && !self->queued_.empty()) {
-        self->committing_ = std::move(self->queued_);
-        self->queued_.clear();
-        self->commit_batch();
-    }
+    guarded("store: starting a commit", [self] {
+        if (!self->in_flight_ && !self->queued_.empty()) {
+            self->committing_ = std::move(self->queued_);
+            self->queued_.clear();
+            self->commit_batch();
+        }
+    });
 }
 
-void Store::on_retry(uv_timer_t *timer) { static_cast<Store *>(timer->data)->commit_batch(); }
+void Store::on_retry(uv_timer_t *timer) noexcept
+{
+    guarded("store: retrying a commit",
+            [timer] { static_cast<Store *>(timer->data)->commit_batch(); });
+}
 
 void Store::commit_batch()
 {
@@ -451,7 +457,7 @@ void Store::commit_batch()
     work_.data = this;
     uv_queue_work(
         loop_, &work_,
-        [](uv_work_t *w) {
+        [](uv_work_t *w) noexcept {
             // Thread pool: only this batch touches the database now.
             auto *self = static_cast<Store *>(w->data);
             self->batch_error_.clear();
@@ -478,32 +484,38 @@ void Store::commit_batch()
                             .run(self->db_);
                 }
                 exec(self->db_, "COMMIT");
-            } catch (const StoreError &e) {
+            } catch (const std::exception &e) { // StoreError, or bad_alloc
                 self->batch_error_ = e.what();
                 sqlite3_exec(self->db_, "ROLLBACK", nullptr, nullptr, nullptr);
             }
         },
-        [](uv_work_t *w, int) {
-            auto *self = static_cast<Store *>(w->data);
-            if (!self->batch_error_.empty()) {
-                // Nothing of the batch is stored and nothing was acknowledged:
-                // try the same batch again (a full disk may get space).
-                log_err("store %s: commit of %zu change(s) failed: %s; retrying in 1 s",
-                        self->path_.c_str(), self->committing_.size(),
-                        self->batch_error_.c_str());
-                uv_timer_start(self->retry_timer_, on_retry, 1000, 0);
-                return;
-            }
-            self->batches_++;
-            auto done = std::move(self->committing_);
-            self->committing_.clear();
-            self->in_flight_ = false;
-            for (auto &c : done)
-                if (c.durable)
-                    c.durable();
-            if (!self->queued_.empty())
-                self->schedule();
-        });
+        on_committed);
+}
+
+void Store::on_committed(uv_work_t *w, int) noexcept
+{
+    auto *self = static_cast<Store *>(w->data);
+    guarded("store: after a commit", [self] {
+        if (!self->batch_error_.empty()) {
+            // Nothing of the batch is stored and nothing was acknowledged:
+            // try the same batch again (a full disk may get space).
+            log_err("store %s: commit of %zu change(s) failed: %s; retrying in 1 s",
+                    self->path_.c_str(), self->committing_.size(),
+                    self->batch_error_.c_str());
+            uv_timer_start(self->retry_timer_, on_retry, 1000, 0);
+            return;
+        }
+        self->batches_++;
+        auto done = std::move(self->committing_);
+        self->committing_.clear();
+        self->in_flight_ = false;
+        // One change's follow-up failing must not keep the others' from running.
+        for (auto &c : done)
+            if (c.durable)
+                guarded("store: after a commit", [&c] { c.durable(); });
+        if (!self->queued_.empty())
+            self->schedule();
+    });
 }
 
 } // namespace kiln

@@ -68,8 +68,10 @@ class Store {
   private:
     void schedule();
     void commit_batch();
-    static void on_idle(uv_idle_t *);
-    static void on_retry(uv_timer_t *);
+    // libuv callbacks: noexcept, an exception is logged (core's guarded()).
+    static void on_idle(uv_idle_t *) noexcept;
+    static void on_retry(uv_timer_t *) noexcept;
+    static void on_committed(uv_work_t *, int) noexcept;
 
     uv_loop_t *loop_;
     std::string state_dir_;

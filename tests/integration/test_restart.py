@@ -32,7 +32,7 @@ import kiln_fixture as kf  # noqa: E402
 RESTARTS = 20           # alternately SIGTERM and SIGKILL
 TESTS_PER_COMMIT = 5    # each sleeps TEST_SECONDS: a commit's suite takes ~10 s
 TEST_SECONDS = 2.0
-FIRST_COMMITS = 4       # at the start; MORE_COMMITS after half the restarts
+FIRST_COMMITS = 3       # after commit 0; MORE_COMMITS after half the restarts
 MORE_COMMITS = 2
 DRAIN_TIMEOUT = 60.0    # after the last restart: every result in
 SHORT = 5.0             # anything the dispatcher answers at once
@@ -70,13 +70,14 @@ class RestartTest(kf.ClusterTestCase):
         runs_file = c.path("runs.log")
         c.repo.write("tests/test_counted.py", counting_tests(runs_file))
         c.repo.write("tests/tag", "0\n")
+        # The branch exists before the observer starts (a branch that appears
+        # is tested at its head only): commit 0 is tested, and each one after.
+        commits = {"0": c.repo.commit("commit 0")}  # tag → commit id
         c.start(runners=1, slots=2)
-
-        commits = {}  # tag → commit id
 
         def make_commits(n):
             for _ in range(n):
-                tag = str(len(commits) + 1)
+                tag = str(len(commits))
                 c.repo.write("tests/tag", tag + "\n")
                 commits[tag] = c.repo.commit("commit %s" % tag)
 

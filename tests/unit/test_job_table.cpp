@@ -316,6 +316,26 @@ void test_held_by_follows_the_jobs(void **)
     assert_true(restored.held_by("runner-3").empty());
 }
 
+// What the dispatcher does when working on a job throws: the job ends with
+// outcome error and the reason, whatever state it was in; a done job stays.
+void test_end_in_error(void **)
+{
+    JobTable t;
+    uint64_t queued = t.add(spec("r", 'a'), 1).first->id;
+    uint64_t running = t.add(spec("r", 'b'), 1).first->id;
+    t.assign(running, "runner-1", 2);
+    assert_true(t.end_in_error(queued, "dispatcher: assigning: boom", 3));
+    assert_int_equal(head(t), 0); // out of the queue
+    assert_int_equal(t.find(queued)->state, JobState::done);
+    assert_string_equal(t.find(queued)->result.outcome.c_str(), "error");
+    assert_string_equal(t.find(queued)->result.error.c_str(), "dispatcher: assigning: boom");
+    assert_true(t.end_in_error(running, "dispatcher: reporting: boom", 4));
+    assert_true(t.held_by("runner-1").empty());
+    assert_false(t.end_in_error(running, "again", 5)); // done: unchanged
+    assert_string_equal(t.find(running)->result.error.c_str(), "dispatcher: reporting: boom");
+    assert_false(t.end_in_error(99, "unknown", 6));
+}
+
 } // namespace
 
 int main()
@@ -336,6 +356,7 @@ int main()
         cmocka_unit_test(test_find_commit_by_prefix),
         cmocka_unit_test(test_admission_per_repository),
         cmocka_unit_test(test_held_by_follows_the_jobs),
+        cmocka_unit_test(test_end_in_error),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
