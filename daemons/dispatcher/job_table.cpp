@@ -119,7 +119,7 @@ const std::set<uint64_t> &JobTable::held_by(const std::string &runner) const
     return it == by_runner_.end() ? none : it->second;
 }
 
-void JobTable::end_with(Job &job, const std::string &outcome, const std::string &error,
+void JobTable::end_with(Job &job, kiln_outcome outcome, const std::string &error,
                         int64_t now)
 {
     unhold(job);
@@ -182,7 +182,7 @@ JobTable::Verdict JobTable::split(const TestList &list, const std::string &runne
         job->runner != runner || !job->listing())
         return Verdict::stale;
     if (job->cancel_requested) {
-        end_with(*job, kiln_outcome_name(KILN_CANCELLED), "superseded by a newer commit", now);
+        end_with(*job, KILN_CANCELLED, "superseded by a newer commit", now);
         return Verdict::recorded;
     }
     unhold(*job);
@@ -250,11 +250,11 @@ bool JobTable::release_job(uint64_t job_id, uint32_t max_attempts, int64_t now)
     if (!job || job->state != JobState::assigned)
         return false;
     if (job->cancel_requested) {
-        end_with(*job, kiln_outcome_name(KILN_CANCELLED), "superseded by a newer commit", now);
+        end_with(*job, KILN_CANCELLED, "superseded by a newer commit", now);
         return true;
     }
     if (job->attempt - job->round_start >= max_attempts) {
-        end_with(*job, kiln_outcome_name(KILN_ERROR),
+        end_with(*job, KILN_ERROR,
                  "runner " + job->runner + " was lost during attempt " +
                      std::to_string(job->attempt - job->round_start) + " of " +
                      std::to_string(max_attempts),
@@ -287,7 +287,7 @@ bool JobTable::cancel(uint64_t job_id, const std::string &why, int64_t now)
     job->cancel_requested = true;
     if (job->state == JobState::queued) {
         dequeue(*job);
-        end_with(*job, kiln_outcome_name(KILN_CANCELLED), why, now);
+        end_with(*job, KILN_CANCELLED, why, now);
         return true;
     }
     if (job->state == JobState::split)
@@ -306,7 +306,7 @@ bool JobTable::end_in_error(uint64_t job_id, const std::string &why, int64_t now
     if (job->state == JobState::split)
         for (uint64_t cid : job->children)
             end_in_error(cid, why, now);
-    end_with(*job, kiln_outcome_name(KILN_ERROR), why, now);
+    end_with(*job, KILN_ERROR, why, now);
     return true;
 }
 

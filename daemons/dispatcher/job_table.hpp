@@ -125,7 +125,7 @@ class JobTable {
     Job *get(uint64_t job_id);
     void enqueue_front(const Job &job);
     void dequeue(const Job &job);
-    void end_with(Job &job, const std::string &outcome, const std::string &error, int64_t now);
+    void end_with(Job &job, kiln_outcome outcome, const std::string &error, int64_t now);
     // Keep by_runner_ in step with a job entering or leaving `assigned`.
     void hold(Job &job, const std::string &runner);
     void unhold(const Job &job);

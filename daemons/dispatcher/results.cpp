@@ -67,12 +67,12 @@ void Dispatcher::job_ended(uint64_t job_id, Store::Durable durable)
         if (job->parent)
             log_info("job %llu: shard %u/%u of job %llu %s by %s",
                      static_cast<unsigned long long>(job_id), job->shard + 1, job->shards,
-                     static_cast<unsigned long long>(job->parent), job->result.outcome.c_str(),
+                     static_cast<unsigned long long>(job->parent), kiln_outcome_name(job->result.outcome),
                      job->runner.c_str());
         else
             log_notice("job %llu: %s %.12s %s by %s", static_cast<unsigned long long>(job_id),
                        job->spec.repo.c_str(), job->spec.commit.c_str(),
-                       job->result.outcome.c_str(), job->runner.c_str());
+                       kiln_outcome_name(job->result.outcome), job->runner.c_str());
         if (durable)
             durable();
         if (!job->parent && !job->reported)
@@ -88,13 +88,13 @@ void Dispatcher::report(const Job &job)
     std::vector<kiln_test_result> tests;
     tests.reserve(job.result.tests.size());
     for (const auto &t : job.result.tests)
-        tests.push_back({t.name.c_str(), outcome_from_name(t.outcome), t.duration_ms,
+        tests.push_back({t.name.c_str(), t.outcome, t.duration_ms,
                          t.message.empty() ? nullptr : t.message.c_str()});
     kiln_report rep{};
     rep.repo = job.spec.repo.c_str();
     rep.branch = job.spec.branch.c_str();
     rep.commit = job.spec.commit.c_str();
-    rep.outcome = outcome_from_name(job.result.outcome);
+    rep.outcome = job.result.outcome;
     rep.runner = job.runner.c_str();
     rep.job_id = job.id;
     rep.attempt = job.attempt;

@@ -234,7 +234,7 @@ void write_job(Store::Prepared &db, const Job &job)
             .bind(1, static_cast<int64_t>(job.id))
             .bind(2, static_cast<int64_t>(job.result.attempt))
             .bind(3, job.runner)
-            .bind(4, job.result.outcome)
+            .bind(4, kiln_outcome_name(job.result.outcome))
             .blob(5, encode_message(job.result))
             .run(db.db);
     else if (job.round_start > 0) // only a retry takes a recorded result back

@@ -30,6 +30,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kiln_fixture as kf  # noqa: E402
 
 RESTARTS = 20           # alternately SIGTERM and SIGKILL
+LONG_OUTAGES = (3, 8, 13)  # which restarts are down for ~5 s (one SIGTERM, two SIGKILL)
+LONG_UP = 3.5           # then up this long (longer than runner_timeout, 3 s)
 TESTS_PER_COMMIT = 5    # each sleeps TEST_SECONDS: a commit's suite takes ~10 s
 TEST_SECONDS = 2.0
 FIRST_COMMITS = 3       # after commit 0; MORE_COMMITS after half the restarts
@@ -74,6 +76,7 @@ class RestartTest(kf.ClusterTestCase):
         # is tested at its head only): commit 0 is tested, and each one after.
         commits = {"0": c.repo.commit("commit 0")}  # tag → commit id
         c.start(runners=1, slots=2)
+        c.wait_until(lambda: c.jobs_of(commits["0"]), 30.0, "commit 0 queued")
 
         def make_commits(n):
             for _ in range(n):
@@ -88,8 +91,11 @@ class RestartTest(kf.ClusterTestCase):
         for i in range(RESTARTS):
             if i == RESTARTS // 2:
                 make_commits(MORE_COMMITS)
-            # Mostly short outages; every fourth one longer than runner_timeout.
-            down = rng.uniform(2.5, 4.0) if i % 4 == 3 else rng.uniform(0.2, 1.0)
+            # Mostly short outages; a few long ones, each followed by a longer
+            # time up: runners in back-off come back late (that was when a
+            # requeue after runner_timeout reran their jobs).
+            long = i in LONG_OUTAGES
+            down = rng.uniform(4.5, 5.5) if long else rng.uniform(0.2, 0.8)
             if i % 2 == 0:
                 c.stop_daemon("dispatcher")
                 c.note("dispatcher stopped with SIGTERM; down for %.1fs" % down)
@@ -98,7 +104,7 @@ class RestartTest(kf.ClusterTestCase):
                 c.note("dispatcher down for %.1fs" % down)
             time.sleep(down)
             c.start_dispatcher()  # waits (bounded) until it answers
-            time.sleep(rng.uniform(0.2, 0.8))
+            time.sleep(LONG_UP if long else rng.uniform(0.2, 0.6))
         c.note("%d restarts done; waiting for every result" % RESTARTS)
 
         def all_done():

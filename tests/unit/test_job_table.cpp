@@ -29,7 +29,7 @@ JobSpec spec(const std::string &repo, char fill)
     return s;
 }
 
-Result result_for(const Job &job, const std::string &outcome = "passed")
+Result result_for(const Job &job, kiln_outcome outcome = KILN_PASSED)
 {
     Result r;
     r.job_id = job.id;
@@ -75,14 +75,14 @@ void test_result_recorded_once(void **)
     JobTable t;
     uint64_t id = t.add(spec("r", 'a'), 1).first->id;
     t.assign(id, "runner-1", 2);
-    Result r = result_for(*t.find(id), "failed");
+    Result r = result_for(*t.find(id), KILN_FAILED);
     assert_int_equal(t.record(r, "runner-1", 3), JobTable::Verdict::recorded);
     assert_int_equal(t.find(id)->state, JobState::done);
-    assert_string_equal(t.find(id)->result.outcome.c_str(), "failed");
+    assert_int_equal(t.find(id)->result.outcome, KILN_FAILED);
     // The runner did not see the ack and sends it again.
-    r.outcome = "passed";
+    r.outcome = KILN_PASSED;
     assert_int_equal(t.record(r, "runner-1", 4), JobTable::Verdict::duplicate);
-    assert_string_equal(t.find(id)->result.outcome.c_str(), "failed");
+    assert_int_equal(t.find(id)->result.outcome, KILN_FAILED);
 }
 
 void test_lost_runner_requeues_at_the_front(void **)
@@ -139,7 +139,7 @@ void test_max_attempts_gives_an_error_result(void **)
     }
     const Job *job = t.find(id);
     assert_int_equal(job->state, JobState::done);
-    assert_string_equal(job->result.outcome.c_str(), "error");
+    assert_int_equal(job->result.outcome, KILN_ERROR);
     assert_non_null(strstr(job->result.error.c_str(), "attempt 2 of 2"));
     assert_int_equal(head(t), 0);
 }
@@ -164,14 +164,14 @@ void test_retry_starts_a_new_round(void **)
     assert_false(t.retry(id)); // queued: nothing to retry
     t.assign(id, "runner-1", 2);
     assert_false(t.retry(id)); // running: not yet
-    Result first = result_for(*t.find(id), "failed");
+    Result first = result_for(*t.find(id), KILN_FAILED);
     assert_int_equal(t.record(first, "runner-1", 3), JobTable::Verdict::recorded);
     t.set_reported(id);
     assert_true(t.retry(id));
     const Job *job = t.find(id);
     assert_int_equal(job->state, JobState::queued);
     assert_false(job->reported);
-    assert_true(job->result.outcome.empty());
+    assert_true(job->result.commit.empty()); // no result
     assert_int_equal(head(t), id);
     // The old attempt's result, sent again late, does not count for the new round.
     assert_int_equal(t.record(first, "runner-1", 4), JobTable::Verdict::stale);
@@ -207,7 +207,7 @@ void test_restore_rebuilds_queue_and_ids(void **)
     done.spec = spec("r", 'b');
     done.state = JobState::done;
     done.attempt = 1;
-    done.result.outcome = "passed";
+    done.result.outcome = KILN_PASSED;
     t.restore(queued);
     t.restore(done);
     assert_int_equal(head(t), 5);
@@ -327,7 +327,7 @@ void test_end_in_error(void **)
     assert_true(t.end_in_error(queued, "dispatcher: assigning: boom", 3));
     assert_int_equal(head(t), 0); // out of the queue
     assert_int_equal(t.find(queued)->state, JobState::done);
-    assert_string_equal(t.find(queued)->result.outcome.c_str(), "error");
+    assert_int_equal(t.find(queued)->result.outcome, KILN_ERROR);
     assert_string_equal(t.find(queued)->result.error.c_str(), "dispatcher: assigning: boom");
     assert_true(t.end_in_error(running, "dispatcher: reporting: boom", 4));
     assert_true(t.held_by("runner-1").empty());

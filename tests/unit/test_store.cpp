@@ -77,9 +77,9 @@ void test_saved_jobs_come_back(void **state)
         done.result.job_id = 3;
         done.result.attempt = 1;
         done.result.commit = done.spec.commit;
-        done.result.outcome = "failed";
+        done.result.outcome = KILN_FAILED;
         done.result.log = std::string("log with \0 byte", 15);
-        done.result.tests.push_back({"t.T.test_x", "failed", 12, "AssertionError"});
+        done.result.tests.push_back({"t.T.test_x", KILN_FAILED, 12, "AssertionError"});
         for (const Job &j : {queued, assigned, done})
             store.save_job(j);
         uv_run(&f->loop, UV_RUN_DEFAULT);
@@ -98,7 +98,7 @@ void test_saved_jobs_come_back(void **state)
     assert_string_equal(jobs[1].runner.c_str(), "runner-1");
     assert_int_equal(jobs[2].state, JobState::done);
     assert_true(jobs[2].reported);
-    assert_string_equal(jobs[2].result.outcome.c_str(), "failed");
+    assert_int_equal(jobs[2].result.outcome, KILN_FAILED);
     assert_int_equal(jobs[2].result.log.size(), 15);
     assert_int_equal(jobs[2].result.tests.size(), 1);
     assert_string_equal(jobs[2].result.tests[0].message.c_str(), "AssertionError");
@@ -116,7 +116,7 @@ void test_later_saves_replace_earlier_ones(void **state)
         job.result.job_id = 7;
         job.result.attempt = 1;
         job.result.commit = job.spec.commit;
-        job.result.outcome = "passed";
+        job.result.outcome = KILN_PASSED;
         store.save_job(job);
         uv_run(&f->loop, UV_RUN_DEFAULT);
         job.state = JobState::queued; // retried: the old result goes
@@ -129,7 +129,7 @@ void test_later_saves_replace_earlier_ones(void **state)
     std::vector<Job> jobs = again.load_jobs();
     assert_int_equal(jobs.size(), 1);
     assert_int_equal(jobs[0].state, JobState::queued);
-    assert_true(jobs[0].result.outcome.empty());
+    assert_true(jobs[0].result.commit.empty()); // no result
 }
 
 void test_durable_in_order_and_batched(void **state)
@@ -195,7 +195,7 @@ void test_durations_come_back(void **state)
     {
         Store store(&f->loop, f->dir);
         store.open();
-        TestOutcome a{"t.a", "passed", 120, ""}, b{"t.b", "failed", 30, ""};
+        TestOutcome a{"t.a", KILN_PASSED, 120, ""}, b{"t.b", KILN_FAILED, 30, ""};
         store.save_durations("example", {a, b});
         assert_int_equal(store.durations("example").at("t.a"), 120); // at once
         uv_run(&f->loop, UV_RUN_DEFAULT);
