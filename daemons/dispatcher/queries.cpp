@@ -7,7 +7,7 @@
 
 #include <kiln/daemon.hpp>
 
-#include "dispatcher.hpp"
+#include "queries.hpp"
 
 namespace kiln {
 namespace {
@@ -85,8 +85,8 @@ void pack_result(Packer &pk, const JobTable &jobs, const Job &job)
 
 } // namespace
 
-std::string Dispatcher::query(const std::string &what, const std::string &arg,
-                              std::string &error) const
+std::string Queries::answer(const std::string &what, const std::string &arg,
+                            std::string &error) const
 {
     msgpack::sbuffer buf;
     Packer pk(buf);
@@ -124,7 +124,7 @@ std::string Dispatcher::query(const std::string &what, const std::string &arg,
         pk.pack("store_backlog"), pk.pack(store_.backlog());
     } else if (what == "runners") {
         pk.pack_array(static_cast<uint32_t>(runners_.size()));
-        for (const auto &[name, r] : runners_) {
+        for (const auto &[name, r] : runners_.all()) {
             pk.pack_map(7);
             pk.pack("name"), pk.pack(name);
             pk.pack("peer"), pk.pack(r.conn->peer());

@@ -28,9 +28,7 @@ void Dispatcher::split_job(Connection &conn, const TestList &list)
         // "auto": one shard per slot that could take it, now.
         uint32_t shards = job->spec.shards;
         if (shards == 0)
-            for (const auto &[name, r] : runners_)
-                if (labels_match(job->spec.labels, r.labels))
-                    shards += r.slots;
+            shards = runners_.slots_for(job->spec.labels);
         plan = plan_shards(list.tests, store_.durations(job->spec.repo), std::max(shards, 1u));
     }
     std::vector<uint64_t> children;
@@ -93,9 +91,8 @@ void Dispatcher::cancel_job(uint64_t job_id, const std::string &why)
             job_ended(job->id); // was queued: cancelled at once
         } else if (job->state == JobState::assigned) {
             // Its runner kills the tests and answers with a "cancelled" result.
-            auto runner = runners_.find(job->runner);
-            if (runner != runners_.end())
-                runner->second.conn->send(Cancel{job->id, job->attempt});
+            if (auto *runner = runners_.find(job->runner))
+                runner->conn->send(Cancel{job->id, job->attempt});
         }
     }
 }
