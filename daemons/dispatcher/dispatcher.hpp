@@ -41,11 +41,9 @@ class Dispatcher {
 
     // SIGHUP: load the new report plugins (throws PluginError, changing
     // nothing), then swap them in — the old set is unloaded once its reports
-    // in flight are done — and apply heartbeat_interval, runner_timeout,
-    // handshake_timeout, max_attempts, max_connections, max_peer_buffer,
-    // max_queued_per_repo and the secrets (to what comes next).  listen,
-    // state_dir and max_frame need a restart (logged).  Connections and jobs
-    // are kept.
+    // in flight are done — and take every DispatcherSettings value (to what
+    // comes next: open connections and queued jobs are kept).  listen,
+    // state_dir and max_frame need a restart (a warning each).
     void reload(DispatcherConfig config);
     // One line for systemd's STATUS=: "2 runners, 5 queued, 3 running".
     std::string status() const;
