@@ -224,6 +224,12 @@ void test_dispatcher_opens_the_store_on_start(void **state)
         dispatcher.stop();
         uv_run(&f->loop, UV_RUN_NOWAIT);
     }
+    // A store that cannot be opened: start() says so (logged), no exception.
+    std::string file = f->dir + "/plain-file";
+    fclose(fopen(file.c_str(), "w"));
+    config.state_dir = file + "/state";
+    Dispatcher broken(&f->loop, config);
+    assert_false(broken.start());
 }
 
 } // namespace
