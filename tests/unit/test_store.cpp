@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -38,8 +39,9 @@ int teardown(void **state)
     auto *f = static_cast<Fixture *>(*state);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&f->loop);
-    std::string cmd = "rm -rf '" + f->dir + "'"; // test code: a path we made
-    if (system(cmd.c_str()) != 0)
+    std::error_code ec;
+    std::filesystem::remove_all(f->dir, ec); // the directory setup made
+    if (ec)
         rc = -1;
     delete f;
     return rc == 0 ? 0 : -1;
