@@ -40,6 +40,7 @@ struct Counter {
     template <class V> bool uints(const char *, const V &) { return ++n; }
     template <class V> bool maps(const char *, const V &) { return ++n; }
     bool raw(const char *, const std::string &v) { return v.empty() || ++n; }
+    bool outcome(const char *, kiln_outcome) { return ++n; }
     bool check(bool, const char *, const char *) { return true; }
 };
 
@@ -94,6 +95,8 @@ class Writer {
             key(k), out_.write(v.data(), v.size());
         return true;
     }
+    // Outcomes travel by name (kiln_outcome_name).
+    bool outcome(const char *k, kiln_outcome v) { return key(k), key(kiln_outcome_name(v)), true; }
     bool check(bool, const char *, const char *) { return true; }
 
   private:
@@ -161,6 +164,18 @@ class Reader {
         msgpack::sbuffer sb;
         msgpack::pack(sb, *o);
         out.assign(sb.data(), sb.size());
+        return true;
+    }
+    // An outcome's name, back to the enum.
+    bool outcome(const char *k, kiln_outcome &out) const
+    {
+        std::string name;
+        if (!field(k, name))
+            return false;
+        int o = outcome_from_name(name);
+        if (o < 0)
+            return fail(k, "is not an outcome");
+        out = static_cast<kiln_outcome>(o);
         return true;
     }
     bool check(bool ok, const std::string &k, const char *why) const { return ok || fail(k, why); }
@@ -332,8 +347,7 @@ template <class IO> bool describe(IO &io, Notify &m)
 }
 template <class IO> bool describe(IO &io, TestOutcome &t)
 {
-    return io.field("name", t.name) && io.field("outcome", t.outcome) &&
-           io.check(outcome_from_name(t.outcome) >= 0, "outcome", "is not an outcome") &&
+    return io.field("name", t.name) && io.outcome("outcome", t.outcome) &&
            io.field("duration_ms", t.duration_ms, kOptional) &&
            io.field("message", t.message, kOptional);
 }
@@ -343,8 +357,7 @@ template <class IO> bool describe(IO &io, Result &m)
            io.check(m.attempt >= 1, "attempt", "must be at least 1") &&
            io.field("commit", m.commit) &&
            io.check(valid_commit_id(m.commit), "commit", "is not a commit id") &&
-           io.field("outcome", m.outcome) &&
-           io.check(outcome_from_name(m.outcome) >= 0, "outcome", "is not an outcome") &&
+           io.outcome("outcome", m.outcome) &&
            io.field("error", m.error, kOptional) && io.maps("tests", m.tests) &&
            io.field("log", m.log, kOptional) &&
            io.field("started_unix_ms", m.started_unix_ms, kOptional) &&
@@ -464,6 +477,12 @@ bool valid_branch(std::string_view s)
     return std::none_of(s.begin(), s.end(), [](char c) {
         return (unsigned char)c <= 0x20 || c == 0x7f || std::strchr("~^:?*[\\", c) != nullptr;
     });
+}
+
+kiln_outcome outcome_from_plugin(int outcome)
+{
+    return outcome >= KILN_PASSED && outcome <= KILN_CANCELLED ? static_cast<kiln_outcome>(outcome)
+                                                                : KILN_ERROR;
 }
 
 int outcome_from_name(std::string_view name)

@@ -3,6 +3,7 @@
 // port, queues commits, assigns them to free runner slots, watches runner
 // heartbeats, requeues the jobs of a lost runner, records results and hands
 // them to the report plugins.
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -12,124 +13,105 @@
 #include <uv.h>
 
 #include <kiln/net.hpp>
-#include <kiln/plugin_loader.hpp>
 
+#include "commit_intake.hpp"
 #include "dispatcher_config.hpp"
+#include "handshakes.hpp"
 #include "job_table.hpp"
+#include "queries.hpp"
+#include "reporter.hpp"
+#include "runner_registry.hpp"
 #include "scheduler.hpp"
 #include "store.hpp"
 
 namespace kiln {
 
-struct RunnerSlotInfo {
-    std::string name;
-    std::shared_ptr<Connection> conn;
-    uint32_t slots = 1;
-    std::vector<std::string> labels;
-    std::set<uint64_t> jobs; // assigned to it now
-    int64_t connected_unix_ms = 0;
-    uint64_t completed = 0;
-    // Jobs it held before this connection (a dispatcher or runner restart):
-    // those its first heartbeat does not list are requeued.
-    std::set<uint64_t> adopted;
-    bool awaiting_heartbeat = false;
-};
-
 class Dispatcher {
   public:
-    // Opens the store and loads the jobs in it, loads the report plugins;
-    // throws StoreError, PluginError or ConfigError.
+    // Loads the report plugins; throws PluginError or ConfigError.  Touches
+    // nothing on disk (--check-config).
     Dispatcher(uv_loop_t *loop, DispatcherConfig config);
     ~Dispatcher();
 
-    // Listen; false (logged) when the address cannot be bound.
+    // Open the store and load its jobs, listen; false (logged) when the
+    // store cannot be opened or the address cannot be bound.
     bool start();
     // Stop accepting, close every connection; the loop then ends.
     void stop();
 
     // SIGHUP: load the new report plugins (throws PluginError, changing
     // nothing), then swap them in — the old set is unloaded once its reports
-    // in flight are done — and apply heartbeat_interval, runner_timeout,
-    // handshake_timeout, max_attempts, max_connections, max_peer_buffer,
-    // max_queued_per_repo and the secrets (to what comes next).  listen,
-    // state_dir and max_frame need a restart (logged).  Connections and jobs
-    // are kept.
+    // in flight are done — and take every DispatcherSettings value (to what
+    // comes next: open connections and queued jobs are kept).  listen,
+    // state_dir and max_frame need a restart (a warning each).
     void reload(DispatcherConfig config);
     // One line for systemd's STATUS=: "2 runners, 5 queued, 3 running".
     std::string status() const;
 
-    // What kilnctl asks for, as one packed msgpack object.
-    std::string query(const std::string &what, const std::string &arg, std::string &error) const;
+    // What kilnctl asks for, as one packed msgpack object (see Queries).
+    std::string query(const std::string &what, const std::string &arg, std::string &error) const
+    {
+        return queries_.answer(what, arg, error);
+    }
 
   private:
+    // dispatcher.cpp — the loop: connections, message routing, timers.
+    bool load_store();
     void on_accept(std::shared_ptr<Connection> conn);
     void on_message(Connection &conn, Message &&msg);
     void on_close(Connection &conn, const std::string &why);
-    void on_hello(Connection &conn, const Hello &hello);
-    void on_auth(Connection &conn, const Auth &auth);
-    void authenticated(Connection &conn, const std::string &role, const std::string &name);
-    void expire_handshakes();
-    void on_commit(Connection &conn, const Commit &commit);
-    // max_queued_per_repo: answer a commit with an error frame, keeping the
-    // connection; true when refused.
-    bool refuse_commit(Connection &conn, const Commit &commit);
-    void on_register(Connection &conn, const Register &reg);
-    void on_result(Connection &conn, const Result &result);
     void on_query(Connection &conn, const Query &query);
-    void on_heartbeat(Connection &conn, const Heartbeat &hb);
-    void on_test_list(Connection &conn, const TestList &list);
+    void refuse_query(Connection &conn, const Query &query, const std::string &why);
     void on_notify(Connection &conn, const Notify &notify);
-    void supersede(const Job &newer);
-    void cancel_job(uint64_t job_id, const std::string &why);
+    static void on_heartbeat_timer(uv_timer_t *timer) noexcept;
+    // Work on one job: an exception fails that job (outcome error, with the
+    // reason), never the daemon.
+    void for_job(uint64_t job_id, const char *what, const std::function<void()> &work) noexcept;
+
+    // results.cpp — a job from commit to report.
+    void on_commit(Connection &conn, const Commit &commit);
+    void on_result(Connection &conn, const Result &result);
+    void record_result(Connection &conn, const Result &result);
     // A job has ended (result recorded, or ended by the dispatcher): persist
     // it, and for a commit's job log and report it; for a shard, finish its
     // commit when it was the last.
     void job_ended(uint64_t job_id, Store::Durable durable = {});
-    void retry(Connection &conn, const Query &query);
-    void release(uint64_t job_id, const std::string &why);
-    void save(uint64_t job_id, Store::Durable durable = {});
-    void expire_orphans();
-    void schedule();
-    void lose_runner(const std::string &name, const std::string &why);
     void report(const Job &job);
-    static void on_heartbeat_timer(uv_timer_t *timer);
+    void retry(Connection &conn, const Query &query);
+    void save(uint64_t job_id, Store::Durable durable = {});
 
+    // runners.cpp — runners registering, taking jobs, lost and found again.
+    void on_register(Connection &conn, const Register &reg);
+    void on_heartbeat(Connection &conn, const Heartbeat &hb);
+    void schedule();
+    void assign(uint64_t job_id, const RunnerSlotInfo &runner);
+    void lose_runner(const std::string &name, const std::string &why);
+    void release_runner(const std::string &name, const std::string &why);
+    void release(uint64_t job_id, const std::string &why);
+    void expire_orphans();
+
+    // sharding.cpp — test lists split into shards; superseded commits cancelled.
+    void on_test_list(Connection &conn, const TestList &list);
+    void split_job(Connection &conn, const TestList &list);
+    void supersede(const Job &newer);
+    void cancel_job(uint64_t job_id, const std::string &why);
+
+    // The parts, each the one owner of its state (see each header).
     uv_loop_t *loop_;
-    DispatcherConfig config_;
-    Server server_;
-    JobTable jobs_;
-    Scheduler scheduler_;
-    Store store_;
-    // Last known test durations per repository, for planning shards.
-    std::map<std::string, std::map<std::string, uint64_t>> durations_;
-    // Runners that held jobs when the dispatcher last stopped, and when
-    // their jobs go back to the queue if they do not come back.
-    std::map<std::string, int64_t> orphan_deadlines_;
-    std::map<std::string, RunnerSlotInfo> runners_;
-    std::set<std::shared_ptr<Connection>> connections_;
-    // Per observer connection, the repositories one of whose commits was
-    // refused (max_queued_per_repo): their later commits on that connection
-    // are refused too, so none is queued ahead of an older refused one.
-    std::map<const Connection *, std::set<std::string>> refused_repos_;
-    // Peers that have not finished the hello exchange (handshake.cpp): the
-    // deadline is absolute from the accept, so trickling bytes cannot hold a
-    // connection open without authenticating.
-    struct Handshake {
-        int64_t deadline_ms = 0;
-        std::string role, name;  // from its hello, once received
-        std::string peer_nonce;  // its challenge to us
-        std::string nonce;       // ours to it (empty: no hello yet)
-    };
-    std::map<const Connection *, Handshake> handshakes_;
-    // The report plugins: one set, shared with the reports in flight, so a
-    // reload can unload the old set once they are done (free_reporters).
-    using Reporters = std::vector<std::unique_ptr<Plugin>>;
-    std::shared_ptr<Reporters> reporters_ = std::make_shared<Reporters>();
-    std::vector<std::shared_ptr<Reporters>> old_reporters_;
-    void free_reporters();
+    DispatcherConfig config_;  // the settings a reload assigns; restart-only keys
+    Server server_;            // the listening socket
+    JobTable jobs_;            // every job, its state, queue and runner (held_by)
+    Scheduler scheduler_;      // whose turn it is among repositories
+    Store store_;              // the database; test durations
+    RunnerRegistry runners_;   // registered runners; those expected back
+    std::set<std::shared_ptr<Connection>> connections_; // every open connection
+    CommitIntake intake_;      // repositories refused per observer connection
+    Handshakes handshakes_{config_}; // peers that have not finished hello/auth
+    Reporter reporter_{loop_}; // report plugins, old sets until unused
     uv_timer_t *heartbeat_timer_ = nullptr;
-    int64_t started_unix_ms_ = 0;
+    int64_t started_unix_ms_ = 0; // restart_grace counts from here
     bool stopping_ = false;
+    Queries queries_{config_, jobs_, runners_, store_, started_unix_ms_};
 };
 
 } // namespace kiln

@@ -14,6 +14,7 @@ DispatcherConfig DispatcherConfig::from(const ConfigTable &root)
     c.heartbeat_interval_ms = d.duration_ms("heartbeat_interval", c.heartbeat_interval_ms);
     c.runner_timeout_ms = d.duration_ms("runner_timeout", c.runner_timeout_ms);
     c.handshake_timeout_ms = d.duration_ms("handshake_timeout", c.handshake_timeout_ms);
+    c.restart_grace_ms = d.duration_ms("restart_grace", c.restart_grace_ms);
     c.max_attempts = static_cast<uint32_t>(d.integer("max_attempts", c.max_attempts, 1, 100));
     c.max_frame = static_cast<size_t>(d.integer("max_frame", c.max_frame, 4096, 1 << 30));
     c.max_peer_buffer = static_cast<size_t>(
@@ -50,7 +51,15 @@ DispatcherConfig DispatcherConfig::from(const ConfigTable &root)
     return c;
 }
 
-const std::string &DispatcherConfig::secret_for(const std::string &role) const
+std::vector<std::pair<const char *, bool>>
+DispatcherConfig::restart_only(const DispatcherConfig &other) const
+{
+    return {{"listen", listen != other.listen},
+            {"state_dir", state_dir != other.state_dir},
+            {"max_frame", max_frame != other.max_frame}};
+}
+
+const std::string &DispatcherSettings::secret_for(const std::string &role) const
 {
     if (role == "runner" && !runner_secret.empty())
         return runner_secret;

@@ -8,14 +8,17 @@
 
 namespace kiln {
 
-struct DispatcherConfig {
-    std::string listen = "127.0.0.1:8888";
-    std::string state_dir = "/var/lib/kiln/dispatcher";
+// What a reload (SIGHUP) may change: the running dispatcher takes these by
+// assignment.
+struct DispatcherSettings {
     uint64_t heartbeat_interval_ms = 2000;
     uint64_t runner_timeout_ms = 10000;
     uint64_t handshake_timeout_ms = 10000;
+    // After a start, how long the jobs a runner held stay with it before
+    // they are requeued: longer than a runner's reconnect back-off (its cap,
+    // reconnect_max, is 5 s by default), so a restart reruns nothing.
+    uint64_t restart_grace_ms = 15000;
     uint32_t max_attempts = 3;
-    size_t max_frame = 16u << 20;
     size_t max_peer_buffer = 64u << 20; // bytes queued to one peer before it is dropped
     size_t max_connections = 1024;      // open connections; one more is closed at once
     size_t max_queued_per_repo = 10000; // queued jobs of a repository before its commits are refused
@@ -27,6 +30,16 @@ struct DispatcherConfig {
 
     // The key a peer of this role ("runner", "observer", "ctl") must prove.
     const std::string &secret_for(const std::string &role) const;
+};
+
+struct DispatcherConfig : DispatcherSettings {
+    // These need a restart: a reload warns when they change (restart_only).
+    std::string listen = "127.0.0.1:8888";
+    std::string state_dir = "/var/lib/kiln/dispatcher";
+    size_t max_frame = 16u << 20;
+
+    // The keys above by name, with whether they differ from `other`'s.
+    std::vector<std::pair<const char *, bool>> restart_only(const DispatcherConfig &other) const;
 
     // Throws ConfigError naming file, line, column and key.
     static DispatcherConfig from(const ConfigTable &root);

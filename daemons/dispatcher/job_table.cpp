@@ -80,15 +80,6 @@ JobTable::Admission JobTable::admit(const JobSpec &spec, size_t max_queued) cons
     return queued(spec.repo) < max_queued ? Admission::admitted : Admission::refused;
 }
 
-const Job *JobTable::next_queued() const
-{
-    const Job *oldest = nullptr;
-    for (const auto &[repo, queue] : queues_)
-        if (!queue.empty() && (!oldest || queue.front() < oldest->id))
-            oldest = find(queue.front());
-    return oldest;
-}
-
 void JobTable::dequeue(const Job &job)
 {
     auto it = queues_.find(job.spec.repo);
@@ -104,9 +95,34 @@ void JobTable::dequeue(const Job &job)
 // ones: it should not wait behind everything that arrived while it ran.
 void JobTable::enqueue_front(const Job &job) { queues_[job.spec.repo].push_front(job.id); }
 
-void JobTable::end_with(Job &job, const std::string &outcome, const std::string &error,
+void JobTable::hold(Job &job, const std::string &runner)
+{
+    job.state = JobState::assigned;
+    job.runner = runner;
+    by_runner_[runner].insert(job.id);
+}
+
+void JobTable::unhold(const Job &job)
+{
+    auto it = by_runner_.find(job.runner);
+    if (it == by_runner_.end())
+        return;
+    it->second.erase(job.id);
+    if (it->second.empty())
+        by_runner_.erase(it);
+}
+
+const std::set<uint64_t> &JobTable::held_by(const std::string &runner) const
+{
+    static const std::set<uint64_t> none;
+    auto it = by_runner_.find(runner);
+    return it == by_runner_.end() ? none : it->second;
+}
+
+void JobTable::end_with(Job &job, kiln_outcome outcome, const std::string &error,
                         int64_t now)
 {
+    unhold(job);
     job.state = JobState::done;
     job.finished_unix_ms = now;
     job.result = Result{};
@@ -123,9 +139,8 @@ void JobTable::assign(uint64_t job_id, const std::string &runner, int64_t now)
     if (!job || job->state != JobState::queued)
         return;
     dequeue(*job);
-    job->state = JobState::assigned;
     job->attempt++;
-    job->runner = runner;
+    hold(*job, runner);
     job->assigned_unix_ms = now;
 }
 
@@ -143,6 +158,7 @@ JobTable::Verdict JobTable::record(const Result &result, const std::string &runn
     if (job->state != JobState::assigned || job->attempt != result.attempt ||
         job->runner != runner)
         return Verdict::stale;
+    unhold(*job);
     job->state = JobState::done;
     job->result = result;
     job->finished_unix_ms = now;
@@ -166,9 +182,10 @@ JobTable::Verdict JobTable::split(const TestList &list, const std::string &runne
         job->runner != runner || !job->listing())
         return Verdict::stale;
     if (job->cancel_requested) {
-        end_with(*job, kiln_outcome_name(KILN_CANCELLED), "superseded by a newer commit", now);
+        end_with(*job, KILN_CANCELLED, "superseded by a newer commit", now);
         return Verdict::recorded;
     }
+    unhold(*job);
     if (plan.size() < 2) {
         // Nothing to split (or the list failed): run it whole.
         job->spec.shards = 1;
@@ -233,34 +250,33 @@ bool JobTable::release_job(uint64_t job_id, uint32_t max_attempts, int64_t now)
     if (!job || job->state != JobState::assigned)
         return false;
     if (job->cancel_requested) {
-        end_with(*job, kiln_outcome_name(KILN_CANCELLED), "superseded by a newer commit", now);
+        end_with(*job, KILN_CANCELLED, "superseded by a newer commit", now);
         return true;
     }
     if (job->attempt - job->round_start >= max_attempts) {
-        end_with(*job, kiln_outcome_name(KILN_ERROR),
+        end_with(*job, KILN_ERROR,
                  "runner " + job->runner + " was lost during attempt " +
                      std::to_string(job->attempt - job->round_start) + " of " +
                      std::to_string(max_attempts),
                  now);
         return true;
     }
+    unhold(*job);
     job->state = JobState::queued;
     enqueue_front(*job);
     return false;
 }
 
-std::vector<uint64_t> JobTable::release_runner(const std::string &runner, uint32_t max_attempts,
-                                               int64_t now)
+JobTable::Released JobTable::release_runner(const std::string &runner, uint32_t max_attempts,
+                                            int64_t now)
 {
-    std::vector<uint64_t> held, ended;
-    for (const auto &[id, job] : jobs_)
-        if (job.state == JobState::assigned && job.runner == runner)
-            held.push_back(id);
+    Released released;
+    std::vector<uint64_t> held(held_by(runner).begin(), held_by(runner).end());
     // Requeued in reverse so the oldest ends up first.
     for (auto it = held.rbegin(); it != held.rend(); ++it)
-        if (release_job(*it, max_attempts, now))
-            ended.push_back(*it);
-    return ended;
+        (release_job(*it, max_attempts, now) ? released.ended : released.requeued)
+            .push_back(*it);
+    return released;
 }
 
 bool JobTable::cancel(uint64_t job_id, const std::string &why, int64_t now)
@@ -271,13 +287,27 @@ bool JobTable::cancel(uint64_t job_id, const std::string &why, int64_t now)
     job->cancel_requested = true;
     if (job->state == JobState::queued) {
         dequeue(*job);
-        end_with(*job, kiln_outcome_name(KILN_CANCELLED), why, now);
+        end_with(*job, KILN_CANCELLED, why, now);
         return true;
     }
     if (job->state == JobState::split)
         for (uint64_t cid : job->children)
             cancel(cid, why, now);
     return false;
+}
+
+bool JobTable::end_in_error(uint64_t job_id, const std::string &why, int64_t now)
+{
+    Job *job = get(job_id);
+    if (!job || job->state == JobState::done)
+        return false;
+    if (job->state == JobState::queued)
+        dequeue(*job);
+    if (job->state == JobState::split)
+        for (uint64_t cid : job->children)
+            end_in_error(cid, why, now);
+    end_with(*job, KILN_ERROR, why, now);
+    return true;
 }
 
 bool JobTable::retry(uint64_t job_id)
@@ -313,7 +343,9 @@ void JobTable::restore(Job job)
         next_id_ = id + 1;
     if (job.state == JobState::queued)
         queues_[job.spec.repo].push_back(id);
-    jobs_[id] = std::move(job);
+    Job &stored = jobs_[id] = std::move(job);
+    if (stored.state == JobState::assigned)
+        hold(stored, stored.runner);
 }
 
 const Job *JobTable::find_commit(const std::string &prefix) const

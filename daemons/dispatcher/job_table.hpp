@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -61,8 +62,6 @@ class JobTable {
     // fewer than `max_queued` jobs queued.
     enum class Admission { known, admitted, refused };
     Admission admit(const JobSpec &spec, size_t max_queued) const;
-    // The oldest queued job of all, or nullptr.
-    const Job *next_queued() const;
     // Hand a queued job to a runner: state assigned, attempt + 1.
     void assign(uint64_t job_id, const std::string &runner, int64_t now);
 
@@ -85,10 +84,11 @@ class JobTable {
     bool finish_if_complete(uint64_t parent_id, int64_t now);
 
     // A runner is gone: its assigned jobs go back to the queue, or after
-    // max_attempts end with an error result.  Returns the ids of the jobs
-    // that ended.
-    std::vector<uint64_t> release_runner(const std::string &runner, uint32_t max_attempts,
-                                         int64_t now);
+    // max_attempts (or when cancelled) end with a result.
+    struct Released {
+        std::vector<uint64_t> requeued, ended;
+    };
+    Released release_runner(const std::string &runner, uint32_t max_attempts, int64_t now);
     // One assigned job back to the queue (or ended with an error after
     // max_attempts, or "cancelled" if that was asked); true when it ended.
     bool release_job(uint64_t job_id, uint32_t max_attempts, int64_t now);
@@ -96,6 +96,11 @@ class JobTable {
     // Supersede: a queued job ends as cancelled at once (true); an assigned
     // one is marked, its runner must be told (false).  Shards alike.
     bool cancel(uint64_t job_id, const std::string &why, int64_t now);
+
+    // Something went wrong while the dispatcher worked on this job: it ends
+    // now with outcome error and `why` (a split job's unfinished shards too).
+    // False when it was already done or is unknown.
+    bool end_in_error(uint64_t job_id, const std::string &why, int64_t now);
 
     // Run a done job again (kilnctl retry): queued, its old result dropped,
     // a fresh round of max_attempts.  False unless the job is done and not a shard.
@@ -112,16 +117,23 @@ class JobTable {
     const Job *find_commit(const std::string &prefix) const;
     const std::map<uint64_t, Job> &jobs() const { return jobs_; }
     size_t count(JobState state) const;
+    // The jobs assigned to a runner now (the one record of what a runner
+    // holds: its busy slots, what a lost runner gives back).
+    const std::set<uint64_t> &held_by(const std::string &runner) const;
 
   private:
     Job *get(uint64_t job_id);
     void enqueue_front(const Job &job);
     void dequeue(const Job &job);
-    void end_with(Job &job, const std::string &outcome, const std::string &error, int64_t now);
+    void end_with(Job &job, kiln_outcome outcome, const std::string &error, int64_t now);
+    // Keep by_runner_ in step with a job entering or leaving `assigned`.
+    void hold(Job &job, const std::string &runner);
+    void unhold(const Job &job);
 
     std::map<uint64_t, Job> jobs_;
     std::map<std::string, uint64_t> by_commit_;              // "repo\ncommit" → job
     std::map<std::string, std::deque<uint64_t>> queues_;     // per repository
+    std::map<std::string, std::set<uint64_t>> by_runner_;    // assigned jobs per runner
     uint64_t next_id_ = 1;
 };
 

@@ -7,7 +7,7 @@
 
 #include <kiln/daemon.hpp>
 
-#include "dispatcher.hpp"
+#include "queries.hpp"
 
 namespace kiln {
 namespace {
@@ -15,6 +15,12 @@ namespace {
 using Packer = msgpack::packer<msgpack::sbuffer>;
 
 void pack_str(Packer &pk, const std::string &s) { pk.pack(s); }
+
+// kilnctl sees outcomes by name; "" while the job has none.
+void pack_outcome(Packer &pk, const Job &job)
+{
+    pk.pack(job.state == JobState::done ? kiln_outcome_name(job.result.outcome) : "");
+}
 
 void pack_job_summary(Packer &pk, const JobTable &jobs, const Job &job)
 {
@@ -32,7 +38,7 @@ void pack_job_summary(Packer &pk, const JobTable &jobs, const Job &job)
     pk.pack("state"), pk.pack(job_state_name(job.state));
     pk.pack("attempt"), pk.pack(job.attempt);
     pk.pack("runner"), pack_str(pk, job.runner);
-    pk.pack("outcome"), pack_str(pk, job.state == JobState::done ? job.result.outcome : "");
+    pk.pack("outcome"), pack_outcome(pk, job);
     pk.pack("created_unix_ms"), pk.pack(job.created_unix_ms);
     pk.pack("finished_unix_ms"), pk.pack(job.finished_unix_ms);
 }
@@ -58,7 +64,7 @@ void pack_result(Packer &pk, const JobTable &jobs, const Job &job)
     pk.pack("branch"), pack_str(pk, job.spec.branch);
     pk.pack("commit"), pack_str(pk, job.spec.commit);
     pk.pack("state"), pk.pack(job_state_name(job.state));
-    pk.pack("outcome"), pack_str(pk, r.outcome);
+    pk.pack("outcome"), pack_outcome(pk, job);
     pk.pack("error"), pack_str(pk, r.error);
     pk.pack("runner"), pack_str(pk, job.runner);
     pk.pack("attempt"), pk.pack(job.attempt);
@@ -71,7 +77,7 @@ void pack_result(Packer &pk, const JobTable &jobs, const Job &job)
     for (const auto &t : r.tests) {
         pk.pack_map(4);
         pk.pack("name"), pack_str(pk, t.name);
-        pk.pack("outcome"), pack_str(pk, t.outcome);
+        pk.pack("outcome"), pk.pack(kiln_outcome_name(t.outcome));
         pk.pack("duration_ms"), pk.pack(t.duration_ms);
         pk.pack("message"), pack_str(pk, t.message);
     }
@@ -79,8 +85,8 @@ void pack_result(Packer &pk, const JobTable &jobs, const Job &job)
 
 } // namespace
 
-std::string Dispatcher::query(const std::string &what, const std::string &arg,
-                              std::string &error) const
+std::string Queries::answer(const std::string &what, const std::string &arg,
+                            std::string &error) const
 {
     msgpack::sbuffer buf;
     Packer pk(buf);
@@ -88,7 +94,7 @@ std::string Dispatcher::query(const std::string &what, const std::string &arg,
         size_t passed = 0, failed = 0;
         for (const auto &[id, job] : jobs_.jobs())
             if (job.state == JobState::done && job.parent == 0)
-                (job.result.outcome == "passed" ? passed : failed)++;
+                (job.result.outcome == KILN_PASSED ? passed : failed)++;
         // Per repository: what waits, what runs, what is done.
         std::map<std::string, std::array<size_t, 3>> repos;
         for (const auto &[id, job] : jobs_.jobs())
@@ -118,12 +124,12 @@ std::string Dispatcher::query(const std::string &what, const std::string &arg,
         pk.pack("store_backlog"), pk.pack(store_.backlog());
     } else if (what == "runners") {
         pk.pack_array(static_cast<uint32_t>(runners_.size()));
-        for (const auto &[name, r] : runners_) {
+        for (const auto &[name, r] : runners_.all()) {
             pk.pack_map(7);
             pk.pack("name"), pk.pack(name);
             pk.pack("peer"), pk.pack(r.conn->peer());
             pk.pack("slots"), pk.pack(r.slots);
-            pk.pack("busy"), pk.pack(r.jobs.size());
+            pk.pack("busy"), pk.pack(jobs_.held_by(name).size());
             pk.pack("labels"), pk.pack(r.labels);
             pk.pack("completed"), pk.pack(r.completed);
             pk.pack("connected_unix_ms"), pk.pack(r.connected_unix_ms);

@@ -55,9 +55,9 @@ std::vector<std::vector<std::string>> plan_shards(std::vector<std::string> tests
 }
 
 namespace {
-int severity(const std::string &outcome)
+int severity(kiln_outcome outcome)
 {
-    switch (outcome_from_name(outcome)) {
+    switch (outcome) {
     case KILN_ERROR: return 5;
     case KILN_TIMEOUT: return 4;
     case KILN_CANCELLED: return 3;
@@ -68,7 +68,7 @@ int severity(const std::string &outcome)
 }
 } // namespace
 
-std::string worse_outcome(const std::string &a, const std::string &b)
+kiln_outcome worse_outcome(kiln_outcome a, kiln_outcome b)
 {
     return severity(b) > severity(a) ? b : a;
 }
@@ -77,7 +77,7 @@ Result merge_shard_results(const std::vector<const Result *> &shards,
                            const std::vector<std::string> &runners)
 {
     Result merged;
-    merged.outcome = kiln_outcome_name(KILN_PASSED);
+    merged.outcome = KILN_PASSED;
     // Names reported by an earlier shard are dropped; a name repeated within
     // one shard is kept, as a whole run keeps it (an id the suite holds twice
     // runs twice, both times in the one shard the id was planned into).

@@ -28,6 +28,6 @@ Result merge_shard_results(const std::vector<const Result *> &shards,
                            const std::vector<std::string> &runners);
 
 // The worse of two whole-run outcomes, by the order above.
-std::string worse_outcome(const std::string &a, const std::string &b);
+kiln_outcome worse_outcome(kiln_outcome a, kiln_outcome b);
 
 } // namespace kiln

@@ -11,6 +11,11 @@ namespace kiln {
 
 void Dispatcher::on_test_list(Connection &conn, const TestList &list)
 {
+    for_job(list.job_id, "splitting into shards", [&] { split_job(conn, list); });
+}
+
+void Dispatcher::split_job(Connection &conn, const TestList &list)
+{
     std::weak_ptr<Connection> weak = conn.shared_from_this();
     Ack ack{list.id, list.job_id};
     auto send_ack = [weak, ack] {
@@ -23,18 +28,11 @@ void Dispatcher::on_test_list(Connection &conn, const TestList &list)
         // "auto": one shard per slot that could take it, now.
         uint32_t shards = job->spec.shards;
         if (shards == 0)
-            for (const auto &[name, r] : runners_)
-                if (labels_match(job->spec.labels, r.labels))
-                    shards += r.slots;
-        plan = plan_shards(list.tests, durations_[job->spec.repo], std::max(shards, 1u));
+            shards = runners_.slots_for(job->spec.labels);
+        plan = plan_shards(list.tests, store_.durations(job->spec.repo), std::max(shards, 1u));
     }
     std::vector<uint64_t> children;
     auto verdict = jobs_.split(list, conn.name, plan, unix_ms(), children);
-    auto runner = runners_.find(conn.name);
-    if (runner != runners_.end() && verdict != JobTable::Verdict::duplicate) {
-        runner->second.jobs.erase(list.job_id);
-        runner->second.adopted.erase(list.job_id);
-    }
     switch (verdict) {
     case JobTable::Verdict::recorded:
         job = jobs_.find(list.job_id);
@@ -93,9 +91,8 @@ void Dispatcher::cancel_job(uint64_t job_id, const std::string &why)
             job_ended(job->id); // was queued: cancelled at once
         } else if (job->state == JobState::assigned) {
             // Its runner kills the tests and answers with a "cancelled" result.
-            auto runner = runners_.find(job->runner);
-            if (runner != runners_.end())
-                runner->second.conn->send(Cancel{job->id, job->attempt});
+            if (auto *runner = runners_.find(job->runner))
+                runner->conn->send(Cancel{job->id, job->attempt});
         }
     }
 }

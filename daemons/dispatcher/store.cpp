@@ -2,6 +2,8 @@
 // start-up, batched writes on the thread pool.
 #include "store.hpp"
 
+#include "store_sql.hpp"
+
 #include <sqlite3.h>
 
 #include <map>
@@ -10,6 +12,8 @@
 #include <kiln/log.hpp>
 
 namespace kiln {
+
+using namespace sql;
 
 struct Store::Change {
     enum class Kind { job, runner, durations, barrier } kind = Kind::barrier;
@@ -22,232 +26,15 @@ struct Store::Change {
     Durable durable;
 };
 
-namespace {
 
-// Each entry takes the schema from version i to i + 1.  Never edit one that
-// has shipped: add the next.  (Both below were written before the first
-// release; version 1 lost its UNIQUE (repo, commit_id) to shards then.)
-const char *const kMigrations[] = {
-    // 0 → 1
-    "CREATE TABLE jobs ("
-    "  id INTEGER PRIMARY KEY,"
-    "  repo TEXT NOT NULL, url TEXT NOT NULL, branch TEXT NOT NULL, commit_id TEXT NOT NULL,"
-    "  vcs TEXT NOT NULL, exec TEXT NOT NULL, timeout_ms INTEGER NOT NULL,"
-    "  state TEXT NOT NULL, attempt INTEGER NOT NULL, round_start INTEGER NOT NULL,"
-    "  runner TEXT NOT NULL, created_unix_ms INTEGER NOT NULL,"
-    "  assigned_unix_ms INTEGER NOT NULL, finished_unix_ms INTEGER NOT NULL,"
-    "  reported INTEGER NOT NULL);"
-    "CREATE INDEX jobs_by_state ON jobs (state);"
-    // The result as it came from the runner: its frame, decoded on load.
-    "CREATE TABLE results ("
-    "  job_id INTEGER PRIMARY KEY REFERENCES jobs (id),"
-    "  attempt INTEGER NOT NULL, runner TEXT NOT NULL, outcome TEXT NOT NULL,"
-    "  frame BLOB NOT NULL);"
-    "CREATE TABLE runners ("
-    "  name TEXT PRIMARY KEY, slots INTEGER NOT NULL, labels TEXT NOT NULL,"
-    "  last_seen_unix_ms INTEGER NOT NULL);",
-    // 1 → 2: shards, labels, superseding, and test durations for shard planning.
-    "ALTER TABLE jobs ADD COLUMN parent INTEGER NOT NULL DEFAULT 0;"
-    "ALTER TABLE jobs ADD COLUMN shard INTEGER NOT NULL DEFAULT 0;"
-    "ALTER TABLE jobs ADD COLUMN shards INTEGER NOT NULL DEFAULT 0;"
-    "ALTER TABLE jobs ADD COLUMN tests TEXT NOT NULL DEFAULT '';"
-    "ALTER TABLE jobs ADD COLUMN labels TEXT NOT NULL DEFAULT '';"
-    "ALTER TABLE jobs ADD COLUMN spec_shards INTEGER NOT NULL DEFAULT 1;"
-    "ALTER TABLE jobs ADD COLUMN cancel_superseded INTEGER NOT NULL DEFAULT 0;"
-    "CREATE INDEX jobs_by_parent ON jobs (parent);"
-    // One job per commit; its shards share the commit.
-    "CREATE UNIQUE INDEX jobs_by_commit ON jobs (repo, commit_id) WHERE parent = 0;"
-    "CREATE TABLE test_durations ("
-    "  repo TEXT NOT NULL, name TEXT NOT NULL, duration_ms INTEGER NOT NULL,"
-    "  PRIMARY KEY (repo, name));",
-    // 2 → 3: the repository lets its sandboxed tests reach the network.
-    "ALTER TABLE jobs ADD COLUMN network INTEGER NOT NULL DEFAULT 0;",
-};
-static_assert(sizeof kMigrations / sizeof *kMigrations == kStoreSchemaVersion,
-              "one migration per schema version");
-
-} // namespace
-
-// Statements prepared once and reused: compiling SQL was half the
-// dispatcher's CPU when every write prepared its statement afresh.
-struct Store::Prepared {
-    sqlite3 *db;
-    std::map<const char *, sqlite3_stmt *> cache; // by the SQL text's address
-    ~Prepared()
-    {
-        for (auto &entry : cache)
-            sqlite3_finalize(entry.second);
-    }
-    sqlite3_stmt *get(const char *sql)
-    {
-        sqlite3_stmt *&stmt = cache[sql];
-        if (!stmt && sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) !=
-                         SQLITE_OK)
-            throw StoreError(std::string("prepare: ") + sqlite3_errmsg(db));
-        return stmt;
-    }
-};
-
-namespace {
-
-class Statement {
-  public:
-    // A one-off statement (start-up, migrations).
-    Statement(sqlite3 *db, const char *sql)
-    {
-        if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK)
-            throw StoreError(std::string("prepare: ") + sqlite3_errmsg(db));
-    }
-    // A cached one, reset for reuse when done.
-    Statement(Store::Prepared &prepared, const char *sql)
-        : stmt_(prepared.get(sql)), owned_(false)
-    {
-    }
-    ~Statement()
-    {
-        if (owned_) {
-            sqlite3_finalize(stmt_);
-        } else {
-            sqlite3_reset(stmt_);
-            sqlite3_clear_bindings(stmt_);
-        }
-    }
-    Statement &bind(int i, const std::string &s)
-    {
-        sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
-        return *this;
-    }
-    Statement &bind(int i, int64_t v)
-    {
-        sqlite3_bind_int64(stmt_, i, v);
-        return *this;
-    }
-    Statement &blob(int i, const std::string &s)
-    {
-        sqlite3_bind_blob(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
-        return *this;
-    }
-    // Run to completion; throws with the database's message.
-    void run(sqlite3 *db)
-    {
-        int rc = sqlite3_step(stmt_);
-        if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-            throw StoreError(sqlite3_errmsg(db));
-    }
-    bool step(sqlite3 *db)
-    {
-        int rc = sqlite3_step(stmt_);
-        if (rc == SQLITE_ROW)
-            return true;
-        if (rc != SQLITE_DONE)
-            throw StoreError(sqlite3_errmsg(db));
-        return false;
-    }
-    int64_t integer(int col) const { return sqlite3_column_int64(stmt_, col); }
-    std::string text(int col) const
-    {
-        auto *p = sqlite3_column_blob(stmt_, col);
-        return p ? std::string(static_cast<const char *>(p),
-                               static_cast<size_t>(sqlite3_column_bytes(stmt_, col)))
-                 : std::string();
-    }
-
-  private:
-    sqlite3_stmt *stmt_ = nullptr;
-    bool owned_ = true;
-};
-
-void exec(sqlite3 *db, const char *sql)
+Store::Store(uv_loop_t *loop, const std::string &state_dir)
+    : loop_(loop), state_dir_(state_dir), path_(state_dir + "/dispatcher.db")
 {
-    char *error = nullptr;
-    if (sqlite3_exec(db, sql, nullptr, nullptr, &error) != SQLITE_OK) {
-        std::string why = error ? error : sqlite3_errmsg(db);
-        sqlite3_free(error);
-        throw StoreError(why);
-    }
 }
 
-// Lists of names in one column: newline-separated (names have no newline:
-// labels are valid_name(), test names come from one line of a listing).
-std::string join_lines(const std::vector<std::string> &items)
+void Store::open()
 {
-    std::string out;
-    for (const auto &i : items)
-        out += (out.empty() ? "" : "\n") + i;
-    return out;
-}
-
-std::vector<std::string> split_lines(const std::string &text)
-{
-    std::vector<std::string> out;
-    size_t start = 0;
-    while (!text.empty() && start <= text.size()) {
-        size_t end = text.find('\n', start);
-        if (end == std::string::npos)
-            end = text.size();
-        out.push_back(text.substr(start, end - start));
-        start = end + 1;
-    }
-    return out;
-}
-
-void write_job(Store::Prepared &db, const Job &job)
-{
-    Statement(db, "INSERT INTO jobs (id, repo, url, branch, commit_id, vcs, exec, timeout_ms,"
-                  " state, attempt, round_start, runner, created_unix_ms, assigned_unix_ms,"
-                  " finished_unix_ms, reported, parent, shard, shards, tests, labels, spec_shards,"
-                  " cancel_superseded, network) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,"
-                  "?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24) ON CONFLICT (id) DO UPDATE SET"
-                  " state = excluded.state,"
-                  " attempt = excluded.attempt, round_start = excluded.round_start,"
-                  " runner = excluded.runner, assigned_unix_ms = excluded.assigned_unix_ms,"
-                  " finished_unix_ms = excluded.finished_unix_ms, reported = excluded.reported,"
-                  " spec_shards = excluded.spec_shards")
-        .bind(1, static_cast<int64_t>(job.id))
-        .bind(2, job.spec.repo)
-        .bind(3, job.spec.url)
-        .bind(4, job.spec.branch)
-        .bind(5, job.spec.commit)
-        .bind(6, job.spec.vcs)
-        .bind(7, job.spec.exec)
-        .bind(8, static_cast<int64_t>(job.spec.timeout_ms))
-        .bind(9, std::string(job_state_name(job.state)))
-        .bind(10, static_cast<int64_t>(job.attempt))
-        .bind(11, static_cast<int64_t>(job.round_start))
-        .bind(12, job.runner)
-        .bind(13, job.created_unix_ms)
-        .bind(14, job.assigned_unix_ms)
-        .bind(15, job.finished_unix_ms)
-        .bind(16, static_cast<int64_t>(job.reported))
-        .bind(17, static_cast<int64_t>(job.parent))
-        .bind(18, static_cast<int64_t>(job.shard))
-        .bind(19, static_cast<int64_t>(job.shards))
-        .bind(20, join_lines(job.tests))
-        .bind(21, join_lines(job.spec.labels))
-        .bind(22, static_cast<int64_t>(job.spec.shards))
-        .bind(23, static_cast<int64_t>(job.spec.cancel_superseded))
-        .bind(24, static_cast<int64_t>(job.spec.network))
-        .run(db.db);
-    if (job.state == JobState::done)
-        Statement(db, "INSERT OR REPLACE INTO results (job_id, attempt, runner, outcome, frame)"
-                      " VALUES (?1, ?2, ?3, ?4, ?5)")
-            .bind(1, static_cast<int64_t>(job.id))
-            .bind(2, static_cast<int64_t>(job.result.attempt))
-            .bind(3, job.runner)
-            .bind(4, job.result.outcome)
-            .blob(5, encode_message(job.result))
-            .run(db.db);
-    else if (job.round_start > 0) // only a retry takes a recorded result back
-        Statement(db, "DELETE FROM results WHERE job_id = ?1")
-            .bind(1, static_cast<int64_t>(job.id))
-            .run(db.db);
-}
-
-} // namespace
-
-Store::Store(uv_loop_t *loop, const std::string &state_dir) : loop_(loop)
-{
-    path_ = state_dir + "/dispatcher.db";
+    const std::string &state_dir = state_dir_;
     int rc = make_dirs(state_dir);
     if (rc != 0)
         throw StoreError(state_dir + ": cannot create: " + uv_strerror(rc));
@@ -268,12 +55,15 @@ Store::Store(uv_loop_t *loop, const std::string &state_dir) : loop_(loop)
                              std::to_string(kStoreSchemaVersion) + "; refusing to touch it");
         for (int64_t v = have; v < kStoreSchemaVersion; v++) {
             exec(db_, "BEGIN IMMEDIATE");
-            exec(db_, kMigrations[v]);
+            exec(db_, migration(static_cast<int>(v)));
             exec(db_, ("PRAGMA user_version = " + std::to_string(v + 1)).c_str());
             exec(db_, "COMMIT");
             log_notice("store %s: migrated schema %lld to %lld", path_.c_str(),
                        static_cast<long long>(v), static_cast<long long>(v + 1));
         }
+        Statement q(db_, "SELECT repo, name, duration_ms FROM test_durations");
+        while (q.step(db_))
+            durations_[q.text(0)][q.text(1)] = static_cast<uint64_t>(q.integer(2));
     } catch (const StoreError &e) {
         sqlite3_close(db_);
         db_ = nullptr;
@@ -369,23 +159,20 @@ void Store::save_job(const Job &job, Durable durable)
     schedule();
 }
 
-std::map<std::string, std::map<std::string, uint64_t>> Store::load_durations()
+const std::map<std::string, uint64_t> &Store::durations(const std::string &repo) const
 {
-    std::map<std::string, std::map<std::string, uint64_t>> out;
-    try {
-        Statement q(db_, "SELECT repo, name, duration_ms FROM test_durations");
-        while (q.step(db_))
-            out[q.text(0)][q.text(1)] = static_cast<uint64_t>(q.integer(2));
-    } catch (const StoreError &e) {
-        throw StoreError(path_ + ": " + e.what());
-    }
-    return out;
+    static const std::map<std::string, uint64_t> none;
+    auto it = durations_.find(repo);
+    return it == durations_.end() ? none : it->second;
 }
 
 void Store::save_durations(const std::string &repo, const std::vector<TestOutcome> &tests)
 {
     if (tests.empty())
         return;
+    auto &known = durations_[repo];
+    for (const auto &t : tests)
+        known[t.name] = t.duration_ms;
     Change c;
     c.kind = Change::Kind::durations;
     c.name = repo;
@@ -427,18 +214,24 @@ void Store::schedule()
         uv_idle_start(idle_, on_idle);
 }
 
-void Store::on_idle(uv_idle_t *handle)
+void Store::on_idle(uv_idle_t *handle) noexcept
 {
     auto *self = static_cast<Store *>(handle->data);
     uv_idle_stop(handle);
-    if (!self->in_flight_ && !self->queued_.empty()) {
-        self->committing_ = std::move(self->queued_);
-        self->queued_.clear();
-        self->commit_batch();
-    }
+    guarded("store: starting a commit", [self] {
+        if (!self->in_flight_ && !self->queued_.empty()) {
+            self->committing_ = std::move(self->queued_);
+            self->queued_.clear();
+            self->commit_batch();
+        }
+    });
 }
 
-void Store::on_retry(uv_timer_t *timer) { static_cast<Store *>(timer->data)->commit_batch(); }
+void Store::on_retry(uv_timer_t *timer) noexcept
+{
+    guarded("store: retrying a commit",
+            [timer] { static_cast<Store *>(timer->data)->commit_batch(); });
+}
 
 void Store::commit_batch()
 {
@@ -446,7 +239,7 @@ void Store::commit_batch()
     work_.data = this;
     uv_queue_work(
         loop_, &work_,
-        [](uv_work_t *w) {
+        [](uv_work_t *w) noexcept {
             // Thread pool: only this batch touches the database now.
             auto *self = static_cast<Store *>(w->data);
             self->batch_error_.clear();
@@ -473,32 +266,38 @@ void Store::commit_batch()
                             .run(self->db_);
                 }
                 exec(self->db_, "COMMIT");
-            } catch (const StoreError &e) {
+            } catch (const std::exception &e) { // StoreError, or bad_alloc
                 self->batch_error_ = e.what();
                 sqlite3_exec(self->db_, "ROLLBACK", nullptr, nullptr, nullptr);
             }
         },
-        [](uv_work_t *w, int) {
-            auto *self = static_cast<Store *>(w->data);
-            if (!self->batch_error_.empty()) {
-                // Nothing of the batch is stored and nothing was acknowledged:
-                // try the same batch again (a full disk may get space).
-                log_err("store %s: commit of %zu change(s) failed: %s; retrying in 1 s",
-                        self->path_.c_str(), self->committing_.size(),
-                        self->batch_error_.c_str());
-                uv_timer_start(self->retry_timer_, on_retry, 1000, 0);
-                return;
-            }
-            self->batches_++;
-            auto done = std::move(self->committing_);
-            self->committing_.clear();
-            self->in_flight_ = false;
-            for (auto &c : done)
-                if (c.durable)
-                    c.durable();
-            if (!self->queued_.empty())
-                self->schedule();
-        });
+        on_committed);
+}
+
+void Store::on_committed(uv_work_t *w, int) noexcept
+{
+    auto *self = static_cast<Store *>(w->data);
+    guarded("store: after a commit", [self] {
+        if (!self->batch_error_.empty()) {
+            // Nothing of the batch is stored and nothing was acknowledged:
+            // try the same batch again (a full disk may get space).
+            log_err("store %s: commit of %zu change(s) failed: %s; retrying in 1 s",
+                    self->path_.c_str(), self->committing_.size(),
+                    self->batch_error_.c_str());
+            uv_timer_start(self->retry_timer_, on_retry, 1000, 0);
+            return;
+        }
+        self->batches_++;
+        auto done = std::move(self->committing_);
+        self->committing_.clear();
+        self->in_flight_ = false;
+        // One change's follow-up failing must not keep the others' from running.
+        for (auto &c : done)
+            if (c.durable)
+                guarded("store: after a commit", [&c] { c.durable(); });
+        if (!self->queued_.empty())
+            self->schedule();
+    });
 }
 
 } // namespace kiln

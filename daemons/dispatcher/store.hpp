@@ -33,21 +33,25 @@ class Store {
   public:
     using Durable = std::function<void()>;
 
-    // Open (or create) STATE_DIR/dispatcher.db and migrate it.  Blocking:
-    // call before the loop runs.  Throws StoreError naming the file.
+    // Touches nothing on disk: open() does.
     Store(uv_loop_t *loop, const std::string &state_dir);
+    // Open (or create) STATE_DIR/dispatcher.db and migrate it.  Blocking:
+    // call before the loop runs, once, before anything else.  Throws
+    // StoreError naming the file.
+    void open();
     ~Store();
     Store(const Store &) = delete;
     Store &operator=(const Store &) = delete;
 
     // Every job, in id order, with its result when done.  Blocking: start-up only.
     std::vector<Job> load_jobs();
-    // The last known duration of each test, per repository.  Start-up only.
-    std::map<std::string, std::map<std::string, uint64_t>> load_durations();
+    // The last known duration of each test of a repository (loaded when the
+    // store opens, kept current by save_durations): for planning shards.
+    const std::map<std::string, uint64_t> &durations(const std::string &repo) const;
 
     // Record the job as it is now (its result too, when done).
     void save_job(const Job &job, Durable durable = {});
-    // The durations of a result's tests, for planning the next shards.
+    // Remember the durations of a result's tests (here and on disk).
     void save_durations(const std::string &repo, const std::vector<TestOutcome> &tests);
     void save_runner(const std::string &name, uint32_t slots,
                      const std::vector<std::string> &labels, int64_t seen_unix_ms);
@@ -64,10 +68,13 @@ class Store {
   private:
     void schedule();
     void commit_batch();
-    static void on_idle(uv_idle_t *);
-    static void on_retry(uv_timer_t *);
+    // libuv callbacks: noexcept, an exception is logged (core's guarded()).
+    static void on_idle(uv_idle_t *) noexcept;
+    static void on_retry(uv_timer_t *) noexcept;
+    static void on_committed(uv_work_t *, int) noexcept;
 
     uv_loop_t *loop_;
+    std::string state_dir_;
     std::string path_;
     sqlite3 *db_ = nullptr;
     std::unique_ptr<Prepared> prepared_;
@@ -79,6 +86,7 @@ class Store {
     uv_work_t work_{};
     std::string batch_error_;
     uint64_t batches_ = 0;
+    std::map<std::string, std::map<std::string, uint64_t>> durations_; // per repository
 };
 
 } // namespace kiln

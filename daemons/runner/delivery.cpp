@@ -46,7 +46,7 @@ void fit_result(Result &r, size_t max_frame)
         log_err("job %llu: %zu test results do not fit in max_frame; sending none",
                 static_cast<unsigned long long>(r.job_id), r.tests.size());
         r.error = std::to_string(r.tests.size()) + " test results did not fit in one frame";
-        r.outcome = kiln_outcome_name(KILN_ERROR);
+        r.outcome = KILN_ERROR;
         r.tests.clear();
     }
 }

@@ -250,12 +250,12 @@ void JobRun::run_tests()
         self->op_ = nullptr;
         guard(self, [&] {
             Result &r = self->result_;
-            r.outcome = kiln_outcome_name(res->outcome);
+            r.outcome = outcome_from_plugin(res->outcome);
             r.error = res->error ? res->error : "";
             r.log = bounded_log(res->log, res->log_len, self->max_log_);
             for (size_t i = 0; i < res->n_tests; i++) {
                 const kiln_test_result &t = res->tests[i];
-                r.tests.push_back({t.name ? t.name : "?", kiln_outcome_name(t.outcome),
+                r.tests.push_back({t.name ? t.name : "?", outcome_from_plugin(t.outcome),
                                    t.duration_ms, t.message ? t.message : ""});
             }
             self->keep_workspace_ ? self->finish() : self->clean_then(Step::finished);
@@ -284,7 +284,7 @@ void JobRun::list_tests()
         guard(self, [&] {
             if (status != 0)
                 return self->fail(std::string("list: ") + (error ? error : uv_strerror(status)));
-            self->result_.outcome = kiln_outcome_name(KILN_PASSED);
+            self->result_.outcome = KILN_PASSED;
             for (size_t i = 0; i < n; i++)
                 self->listed_.emplace_back(tests[i] ? tests[i] : "");
             self->keep_workspace_ ? self->finish() : self->clean_then(Step::finished);
@@ -309,7 +309,7 @@ std::string JobRun::bounded_log(const char *log, size_t len, size_t max)
 
 void JobRun::fail(const std::string &why)
 {
-    result_.outcome = kiln_outcome_name(cancelled_ ? KILN_CANCELLED : KILN_ERROR);
+    result_.outcome = cancelled_ ? KILN_CANCELLED : KILN_ERROR;
     // A cancelled step fails with its own words ("workspace: ...
     // cancelled"); the reason is the cancel.
     result_.error = cancelled_ ? "cancelled" : why;
@@ -332,10 +332,10 @@ void JobRun::finish()
     // A listing that did not complete says why; the dispatcher then runs the
     // commit unsharded.
     TestList list{0, assign_.job_id, assign_.attempt, assign_.spec.commit, {}, {}};
-    if (result_.outcome == kiln_outcome_name(KILN_PASSED))
+    if (result_.outcome == KILN_PASSED)
         list.tests = std::move(listed_);
     else
-        list.error = result_.error.empty() ? result_.outcome : result_.error;
+        list.error = result_.error.empty() ? kiln_outcome_name(result_.outcome) : result_.error;
     done(*this, std::move(list)); // may destroy this
 }
 

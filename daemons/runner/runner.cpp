@@ -321,7 +321,7 @@ void Runner::reject(const Assign &assign, const std::string &why)
     r.job_id = assign.job_id;
     r.attempt = assign.attempt;
     r.commit = assign.spec.commit;
-    r.outcome = kiln_outcome_name(KILN_ERROR);
+    r.outcome = KILN_ERROR;
     r.error = "runner " + config_.name + ": " + why;
     r.started_unix_ms = r.finished_unix_ms = unix_ms();
     deliver(std::move(r));
@@ -430,7 +430,7 @@ void Runner::deliver(Delivery &&what)
     set_request_id(what, id);
     fit_in_frame(what, config_.max_frame);
     if (auto *r = std::get_if<Result>(&what))
-        log_notice("job %llu: %s (%zu tests)", static_cast<ull>(r->job_id), r->outcome.c_str(),
+        log_notice("job %llu: %s (%zu tests)", static_cast<ull>(r->job_id), kiln_outcome_name(r->outcome),
                    r->tests.size());
     else if (auto *l = std::get_if<TestList>(&what); l->error.empty())
         log_notice("job %llu: listed %zu tests", static_cast<ull>(l->job_id), l->tests.size());

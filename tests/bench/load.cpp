@@ -493,10 +493,10 @@ void Bench::runner_message(Runner &r, Message &&msg)
         res.job_id = as->job_id;
         res.attempt = as->attempt;
         res.commit = as->spec.commit;
-        res.outcome = "passed";
+        res.outcome = KILN_PASSED;
         TestOutcome t;
         t.name = "test_bench.BenchTest.test_ok";
-        t.outcome = "passed";
+        t.outcome = KILN_PASSED;
         t.duration_ms = 1;
         res.tests.push_back(std::move(t));
         res.log = "ok\n";

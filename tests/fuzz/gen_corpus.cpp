@@ -83,8 +83,8 @@ int main(int argc, char **argv)
         r.id = 7;
         r.job_id = 17;
         r.commit = sha1;
-        r.outcome = "failed";
-        r.tests = {{"test_a", "passed", 12, ""}, {"test_b", "failed", 40, "assert 1 == 2"}};
+        r.outcome = KILN_FAILED;
+        r.tests = {{"test_a", KILN_PASSED, 12, ""}, {"test_b", KILN_FAILED, 40, "assert 1 == 2"}};
         r.log = "running 2 tests\n";
         r.started_unix_ms = 1700000000000;
         r.finished_unix_ms = 1700000000052;
@@ -93,7 +93,7 @@ int main(int argc, char **argv)
         e.id = 8;
         e.job_id = 19;
         e.commit = sha256;
-        e.outcome = "error";
+        e.outcome = KILN_ERROR;
         e.error = "cannot run cmake";
         msgs.emplace_back("result-error", e);
     }

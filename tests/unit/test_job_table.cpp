@@ -11,6 +11,14 @@ using namespace kiln;
 
 namespace {
 
+// The job at the head of repository r's queue, 0 when none is queued (what
+// the scheduler looks at first).
+uint64_t head(const JobTable &t)
+{
+    auto it = t.queues().find("r");
+    return it == t.queues().end() ? 0 : it->second.front();
+}
+
 JobSpec spec(const std::string &repo, char fill)
 {
     JobSpec s;
@@ -21,7 +29,7 @@ JobSpec spec(const std::string &repo, char fill)
     return s;
 }
 
-Result result_for(const Job &job, const std::string &outcome = "passed")
+Result result_for(const Job &job, kiln_outcome outcome = KILN_PASSED)
 {
     Result r;
     r.job_id = job.id;
@@ -51,15 +59,15 @@ void test_queue_order_and_assignment(void **)
     JobTable t;
     uint64_t a = t.add(spec("r", 'a'), 1).first->id;
     uint64_t b = t.add(spec("r", 'b'), 2).first->id;
-    assert_int_equal(t.next_queued()->id, a);
+    assert_int_equal(head(t), a);
     t.assign(a, "runner-1", 5);
     const Job *job = t.find(a);
     assert_int_equal(job->state, JobState::assigned);
     assert_int_equal(job->attempt, 1);
     assert_string_equal(job->runner.c_str(), "runner-1");
-    assert_int_equal(t.next_queued()->id, b);
+    assert_int_equal(head(t), b);
     t.assign(b, "runner-2", 6);
-    assert_null(t.next_queued());
+    assert_int_equal(head(t), 0);
 }
 
 void test_result_recorded_once(void **)
@@ -67,14 +75,14 @@ void test_result_recorded_once(void **)
     JobTable t;
     uint64_t id = t.add(spec("r", 'a'), 1).first->id;
     t.assign(id, "runner-1", 2);
-    Result r = result_for(*t.find(id), "failed");
+    Result r = result_for(*t.find(id), KILN_FAILED);
     assert_int_equal(t.record(r, "runner-1", 3), JobTable::Verdict::recorded);
     assert_int_equal(t.find(id)->state, JobState::done);
-    assert_string_equal(t.find(id)->result.outcome.c_str(), "failed");
+    assert_int_equal(t.find(id)->result.outcome, KILN_FAILED);
     // The runner did not see the ack and sends it again.
-    r.outcome = "passed";
+    r.outcome = KILN_PASSED;
     assert_int_equal(t.record(r, "runner-1", 4), JobTable::Verdict::duplicate);
-    assert_string_equal(t.find(id)->result.outcome.c_str(), "failed");
+    assert_int_equal(t.find(id)->result.outcome, KILN_FAILED);
 }
 
 void test_lost_runner_requeues_at_the_front(void **)
@@ -83,10 +91,12 @@ void test_lost_runner_requeues_at_the_front(void **)
     uint64_t a = t.add(spec("r", 'a'), 1).first->id;
     t.assign(a, "runner-1", 2);
     uint64_t b = t.add(spec("r", 'b'), 3).first->id;
-    auto finished = t.release_runner("runner-1", 3, 4);
-    assert_true(finished.empty());
+    auto released = t.release_runner("runner-1", 3, 4);
+    assert_true(released.ended.empty());
+    assert_int_equal(released.requeued.size(), 1);
+    assert_true(t.held_by("runner-1").empty());
     assert_int_equal(t.find(a)->state, JobState::queued);
-    assert_int_equal(t.next_queued()->id, a); // ahead of b, which came later
+    assert_int_equal(head(t), a); // ahead of b, which came later
     (void)b;
     t.assign(a, "runner-2", 5);
     assert_int_equal(t.find(a)->attempt, 2);
@@ -125,13 +135,13 @@ void test_max_attempts_gives_an_error_result(void **)
     uint64_t id = t.add(spec("r", 'a'), 1).first->id;
     for (int attempt = 1; attempt <= 2; attempt++) {
         t.assign(id, "runner-x", attempt);
-        assert_true(t.release_runner("runner-x", 2, attempt).size() == size_t(attempt == 2));
+        assert_true(t.release_runner("runner-x", 2, attempt).ended.size() == size_t(attempt == 2));
     }
     const Job *job = t.find(id);
     assert_int_equal(job->state, JobState::done);
-    assert_string_equal(job->result.outcome.c_str(), "error");
+    assert_int_equal(job->result.outcome, KILN_ERROR);
     assert_non_null(strstr(job->result.error.c_str(), "attempt 2 of 2"));
-    assert_null(t.next_queued());
+    assert_int_equal(head(t), 0);
 }
 
 void test_result_for_another_commit_is_stale(void **)
@@ -154,15 +164,15 @@ void test_retry_starts_a_new_round(void **)
     assert_false(t.retry(id)); // queued: nothing to retry
     t.assign(id, "runner-1", 2);
     assert_false(t.retry(id)); // running: not yet
-    Result first = result_for(*t.find(id), "failed");
+    Result first = result_for(*t.find(id), KILN_FAILED);
     assert_int_equal(t.record(first, "runner-1", 3), JobTable::Verdict::recorded);
     t.set_reported(id);
     assert_true(t.retry(id));
     const Job *job = t.find(id);
     assert_int_equal(job->state, JobState::queued);
     assert_false(job->reported);
-    assert_true(job->result.outcome.empty());
-    assert_int_equal(t.next_queued()->id, id);
+    assert_true(job->result.commit.empty()); // no result
+    assert_int_equal(head(t), id);
     // The old attempt's result, sent again late, does not count for the new round.
     assert_int_equal(t.record(first, "runner-1", 4), JobTable::Verdict::stale);
     // The new round has max_attempts of its own.
@@ -180,9 +190,9 @@ void test_release_only_assigned(void **)
     assert_false(t.release_job(id, 3, 2)); // queued stays queued, once in the queue
     assert_int_equal(t.find(id)->state, JobState::queued);
     t.assign(id, "runner-1", 3);
-    assert_null(t.next_queued());
+    assert_int_equal(head(t), 0);
     assert_false(t.release_job(id, 3, 4));
-    assert_int_equal(t.next_queued()->id, id);
+    assert_int_equal(head(t), id);
     assert_false(t.release_job(99, 3, 5)); // unknown
 }
 
@@ -197,10 +207,10 @@ void test_restore_rebuilds_queue_and_ids(void **)
     done.spec = spec("r", 'b');
     done.state = JobState::done;
     done.attempt = 1;
-    done.result.outcome = "passed";
+    done.result.outcome = KILN_PASSED;
     t.restore(queued);
     t.restore(done);
-    assert_int_equal(t.next_queued()->id, 5);
+    assert_int_equal(head(t), 5);
     // Known commits are not queued again; new ones get ids after the highest.
     assert_false(t.add(spec("r", 'b'), 1).second);
     assert_int_equal(t.add(spec("r", 'c'), 1).first->id, 10);
@@ -266,6 +276,66 @@ void test_admission_per_repository(void **)
     assert_int_equal(t.count(JobState::queued), 4);
 }
 
+// held_by is the one record of what a runner holds: it follows every way a
+// job enters or leaves `assigned`, and a restored table rebuilds it.
+void test_held_by_follows_the_jobs(void **)
+{
+    JobTable t;
+    uint64_t a = t.add(spec("r", 'a'), 1).first->id;
+    uint64_t b = t.add(spec("r", 'b'), 1).first->id;
+    uint64_t c = t.add(spec("r", 'c'), 1).first->id;
+    assert_true(t.held_by("runner-1").empty());
+    t.assign(a, "runner-1", 2);
+    t.assign(b, "runner-1", 2);
+    t.assign(c, "runner-2", 2);
+    assert_int_equal(t.held_by("runner-1").size(), 2);
+    assert_int_equal(t.held_by("runner-2").count(c), 1);
+    assert_int_equal(t.record(result_for(*t.find(a)), "runner-1", 3), JobTable::Verdict::recorded);
+    assert_int_equal(t.held_by("runner-1").size(), 1);
+    assert_int_equal(t.held_by("runner-1").count(b), 1);
+    // A stale result (another runner's) changes nothing.
+    t.record(result_for(*t.find(c)), "runner-1", 3);
+    assert_int_equal(t.held_by("runner-2").size(), 1);
+    assert_false(t.release_job(b, 3, 4));
+    assert_true(t.held_by("runner-1").empty());
+    assert_false(t.cancel(c, "superseded", 5)); // running: marked, still held
+    assert_int_equal(t.held_by("runner-2").size(), 1);
+    assert_int_equal(t.release_runner("runner-2", 3, 6).ended.size(), 1); // ends cancelled
+    assert_true(t.held_by("runner-2").empty());
+
+    JobTable restored;
+    Job held;
+    held.id = 7;
+    held.spec = spec("r", 'd');
+    held.state = JobState::assigned;
+    held.attempt = 1;
+    held.runner = "runner-3";
+    restored.restore(held);
+    assert_int_equal(restored.held_by("runner-3").count(7), 1);
+    assert_int_equal(restored.release_runner("runner-3", 3, 8).requeued.size(), 1);
+    assert_true(restored.held_by("runner-3").empty());
+}
+
+// What the dispatcher does when working on a job throws: the job ends with
+// outcome error and the reason, whatever state it was in; a done job stays.
+void test_end_in_error(void **)
+{
+    JobTable t;
+    uint64_t queued = t.add(spec("r", 'a'), 1).first->id;
+    uint64_t running = t.add(spec("r", 'b'), 1).first->id;
+    t.assign(running, "runner-1", 2);
+    assert_true(t.end_in_error(queued, "dispatcher: assigning: boom", 3));
+    assert_int_equal(head(t), 0); // out of the queue
+    assert_int_equal(t.find(queued)->state, JobState::done);
+    assert_int_equal(t.find(queued)->result.outcome, KILN_ERROR);
+    assert_string_equal(t.find(queued)->result.error.c_str(), "dispatcher: assigning: boom");
+    assert_true(t.end_in_error(running, "dispatcher: reporting: boom", 4));
+    assert_true(t.held_by("runner-1").empty());
+    assert_false(t.end_in_error(running, "again", 5)); // done: unchanged
+    assert_string_equal(t.find(running)->result.error.c_str(), "dispatcher: reporting: boom");
+    assert_false(t.end_in_error(99, "unknown", 6));
+}
+
 } // namespace
 
 int main()
@@ -285,6 +355,8 @@ int main()
         cmocka_unit_test(test_unknown_job),
         cmocka_unit_test(test_find_commit_by_prefix),
         cmocka_unit_test(test_admission_per_repository),
+        cmocka_unit_test(test_held_by_follows_the_jobs),
+        cmocka_unit_test(test_end_in_error),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

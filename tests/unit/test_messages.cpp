@@ -251,13 +251,13 @@ static void test_round_trip_sharding(void **)
 
 static void test_round_trip_result(void **)
 {
-    Result in{13, 14, 2, kSha1, "failed", "exit status 1",
-              {{"t.a", "passed", 3, ""}, {"t.b", "failed", 40, "assert 1 == 2\n"},
-               {"t.c", "timeout", UINT64_MAX, "killed"}},
+    Result in{13, 14, 2, kSha1, KILN_FAILED, "exit status 1",
+              {{"t.a", KILN_PASSED, 3, ""}, {"t.b", KILN_FAILED, 40, "assert 1 == 2\n"},
+               {"t.c", KILN_TIMEOUT, UINT64_MAX, "killed"}},
               std::string("log\0with nul\xff", 14), -5, INT64_MAX};
     Result r = round_trip<Result>(in);
     assert_true(r.id == 13 && r.job_id == 14 && r.attempt == 2 && r.commit == kSha1);
-    assert_true(r.outcome == "failed" && r.error == "exit status 1" && r.log == in.log);
+    assert_true(r.outcome == KILN_FAILED && r.error == "exit status 1" && r.log == in.log);
     assert_true(r.started_unix_ms == -5 && r.finished_unix_ms == INT64_MAX);
     assert_int_equal(r.tests.size(), 3);
     for (size_t i = 0; i < 3; ++i) {
@@ -463,6 +463,10 @@ static void test_validators(void **)
         assert_int_equal(outcome_from_name(names[i]), i);
     assert_int_equal(outcome_from_name("unknown"), -1);
     assert_int_equal(outcome_from_name("Passed"), -1);
+    // A plugin's int: the ABI's values, anything else an error.
+    assert_int_equal(outcome_from_plugin(KILN_TIMEOUT), KILN_TIMEOUT);
+    assert_int_equal(outcome_from_plugin(6), KILN_ERROR);
+    assert_int_equal(outcome_from_plugin(-1), KILN_ERROR);
 }
 
 static void test_type_names(void **)

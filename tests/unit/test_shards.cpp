@@ -16,6 +16,14 @@ using namespace kiln;
 
 namespace {
 
+// The job at the head of repository r's queue, 0 when none is queued (what
+// the scheduler looks at first).
+uint64_t head(const JobTable &t)
+{
+    auto it = t.queues().find("r");
+    return it == t.queues().end() ? 0 : it->second.front();
+}
+
 std::vector<std::string> names(int n)
 {
     std::vector<std::string> out;
@@ -87,25 +95,25 @@ void test_merge_keeps_every_test_once(void **)
 {
     Result a, b;
     a.commit = b.commit = std::string(40, 'c');
-    a.outcome = "passed";
-    b.outcome = "failed";
-    a.tests = {{"t1", "passed", 10, ""}, {"t2", "passed", 20, ""}};
-    b.tests = {{"t3", "failed", 30, "boom"}, {"t2", "passed", 20, ""}};
+    a.outcome = KILN_PASSED;
+    b.outcome = KILN_FAILED;
+    a.tests = {{"t1", KILN_PASSED, 10, ""}, {"t2", KILN_PASSED, 20, ""}};
+    b.tests = {{"t3", KILN_FAILED, 30, "boom"}, {"t2", KILN_PASSED, 20, ""}};
     a.log = "log a";
     b.log = "log b\n";
     a.started_unix_ms = 100, a.finished_unix_ms = 200;
     b.started_unix_ms = 50, b.finished_unix_ms = 300;
     b.error = "";
     Result m = merge_shard_results({&a, &b}, {"r1", "r2"});
-    assert_string_equal(m.outcome.c_str(), "failed");
+    assert_int_equal(m.outcome, KILN_FAILED);
     assert_int_equal(m.tests.size(), 3);
     assert_int_equal(m.started_unix_ms, 50);
     assert_int_equal(m.finished_unix_ms, 300);
     assert_non_null(strstr(m.log.c_str(), "==== shard 1 of 2 (runner r1) ====\nlog a\n"));
     assert_non_null(strstr(m.log.c_str(), "==== shard 2 of 2 (runner r2) ====\nlog b\n"));
-    assert_string_equal(worse_outcome("failed", "error").c_str(), "error");
-    assert_string_equal(worse_outcome("timeout", "failed").c_str(), "timeout");
-    assert_string_equal(worse_outcome("passed", "skipped").c_str(), "passed");
+    assert_int_equal(worse_outcome(KILN_FAILED, KILN_ERROR), KILN_ERROR);
+    assert_int_equal(worse_outcome(KILN_TIMEOUT, KILN_FAILED), KILN_TIMEOUT);
+    assert_int_equal(worse_outcome(KILN_PASSED, KILN_SKIPPED), KILN_PASSED);
 }
 
 JobSpec sharded(char fill, uint32_t shards)
@@ -119,7 +127,7 @@ JobSpec sharded(char fill, uint32_t shards)
     return s;
 }
 
-Result shard_result(const Job &job, const std::string &outcome)
+Result shard_result(const Job &job, kiln_outcome outcome)
 {
     Result r;
     r.job_id = job.id;
@@ -150,27 +158,27 @@ void test_split_run_retry_a_lost_shard_and_merge(void **)
     // The same list again is a duplicate and changes nothing.
     std::vector<uint64_t> again;
     assert_int_equal(t.split(list, "lister", plan, 4, again), JobTable::Verdict::duplicate);
-    assert_int_equal(t.next_queued()->id, children[0]);
+    assert_int_equal(head(t), children[0]);
     t.assign(children[0], "r1", 5);
     t.assign(children[1], "r2", 5);
     t.assign(children[2], "r3", 5);
     // r2 is lost: only its shard goes back, and runs again elsewhere.
-    assert_true(t.release_runner("r2", 3, 6).empty());
+    assert_true(t.release_runner("r2", 3, 6).ended.empty());
     assert_int_equal(t.find(children[1])->state, JobState::queued);
     assert_int_equal(t.find(children[0])->state, JobState::assigned);
     t.assign(children[1], "r4", 7);
     assert_int_equal(t.find(children[1])->attempt, 2);
-    assert_int_equal(t.record(shard_result(*t.find(children[0]), "passed"), "r1", 8),
+    assert_int_equal(t.record(shard_result(*t.find(children[0]), KILN_PASSED), "r1", 8),
                      JobTable::Verdict::recorded);
     assert_false(t.finish_if_complete(id, 8));
-    assert_int_equal(t.record(shard_result(*t.find(children[2]), "failed"), "r3", 9),
+    assert_int_equal(t.record(shard_result(*t.find(children[2]), KILN_FAILED), "r3", 9),
                      JobTable::Verdict::recorded);
-    assert_int_equal(t.record(shard_result(*t.find(children[1]), "passed"), "r4", 10),
+    assert_int_equal(t.record(shard_result(*t.find(children[1]), KILN_PASSED), "r4", 10),
                      JobTable::Verdict::recorded);
     assert_true(t.finish_if_complete(id, 10));
     const Job *parent = t.find(id);
     assert_int_equal(parent->state, JobState::done);
-    assert_string_equal(parent->result.outcome.c_str(), "failed");
+    assert_int_equal(parent->result.outcome, KILN_FAILED);
     std::multiset<std::string> seen;
     for (const auto &test : parent->result.tests)
         seen.insert(test.name);
@@ -212,14 +220,14 @@ void test_cancel_queued_running_and_split(void **)
     // Queued: cancelled at once.
     assert_true(t.cancel(queued, "superseded by x", 4));
     assert_int_equal(t.find(queued)->state, JobState::done);
-    assert_string_equal(t.find(queued)->result.outcome.c_str(), "cancelled");
+    assert_int_equal(t.find(queued)->result.outcome, KILN_CANCELLED);
     assert_string_equal(t.find(queued)->result.error.c_str(), "superseded by x");
     // Running: marked; its runner's "cancelled" result is recorded as usual...
     assert_false(t.cancel(running, "superseded by x", 5));
     assert_int_equal(t.find(running)->state, JobState::assigned);
     // ...or, if the runner is lost meanwhile, it ends cancelled instead of requeued.
-    assert_int_equal(t.release_runner("r1", 3, 6).size(), 1);
-    assert_string_equal(t.find(running)->result.outcome.c_str(), "cancelled");
+    assert_int_equal(t.release_runner("r1", 3, 6).ended.size(), 1);
+    assert_int_equal(t.find(running)->result.outcome, KILN_CANCELLED);
     assert_false(t.cancel(running, "again", 7)); // done: nothing to do
     // Split: queued shards end now, running ones are marked, then the commit merges.
     uint64_t split = t.add(sharded('e', 2), 8).first->id;
@@ -235,10 +243,10 @@ void test_cancel_queued_running_and_split(void **)
     assert_false(t.cancel(split, "superseded", 12));
     assert_int_equal(t.find(children[1])->state, JobState::done);
     assert_true(t.find(children[0])->cancel_requested);
-    Result r = shard_result(*t.find(children[0]), "cancelled");
+    Result r = shard_result(*t.find(children[0]), KILN_CANCELLED);
     assert_int_equal(t.record(r, "r2", 13), JobTable::Verdict::recorded);
     assert_true(t.finish_if_complete(split, 13));
-    assert_string_equal(t.find(split)->result.outcome.c_str(), "cancelled");
+    assert_int_equal(t.find(split)->result.outcome, KILN_CANCELLED);
 }
 
 } // namespace

@@ -59,9 +59,9 @@ Result sample(uint64_t job_id, uint32_t attempt)
     r.job_id = job_id;
     r.attempt = attempt;
     r.commit = std::string(40, 'a');
-    r.outcome = "failed";
+    r.outcome = KILN_FAILED;
     r.error = "1 test failed";
-    r.tests = {{"t1", "passed", 12, ""}, {"t2", "failed", 3, "exit status 1"}};
+    r.tests = {{"t1", KILN_PASSED, 12, ""}, {"t2", KILN_FAILED, 3, "exit status 1"}};
     r.log = "some log\n";
     r.started_unix_ms = 1000;
     r.finished_unix_ms = 2000;
@@ -120,7 +120,7 @@ void test_round_trip(void **state)
     assert_int_equal(r.job_id, 7);
     assert_int_equal(r.attempt, 2);
     assert_string_equal(S(r.commit), S(std::string(40, 'a')));
-    assert_string_equal(S(r.outcome), "failed");
+    assert_int_equal(r.outcome, KILN_FAILED);
     assert_string_equal(S(r.error), "1 test failed");
     assert_int_equal(r.tests.size(), 2);
     assert_string_equal(S(r.tests[1].message), "exit status 1");
@@ -190,7 +190,7 @@ void test_attempts_kept_apart(void **state)
     auto *s = static_cast<State *>(*state);
     Spool spool(&s->loop, s->tmp + "/spool");
     Result a = sample(5, 1), b = sample(5, 2);
-    b.outcome = "passed";
+    b.outcome = KILN_PASSED;
     spool.save(a, [s](int st) { s->saved += st == 0; });
     spool.save(b, [s](int st) { s->saved += st == 0; });
     uv_run(&s->loop, UV_RUN_DEFAULT);
@@ -198,9 +198,9 @@ void test_attempts_kept_apart(void **state)
     auto loaded = spool.load();
     assert_int_equal(loaded.size(), 2);
     assert_int_equal(delivery_attempt(loaded[0]), 1);
-    assert_string_equal(S(std::get<Result>(loaded[0]).outcome), "failed");
+    assert_int_equal(std::get<Result>(loaded[0]).outcome, KILN_FAILED);
     assert_int_equal(delivery_attempt(loaded[1]), 2);
-    assert_string_equal(S(std::get<Result>(loaded[1]).outcome), "passed");
+    assert_int_equal(std::get<Result>(loaded[1]).outcome, KILN_PASSED);
     spool.remove(5, 1, false, [s](int st) { s->saved += st == 0; });
     uv_run(&s->loop, UV_RUN_DEFAULT);
     assert_int_equal(s->saved, 3);
@@ -360,7 +360,7 @@ void test_outage_during_job(void **state)
     assert_true(run_until(s, [&] { return !exists(path); }));
     auto results = all<Result>(s);
     assert_int_equal(results.size(), 1);
-    assert_string_equal(S(results[0].outcome), "passed");
+    assert_int_equal(results[0].outcome, KILN_PASSED);
     assert_int_equal(s->runner->unacknowledged(), 0);
     s->runner->stop();
     assert_true(run_until(s, [&] { return s->runner->stopped(); }));
@@ -378,8 +378,8 @@ void test_job_timeout(void **state)
     assert_true(run_until(s, [&] { return !all<Result>(s).empty(); }));
     assert_true(uv_now(&s->loop) - t0 < 10000);
     auto r = all<Result>(s)[0];
-    assert_string_equal(S(r.outcome), "timeout");
-    assert_string_equal(S(r.tests.at(0).outcome), "timeout");
+    assert_int_equal(r.outcome, KILN_TIMEOUT);
+    assert_int_equal(r.tests.at(0).outcome, KILN_TIMEOUT);
     s->runner->stop();
     assert_true(run_until(s, [&] { return s->runner->stopped(); }));
 }
@@ -402,7 +402,7 @@ void test_stop_drains(void **state)
     auto results = all<Result>(s);
     assert_int_equal(results.size(), 1);
     assert_int_equal(results[0].job_id, 5);
-    assert_string_equal(S(results[0].outcome), "passed");
+    assert_int_equal(results[0].outcome, KILN_PASSED);
     assert_int_equal(s->runner->unacknowledged(), 0);
     assert_true(run_until(s, [&] { return !s->conn; }));
     assert_false(exists(s->tmp + "/work/spool/job-5-1.result"));

@@ -38,6 +38,8 @@
 #include <variant>
 #include <vector>
 
+#include <kiln/plugin.h>
+
 namespace kiln {
 
 constexpr uint32_t kProtocolVersion = 1;
@@ -75,7 +77,8 @@ struct Ack {            // positive answer to the request with this id
 };
 // Negative answer (id 0: about the connection); the sender closes after it,
 // except for a commit refused by max_queued_per_repo (the commit's id; the
-// observer offers it again later).
+// observer offers it again later) and a query that has no answer ("no job
+// for commit X"): then the connection stays.
 struct Error {
     uint64_t id = 0;
     std::string message;
@@ -122,7 +125,9 @@ struct Notify {         // kilnctl → dispatcher → observer: poll this reposi
 };
 struct TestOutcome {
     std::string name;
-    std::string outcome; // "passed", "failed", "error", "skipped", "timeout", "cancelled"
+    // The plugin ABI's enum, everywhere inside a daemon; on the wire its
+    // name ("passed", "failed", "error", "skipped", "timeout", "cancelled").
+    kiln_outcome outcome = KILN_PASSED;
     uint64_t duration_ms = 0;
     std::string message;
 };
@@ -131,7 +136,7 @@ struct Result {         // runner → dispatcher; acked once recorded
     uint64_t job_id = 0;
     uint32_t attempt = 1;
     std::string commit;  // valid_commit_id()
-    std::string outcome; // of the whole job, as TestOutcome::outcome
+    kiln_outcome outcome = KILN_ERROR; // of the whole job, as TestOutcome::outcome
     std::string error;   // why, for error/timeout/cancelled
     std::vector<TestOutcome> tests;
     std::string log;
@@ -178,7 +183,12 @@ bool valid_name(std::string_view s);
 // A git branch name without "..", leading '-' or '/', control characters or spaces; 1..200 bytes.
 bool valid_branch(std::string_view s);
 
-// Outcome names ↔ enum kiln_outcome; -1 for an unknown name.
+// Outcome names ↔ enum kiln_outcome; -1 for an unknown name.  For the
+// places a name is read (messages, the dispatcher's database); the name of
+// an outcome is kiln_outcome_name().
 int outcome_from_name(std::string_view name);
+// A plugin's int (struct kiln_exec_result, kiln_test_result) as the enum;
+// a value the ABI does not define is KILN_ERROR.
+kiln_outcome outcome_from_plugin(int outcome);
 
 } // namespace kiln

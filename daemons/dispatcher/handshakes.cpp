@@ -1,6 +1,6 @@
 // kiln-dispatcher: the hello exchange, and authentication when the peer's
 // role has a secret (see core's auth.hpp for the protocol).
-#include "dispatcher.hpp"
+#include "handshakes.hpp"
 
 #include <kiln/auth.hpp>
 #include <kiln/daemon.hpp>
@@ -8,10 +8,23 @@
 
 namespace kiln {
 
-void Dispatcher::on_hello(Connection &conn, const Hello &hello)
+void Handshakes::begin(Connection &conn)
 {
-    auto hs = handshakes_.find(&conn);
-    if (!conn.role.empty() || hs == handshakes_.end() || !hs->second.nonce.empty()) {
+    pending_[&conn].deadline_ms = unix_ms() + static_cast<int64_t>(settings_.handshake_timeout_ms);
+    // Until it says hello, a peer gets only the handshake deadline.
+    conn.set_idle_timeout(settings_.handshake_timeout_ms);
+}
+
+bool Handshakes::said_hello(const Connection &conn) const
+{
+    auto hs = pending_.find(&conn);
+    return hs != pending_.end() && !hs->second.nonce.empty();
+}
+
+void Handshakes::on_hello(Connection &conn, const Hello &hello)
+{
+    auto hs = pending_.find(&conn);
+    if (!conn.role.empty() || hs == pending_.end() || !hs->second.nonce.empty()) {
         conn.fail(hello.id, "hello sent twice");
         return;
     }
@@ -25,7 +38,7 @@ void Dispatcher::on_hello(Connection &conn, const Hello &hello)
         conn.fail(hello.id, "unknown role '" + hello.role + "'");
         return;
     }
-    const std::string &key = config_.secret_for(hello.role);
+    const std::string &key = settings_.secret_for(hello.role);
     if (key.empty()) {
         conn.send(Hello{hello.id, kProtocolVersion, "dispatcher", "kiln-dispatcher", "", ""});
         authenticated(conn, hello.role, hello.name);
@@ -35,7 +48,7 @@ void Dispatcher::on_hello(Connection &conn, const Hello &hello)
         conn.fail(hello.id, "authentication required: hello without a nonce");
         return;
     }
-    Handshake &h = hs->second;
+    Pending &h = hs->second;
     h.role = hello.role;
     h.name = hello.name;
     h.peer_nonce = hello.nonce;
@@ -44,15 +57,15 @@ void Dispatcher::on_hello(Connection &conn, const Hello &hello)
                     dispatcher_proof(key, h.role, h.name, h.peer_nonce, h.nonce)});
 }
 
-void Dispatcher::on_auth(Connection &conn, const Auth &auth)
+void Handshakes::on_auth(Connection &conn, const Auth &auth)
 {
-    auto hs = handshakes_.find(&conn);
-    if (!conn.role.empty() || hs == handshakes_.end() || hs->second.nonce.empty()) {
+    auto hs = pending_.find(&conn);
+    if (!conn.role.empty() || hs == pending_.end() || hs->second.nonce.empty()) {
         conn.fail(auth.id, "unexpected auth");
         return;
     }
-    const Handshake &h = hs->second;
-    const std::string &key = config_.secret_for(h.role);
+    const Pending &h = hs->second;
+    const std::string &key = settings_.secret_for(h.role);
     // The secret may have changed (SIGHUP) since our hello: then this fails,
     // and the peer reconnects.
     if (key.empty() || !proofs_equal(peer_proof(key, h.role, h.name, h.peer_nonce, h.nonce),
@@ -67,30 +80,28 @@ void Dispatcher::on_auth(Connection &conn, const Auth &auth)
     authenticated(conn, role, name);
 }
 
-void Dispatcher::authenticated(Connection &conn, const std::string &role, const std::string &name)
+void Handshakes::authenticated(Connection &conn, const std::string &role, const std::string &name)
 {
-    bool proved = !handshakes_[&conn].nonce.empty();
-    handshakes_.erase(&conn);
+    bool proved = !pending_[&conn].nonce.empty();
+    pending_.erase(&conn);
     conn.role = role;
     // A runner must heartbeat; observers and kilnctl may stay quiet.
-    conn.set_idle_timeout(role == "runner" ? config_.runner_timeout_ms
-                          : role == "ctl"  ? config_.handshake_timeout_ms
+    conn.set_idle_timeout(role == "runner" ? settings_.runner_timeout_ms
+                          : role == "ctl"  ? settings_.handshake_timeout_ms
                                            : 0);
     log_info("peer %s: hello from %s %s%s", conn.peer().c_str(), role.c_str(), name.c_str(),
              proved ? " (authenticated)" : "");
 }
 
-// From the heartbeat timer: close the peers whose hello exchange is not
-// done within handshake_timeout of their connect.
-void Dispatcher::expire_handshakes()
+void Handshakes::expire(const std::set<std::shared_ptr<Connection>> &connections)
 {
     const int64_t now = unix_ms();
-    for (const auto &conn : connections_) {
-        auto hs = handshakes_.find(conn.get());
-        if (hs != handshakes_.end() && hs->second.deadline_ms <= now && !conn->closing())
+    for (const auto &conn : connections) {
+        auto hs = pending_.find(conn.get());
+        if (hs != pending_.end() && hs->second.deadline_ms <= now && !conn->closing())
             conn->close("no " + std::string(hs->second.nonce.empty() ? "hello" : "auth") +
                         " within handshake_timeout (" +
-                        std::to_string(config_.handshake_timeout_ms) + " ms)");
+                        std::to_string(settings_.handshake_timeout_ms) + " ms)");
     }
 }
 

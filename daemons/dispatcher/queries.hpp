@@ -1,0 +1,33 @@
+#pragma once
+// Answers to kilnctl (status, runners, jobs, result): each one packed
+// msgpack object that kilnctl prints as a table or as JSON.  Owns nothing:
+// it reads the dispatcher's parts.
+#include <cstdint>
+#include <string>
+
+#include "dispatcher_config.hpp"
+#include "job_table.hpp"
+#include "runner_registry.hpp"
+#include "store.hpp"
+
+namespace kiln {
+
+class Queries {
+  public:
+    Queries(const DispatcherConfig &config, const JobTable &jobs, const RunnerRegistry &runners,
+            const Store &store, const int64_t &started_unix_ms)
+        : config_(config), jobs_(jobs), runners_(runners), store_(store),
+          started_unix_ms_(started_unix_ms) {}
+
+    // The answer, or "" with `error` set ("no job for commit X", an unknown query).
+    std::string answer(const std::string &what, const std::string &arg, std::string &error) const;
+
+  private:
+    const DispatcherConfig &config_;
+    const JobTable &jobs_;
+    const RunnerRegistry &runners_;
+    const Store &store_;
+    const int64_t &started_unix_ms_;
+};
+
+} // namespace kiln

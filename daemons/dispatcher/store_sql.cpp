@@ -1,0 +1,145 @@
+// The Store's SQL: schema migrations, statements, a job's rows.
+#include "store_sql.hpp"
+
+#include <kiln/messages.hpp>
+#include <kiln/plugin.h>
+
+namespace kiln {
+namespace sql {
+
+namespace {
+
+// Each entry takes the schema from version i to i + 1.  Never edit one that
+// has shipped: add the next.  (Both below were written before the first
+// release; version 1 lost its UNIQUE (repo, commit_id) to shards then.)
+const char *const kMigrations[] = {
+    // 0 → 1
+    "CREATE TABLE jobs ("
+    "  id INTEGER PRIMARY KEY,"
+    "  repo TEXT NOT NULL, url TEXT NOT NULL, branch TEXT NOT NULL, commit_id TEXT NOT NULL,"
+    "  vcs TEXT NOT NULL, exec TEXT NOT NULL, timeout_ms INTEGER NOT NULL,"
+    "  state TEXT NOT NULL, attempt INTEGER NOT NULL, round_start INTEGER NOT NULL,"
+    "  runner TEXT NOT NULL, created_unix_ms INTEGER NOT NULL,"
+    "  assigned_unix_ms INTEGER NOT NULL, finished_unix_ms INTEGER NOT NULL,"
+    "  reported INTEGER NOT NULL);"
+    "CREATE INDEX jobs_by_state ON jobs (state);"
+    // The result as it came from the runner: its frame, decoded on load.
+    "CREATE TABLE results ("
+    "  job_id INTEGER PRIMARY KEY REFERENCES jobs (id),"
+    "  attempt INTEGER NOT NULL, runner TEXT NOT NULL, outcome TEXT NOT NULL,"
+    "  frame BLOB NOT NULL);"
+    "CREATE TABLE runners ("
+    "  name TEXT PRIMARY KEY, slots INTEGER NOT NULL, labels TEXT NOT NULL,"
+    "  last_seen_unix_ms INTEGER NOT NULL);",
+    // 1 → 2: shards, labels, superseding, and test durations for shard planning.
+    "ALTER TABLE jobs ADD COLUMN parent INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN shard INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN shards INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN tests TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN labels TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN spec_shards INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE jobs ADD COLUMN cancel_superseded INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX jobs_by_parent ON jobs (parent);"
+    // One job per commit; its shards share the commit.
+    "CREATE UNIQUE INDEX jobs_by_commit ON jobs (repo, commit_id) WHERE parent = 0;"
+    "CREATE TABLE test_durations ("
+    "  repo TEXT NOT NULL, name TEXT NOT NULL, duration_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (repo, name));",
+    // 2 → 3: the repository lets its sandboxed tests reach the network.
+    "ALTER TABLE jobs ADD COLUMN network INTEGER NOT NULL DEFAULT 0;",
+};
+static_assert(sizeof kMigrations / sizeof *kMigrations == kStoreSchemaVersion,
+              "one migration per schema version");
+
+} // namespace
+
+const char *migration(int from) { return kMigrations[from]; }
+
+void exec(sqlite3 *db, const char *sql)
+{
+    char *error = nullptr;
+    if (sqlite3_exec(db, sql, nullptr, nullptr, &error) != SQLITE_OK) {
+        std::string why = error ? error : sqlite3_errmsg(db);
+        sqlite3_free(error);
+        throw StoreError(why);
+    }
+}
+
+// Lists of names in one column: newline-separated (names have no newline:
+// labels are valid_name(), test names come from one line of a listing).
+std::string join_lines(const std::vector<std::string> &items)
+{
+    std::string out;
+    for (const auto &i : items)
+        out += (out.empty() ? "" : "\n") + i;
+    return out;
+}
+
+std::vector<std::string> split_lines(const std::string &text)
+{
+    std::vector<std::string> out;
+    size_t start = 0;
+    while (!text.empty() && start <= text.size()) {
+        size_t end = text.find('\n', start);
+        if (end == std::string::npos)
+            end = text.size();
+        out.push_back(text.substr(start, end - start));
+        start = end + 1;
+    }
+    return out;
+}
+
+void write_job(Store::Prepared &db, const Job &job)
+{
+    Statement(db, "INSERT INTO jobs (id, repo, url, branch, commit_id, vcs, exec, timeout_ms,"
+                  " state, attempt, round_start, runner, created_unix_ms, assigned_unix_ms,"
+                  " finished_unix_ms, reported, parent, shard, shards, tests, labels, spec_shards,"
+                  " cancel_superseded, network) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,"
+                  "?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24) ON CONFLICT (id) DO UPDATE SET"
+                  " state = excluded.state,"
+                  " attempt = excluded.attempt, round_start = excluded.round_start,"
+                  " runner = excluded.runner, assigned_unix_ms = excluded.assigned_unix_ms,"
+                  " finished_unix_ms = excluded.finished_unix_ms, reported = excluded.reported,"
+                  " spec_shards = excluded.spec_shards")
+        .bind(1, static_cast<int64_t>(job.id))
+        .bind(2, job.spec.repo)
+        .bind(3, job.spec.url)
+        .bind(4, job.spec.branch)
+        .bind(5, job.spec.commit)
+        .bind(6, job.spec.vcs)
+        .bind(7, job.spec.exec)
+        .bind(8, static_cast<int64_t>(job.spec.timeout_ms))
+        .bind(9, std::string(job_state_name(job.state)))
+        .bind(10, static_cast<int64_t>(job.attempt))
+        .bind(11, static_cast<int64_t>(job.round_start))
+        .bind(12, job.runner)
+        .bind(13, job.created_unix_ms)
+        .bind(14, job.assigned_unix_ms)
+        .bind(15, job.finished_unix_ms)
+        .bind(16, static_cast<int64_t>(job.reported))
+        .bind(17, static_cast<int64_t>(job.parent))
+        .bind(18, static_cast<int64_t>(job.shard))
+        .bind(19, static_cast<int64_t>(job.shards))
+        .bind(20, join_lines(job.tests))
+        .bind(21, join_lines(job.spec.labels))
+        .bind(22, static_cast<int64_t>(job.spec.shards))
+        .bind(23, static_cast<int64_t>(job.spec.cancel_superseded))
+        .bind(24, static_cast<int64_t>(job.spec.network))
+        .run(db.db);
+    if (job.state == JobState::done)
+        Statement(db, "INSERT OR REPLACE INTO results (job_id, attempt, runner, outcome, frame)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5)")
+            .bind(1, static_cast<int64_t>(job.id))
+            .bind(2, static_cast<int64_t>(job.result.attempt))
+            .bind(3, job.runner)
+            .bind(4, kiln_outcome_name(job.result.outcome))
+            .blob(5, encode_message(job.result))
+            .run(db.db);
+    else if (job.round_start > 0) // only a retry takes a recorded result back
+        Statement(db, "DELETE FROM results WHERE job_id = ?1")
+            .bind(1, static_cast<int64_t>(job.id))
+            .run(db.db);
+}
+
+} // namespace sql
+} // namespace kiln
