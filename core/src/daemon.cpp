@@ -97,10 +97,10 @@ StopSignals::~StopSignals()
 {
     for (uv_signal_t *s : {sigint_, sigterm_})
         uv_close(reinterpret_cast<uv_handle_t *>(s),
-                 [](uv_handle_t *h) { delete reinterpret_cast<uv_signal_t *>(h); });
+                 [](uv_handle_t *h) noexcept { delete reinterpret_cast<uv_signal_t *>(h); });
 }
 
-void StopSignals::on_signal(uv_signal_t *handle, int signum)
+void StopSignals::on_signal(uv_signal_t *handle, int signum) noexcept
 {
     auto *self = static_cast<StopSignals *>(handle->data);
     if (++self->received_ > 1) {
@@ -108,7 +108,10 @@ void StopSignals::on_signal(uv_signal_t *handle, int signum)
         exit(1);
     }
     log_notice("signal %s: stopping", strsignal(signum));
-    self->on_stop_(signum);
+    if (!guarded("stop", [&] { self->on_stop_(signum); })) {
+        log_err("signal %s: the graceful stop failed; stopping at once", strsignal(signum));
+        exit(1);
+    }
 }
 
 void run_until_stopped(uv_loop_t *loop, const std::function<void()> &stop)
@@ -138,17 +141,17 @@ class ServiceNotifier {
         if (uint64_t usec = watchdog_usec()) {
             uint64_t ms = usec / 2000; // half the interval, as sd_watchdog_enabled(3) advises
             watchdog_timer_ = new_timer(loop);
-            uv_timer_start(watchdog_timer_, [](uv_timer_t *) { notify_watchdog(); },
+            uv_timer_start(watchdog_timer_, [](uv_timer_t *) noexcept { notify_watchdog(); },
                            ms ? ms : 1, ms ? ms : 1);
             log_info("watchdog: keep-alive every %llu ms", static_cast<unsigned long long>(ms));
         }
     }
     ~ServiceNotifier()
     {
-        uv_close(handle(hup_), [](uv_handle_t *h) { delete reinterpret_cast<uv_signal_t *>(h); });
+        uv_close(handle(hup_), [](uv_handle_t *h) noexcept { delete reinterpret_cast<uv_signal_t *>(h); });
         for (uv_timer_t *t : {status_timer_, watchdog_timer_})
             if (t)
-                uv_close(handle(t), [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
+                uv_close(handle(t), [](uv_handle_t *h) noexcept { delete reinterpret_cast<uv_timer_t *>(h); });
     }
     ServiceNotifier(const ServiceNotifier &) = delete;
     ServiceNotifier &operator=(const ServiceNotifier &) = delete;
@@ -182,14 +185,16 @@ class ServiceNotifier {
         last_status_ = s;
         return s;
     }
-    static void on_status_timer(uv_timer_t *t)
+    static void on_status_timer(uv_timer_t *t) noexcept
     {
         auto *self = static_cast<ServiceNotifier *>(t->data);
-        std::string before = self->last_status_;
-        if (self->status() != before)
-            notify_status(self->last_status_);
+        guarded("status", [&] {
+            std::string before = self->last_status_;
+            if (self->status() != before)
+                notify_status(self->last_status_);
+        });
     }
-    static void on_hup(uv_signal_t *h, int)
+    static void on_hup(uv_signal_t *h, int) noexcept
     {
         auto *self = static_cast<ServiceNotifier *>(h->data);
         if (self->stopping_) {
@@ -200,10 +205,12 @@ class ServiceNotifier {
             log_notice("signal %s: nothing to reload", strsignal(SIGHUP));
             return;
         }
-        log_notice("signal %s: reloading the config", strsignal(SIGHUP));
-        notify_reloading();
-        guarded("reload", [&] { self->hooks_.reload(); });
-        notify_ready(self->status());
+        guarded("reload", [&] {
+            log_notice("signal %s: reloading the config", strsignal(SIGHUP));
+            notify_reloading();
+            self->hooks_.reload();
+            notify_ready(self->status());
+        });
     }
 
     const ServiceHooks &hooks_;
@@ -247,7 +254,7 @@ int drain_and_close_loop(uv_loop_t *loop)
 {
     uv_walk(
         loop,
-        [](uv_handle_t *h, void *) {
+        [](uv_handle_t *h, void *) noexcept {
             if (!uv_is_closing(h))
                 uv_close(h, nullptr);
         },

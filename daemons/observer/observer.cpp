@@ -26,27 +26,25 @@ Observer::Observer(uv_loop_t *loop, ObserverConfig config)
             add_watch(shared, branch);
     }
 
+    // Client runs these through core's exception boundary (net.hpp): a
+    // throw closes the dispatcher connection, and the reconnect resends.
     client_.on_connected = [this](Connection &conn) {
-        guarded("dispatcher: connected", [&] {
-            conn.set_idle_timeout(config_.dispatcher_timeout_ms);
-            conn.send(handshake_.hello(next_hello_id_++));
-        });
+        conn.set_idle_timeout(config_.dispatcher_timeout_ms);
+        conn.send(handshake_.hello(next_hello_id_++));
     };
     client_.on_message = [this](Connection &conn, Message &&msg) {
-        guarded("dispatcher: message", [&] { on_message(conn, std::move(msg)); });
+        on_message(conn, std::move(msg));
     };
     client_.on_disconnected = [this](const std::string &why) {
-        guarded("dispatcher: disconnected", [&] {
-            if (ready_)
-                log_warning("dispatcher %s: disconnected: %s; %zu commit(s) wait in the outbox",
-                            client_.address().c_str(), why.c_str(), outbox_.size());
-            ready_ = false;
-            outbox_.mark_all_unsent(); // sent again after the next hello
-            if (ack_timer_)
-                uv_timer_stop(ack_timer_);
-            if (refused_timer_)
-                uv_timer_stop(refused_timer_); // the refused ones go with the rest
-        });
+        if (ready_)
+            log_warning("dispatcher %s: disconnected: %s; %zu commit(s) wait in the outbox",
+                        client_.address().c_str(), why.c_str(), outbox_.size());
+        ready_ = false;
+        outbox_.mark_all_unsent(); // sent again after the next hello
+        if (ack_timer_)
+            uv_timer_stop(ack_timer_);
+        if (refused_timer_)
+            uv_timer_stop(refused_timer_); // the refused ones go with the rest
     };
 }
 

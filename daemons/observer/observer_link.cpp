@@ -77,10 +77,8 @@ void Observer::on_message(Connection &conn, Message &&msg)
 {
     if (auto *hello = std::get_if<Hello>(&msg)) {
         std::string error;
-        if (!handshake_.reply(conn, *hello, next_hello_id_++, error)) {
-            log_err("dispatcher %s: %s", conn.peer().c_str(), error.c_str());
-            return;
-        }
+        if (!handshake_.reply(conn, *hello, next_hello_id_++, error))
+            return; // the Client says why, once per backoff step
         ready_ = true;
         log_info("dispatcher %s: connected; %zu commit(s) to send", conn.peer().c_str(),
                  outbox_.size());

@@ -44,7 +44,7 @@ class StopSignals {
     StopSignals &operator=(const StopSignals &) = delete;
 
   private:
-    static void on_signal(uv_signal_t *, int);
+    static void on_signal(uv_signal_t *, int) noexcept;
     uv_signal_t *sigint_, *sigterm_;
     std::function<void(int)> on_stop_;
     int received_ = 0;
