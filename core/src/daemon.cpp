@@ -133,7 +133,10 @@ class ServiceNotifier {
         uv_unref(handle(hup_));
         uv_signal_start(hup_, on_hup, SIGHUP);
 
+        if (notify_enabled())
+            retry_timer_ = new_timer(loop);
         notify_ready(status());
+        arm_retry();
         if (notify_enabled() && hooks_.status) {
             status_timer_ = new_timer(loop);
             uv_timer_start(status_timer_, on_status_timer, 1000, 1000);
@@ -141,15 +144,20 @@ class ServiceNotifier {
         if (uint64_t usec = watchdog_usec()) {
             uint64_t ms = usec / 2000; // half the interval, as sd_watchdog_enabled(3) advises
             watchdog_timer_ = new_timer(loop);
-            uv_timer_start(watchdog_timer_, [](uv_timer_t *) noexcept { notify_watchdog(); },
-                           ms ? ms : 1, ms ? ms : 1);
+            uv_timer_start(
+                watchdog_timer_,
+                [](uv_timer_t *t) noexcept {
+                    notify_watchdog();
+                    static_cast<ServiceNotifier *>(t->data)->arm_retry();
+                },
+                ms ? ms : 1, ms ? ms : 1);
             log_info("watchdog: keep-alive every %llu ms", static_cast<unsigned long long>(ms));
         }
     }
     ~ServiceNotifier()
     {
         uv_close(handle(hup_), [](uv_handle_t *h) noexcept { delete reinterpret_cast<uv_signal_t *>(h); });
-        for (uv_timer_t *t : {status_timer_, watchdog_timer_})
+        for (uv_timer_t *t : {status_timer_, watchdog_timer_, retry_timer_})
             if (t)
                 uv_close(handle(t), [](uv_handle_t *h) noexcept { delete reinterpret_cast<uv_timer_t *>(h); });
     }
@@ -160,6 +168,7 @@ class ServiceNotifier {
     {
         stopping_ = true;
         notify_stopping();
+        arm_retry();
         // The watchdog keeps going while the daemon drains: a long graceful
         // stop is not a hang.
     }
@@ -177,6 +186,22 @@ class ServiceNotifier {
         uv_unref(handle(t));
         return t;
     }
+    // An essential notification did not fit the manager's queue: try again
+    // shortly, until it goes (the timer does not keep the loop alive).
+    void arm_retry() noexcept
+    {
+        if (!retry_timer_ || !notify_pending() || uv_is_active(handle(retry_timer_)))
+            return;
+        uv_timer_start(
+            retry_timer_,
+            [](uv_timer_t *t) noexcept {
+                notify_retry();
+                static_cast<ServiceNotifier *>(t->data)->arm_retry();
+            },
+            kNotifyRetryMs, 0);
+    }
+    static constexpr uint64_t kNotifyRetryMs = 100;
+
     std::string status()
     {
         std::string s;
@@ -192,6 +217,7 @@ class ServiceNotifier {
             std::string before = self->last_status_;
             if (self->status() != before)
                 notify_status(self->last_status_);
+            self->arm_retry();
         });
     }
     static void on_hup(uv_signal_t *h, int) noexcept
@@ -210,12 +236,13 @@ class ServiceNotifier {
             notify_reloading();
             self->hooks_.reload();
             notify_ready(self->status());
+            self->arm_retry();
         });
     }
 
     const ServiceHooks &hooks_;
     uv_signal_t *hup_ = nullptr;
-    uv_timer_t *status_timer_ = nullptr, *watchdog_timer_ = nullptr;
+    uv_timer_t *status_timer_ = nullptr, *watchdog_timer_ = nullptr, *retry_timer_ = nullptr;
     std::string last_status_;
     bool stopping_ = false;
 };
