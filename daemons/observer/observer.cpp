@@ -13,6 +13,7 @@ Observer::Observer(uv_loop_t *loop, ObserverConfig config)
       state_(loop, config_.state_dir + "/handed-over")
 {
     handshake_ = ClientHandshake("observer", "kiln-observer", config_.secret);
+    client_.set_reconnect_max(config_.reconnect_max_ms);
     auto dirs = plugin_dirs(config_.plugin_dirs);
     for (const auto &repo : config_.repos)
         if (!vcs_.count(repo.vcs))
@@ -149,6 +150,8 @@ void Observer::reload(ObserverConfig c)
     config_.max_backlog = c.max_backlog;
     config_.dispatcher_timeout_ms = c.dispatcher_timeout_ms;
     config_.ack_timeout_ms = c.ack_timeout_ms;
+    config_.reconnect_max_ms = c.reconnect_max_ms;
+    client_.set_reconnect_max(c.reconnect_max_ms);
     config_.max_outbox = c.max_outbox;
     handshake_.set_key(c.secret);
     config_.plugin_dirs = c.plugin_dirs;

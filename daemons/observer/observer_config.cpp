@@ -89,6 +89,7 @@ ObserverConfig ObserverConfig::from(const ConfigTable &root)
     c.max_backlog = static_cast<uint32_t>(o.integer("max_backlog", c.max_backlog, 1, 100000));
     c.dispatcher_timeout_ms = o.duration_ms("dispatcher_timeout", c.dispatcher_timeout_ms);
     c.ack_timeout_ms = o.duration_ms("ack_timeout", c.ack_timeout_ms);
+    c.reconnect_max_ms = o.duration_ms("reconnect_max", c.reconnect_max_ms);
     c.max_outbox = static_cast<size_t>(o.integer("max_outbox", c.max_outbox, 1, 10000000));
     c.max_frame = static_cast<size_t>(o.integer("max_frame", c.max_frame, 4096, 1 << 30));
     c.plugin_dirs = o.strings("plugin_dir", {});

@@ -6,6 +6,7 @@
 
 #include <kiln/config.hpp>
 #include <kiln/messages.hpp>
+#include <kiln/net.hpp>
 
 namespace kiln {
 
@@ -36,6 +37,7 @@ struct ObserverConfig {
     uint32_t max_backlog = 100;
     uint64_t dispatcher_timeout_ms = 30000;
     uint64_t ack_timeout_ms = 30000; // 0: wait for acks forever
+    uint64_t reconnect_max_ms = Backoff::kDefaultCapMs; // longest wait between reconnects
     size_t max_outbox = 10000;       // unacknowledged commits before polling pauses
     size_t max_frame = 16u << 20;
     std::vector<std::string> plugin_dirs;
