@@ -271,10 +271,11 @@ bool reload_daemon_config(const DaemonOptions &opts, const DaemonInfo &info,
     return false;
 }
 
-void warn_needs_restart(const char *key, bool changed)
+bool warn_needs_restart(const char *key, bool changed)
 {
     if (changed)
         log_warning("reload: %s changed: needs a restart; keeping the running value", key);
+    return changed;
 }
 
 int drain_and_close_loop(uv_loop_t *loop)
