@@ -305,6 +305,58 @@ void test_throwing_handler_closes_only_its_connection(void **state)
     assert_string_equal(h->closes[0].c_str(), "peer closed the connection");
 }
 
+// Gaps between the connections a Client makes to a server that closes each
+// at once; `accepted`: the client marks each handshake done, as
+// ClientHandshake::reply does when the dispatcher lets it in.
+std::vector<uint64_t> reconnect_gaps(Harness *h, bool accepted, size_t connections)
+{
+    std::vector<uint64_t> at;
+    h->server = std::make_unique<Server>(&h->loop, 4096);
+    std::string error;
+    h->server->listen("127.0.0.1:0",
+                      [&](std::shared_ptr<Connection> conn) {
+                          uv_update_time(&h->loop);
+                          at.push_back(uv_now(&h->loop));
+                          conn->start([](Connection &, Message &&) {},
+                                      [](Connection &, const std::string &) {});
+                          conn->close("go away");
+                      },
+                      error);
+    Client client(&h->loop, "127.0.0.1:" + std::to_string(h->server->port()), 4096);
+    client.set_reconnect_max(600);
+    client.on_connected = [&](Connection &conn) {
+        if (accepted)
+            conn.handshake_done();
+    };
+    client.start();
+    while (at.size() < connections && !h->guard_fired)
+        uv_run(&h->loop, UV_RUN_ONCE);
+    client.stop();
+    std::vector<uint64_t> gaps;
+    for (size_t i = 1; i < at.size(); i++)
+        gaps.push_back(at[i] - at[i - 1]);
+    return gaps;
+}
+
+// After a drop of an accepted connection the first retry comes within
+// 250 ms, every time; a peer never accepted backs off towards reconnect_max.
+void test_backoff_starts_over_only_after_a_handshake(void **state)
+{
+    auto *h = static_cast<Harness *>(*state);
+    std::vector<uint64_t> gaps = reconnect_gaps(h, true, 5);
+    assert_false(h->guard_fired);
+    assert_int_equal(gaps.size(), 4);
+    for (uint64_t g : gaps)
+        assert_in_range(g, 100, 300);
+
+    gaps = reconnect_gaps(h, false, 5);
+    assert_false(h->guard_fired);
+    assert_int_equal(gaps.size(), 4);
+    assert_in_range(gaps[0], 100, 300);
+    assert_in_range(gaps[2], 280, 700); // 250-500, then capped at 600
+    assert_in_range(gaps[3], 280, 700);
+}
+
 // First retry within 250 ms (and not at once), then doubling up to the cap;
 // reset() starts over; a cap below the base is the base.
 void test_backoff_bounds(void **)
@@ -341,6 +393,8 @@ int main()
         cmocka_unit_test_setup_teardown(test_throwing_handler_closes_only_its_connection, setup,
                                         teardown),
         cmocka_unit_test(test_backoff_bounds),
+        cmocka_unit_test_setup_teardown(test_backoff_starts_over_only_after_a_handshake, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
