@@ -268,7 +268,7 @@ void Connection::fail(uint64_t id, const std::string &message)
 {
     if (closing_ || close_after_write_)
         return;
-    log_warning("peer %s: %s; closing the connection", peer_.c_str(), message.c_str());
+    log_warning("%s: %s; closing the connection", describe().c_str(), message.c_str());
     send_error_and_close(id, message);
 }
 
