@@ -126,8 +126,15 @@ void Client::on_connect(uv_connect_t *req, int status) noexcept
         return;
     }
     client->connecting_ = false;
-    if (!guarded("connected", [&] { client->adopt(cr->tcp); }) && !client->conn_)
+    if (guarded("connected", [&] { client->adopt(cr->tcp); }))
+        return;
+    // Out of memory half-way: drop what there is and try again later.
+    if (client->conn_)
+        guarded("connected", [&] { client->conn_->close("could not set up the connection"); });
+    else
         close_and_delete(cr->tcp); // not adopted: nothing else owns the handle
+    client->conn_.reset();
+    guarded("reconnect", [&] { client->schedule_retry("could not set up the connection", false); });
 }
 
 void Client::adopt(uv_tcp_t *tcp)
