@@ -152,6 +152,14 @@ class Backoff {
     unsigned attempt_ = 0;
 };
 
+// The dispatcher connection of a runner, an observer or kilnctl.  After a
+// drop it tries again after Backoff's waits (the first within 250 ms); the
+// waits start over only once the connection's hello/auth exchange has
+// succeeded (Connection::handshake_done, marked by ClientHandshake::reply),
+// so a peer the dispatcher refuses backs off up to reconnect_max and logs
+// "authentication failed: WHY; retrying in N s" once per attempt.  The
+// handlers below run inside the exception boundary: a throw closes the
+// connection (and a reconnect follows), never the daemon.
 class Client {
   public:
     using ConnectedHandler = std::function<void(Connection &)>;
