@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <memory>
 
+#include <kiln/log.hpp>
+
 namespace kiln {
 
 namespace {
@@ -49,14 +51,16 @@ template <typename Fn> void on_pool(uv_loop_t *loop, Fn fn, std::function<void(i
     job->work.data = job;
     int rc = uv_queue_work(
         loop, &job->work,
-        [](uv_work_t *w) {
+        [](uv_work_t *w) noexcept {
             auto *j = static_cast<PoolJob<Fn> *>(w->data);
-            j->status = j->fn();
+            j->status = -EIO; // what a throwing `fn` amounts to
+            guarded("write file", [&] { j->status = j->fn(); });
         },
-        [](uv_work_t *w, int status) {
+        [](uv_work_t *w, int status) noexcept {
             std::unique_ptr<PoolJob<Fn>> j(static_cast<PoolJob<Fn> *>(w->data));
             if (j->done)
-                j->done(status == UV_ECANCELED ? status : j->status);
+                guarded("write file: done",
+                        [&] { j->done(status == UV_ECANCELED ? status : j->status); });
         });
     if (rc != 0) { // cannot happen with a valid loop; keep the exactly-once promise anyway
         auto done_cb = std::move(job->done);

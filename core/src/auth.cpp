@@ -183,8 +183,12 @@ bool ClientHandshake::reply(Connection &conn, const Hello &dispatcher, uint64_t 
         conn.close(error);
         return false;
     }
-    if (auth)
+    if (auth) {
         conn.send(*auth); // what the peer sends next is read after it
+        conn.handshake_done_on_ack(auth->id);
+    } else {
+        conn.handshake_done(); // no secret either side: the hello was all
+    }
     return true;
 }
 

@@ -11,7 +11,6 @@
 
 #include <kiln/log.hpp>
 #include <kiln/plugin_loader.hpp>
-#include <kiln/systemd.hpp>
 
 namespace kiln {
 
@@ -97,10 +96,10 @@ StopSignals::~StopSignals()
 {
     for (uv_signal_t *s : {sigint_, sigterm_})
         uv_close(reinterpret_cast<uv_handle_t *>(s),
-                 [](uv_handle_t *h) { delete reinterpret_cast<uv_signal_t *>(h); });
+                 [](uv_handle_t *h) noexcept { delete reinterpret_cast<uv_signal_t *>(h); });
 }
 
-void StopSignals::on_signal(uv_signal_t *handle, int signum)
+void StopSignals::on_signal(uv_signal_t *handle, int signum) noexcept
 {
     auto *self = static_cast<StopSignals *>(handle->data);
     if (++self->received_ > 1) {
@@ -108,120 +107,15 @@ void StopSignals::on_signal(uv_signal_t *handle, int signum)
         exit(1);
     }
     log_notice("signal %s: stopping", strsignal(signum));
-    self->on_stop_(signum);
+    if (!guarded("stop", [&] { self->on_stop_(signum); })) {
+        log_err("signal %s: the graceful stop failed; stopping at once", strsignal(signum));
+        exit(1);
+    }
 }
 
 void run_until_stopped(uv_loop_t *loop, const std::function<void()> &stop)
 {
     StopSignals signals(loop, [&](int) { stop(); });
-    uv_run(loop, UV_RUN_DEFAULT);
-}
-
-namespace {
-
-// The handles run_service adds to the loop; closed when the loop ends.
-class ServiceNotifier {
-  public:
-    ServiceNotifier(uv_loop_t *loop, const ServiceHooks &hooks) : hooks_(hooks)
-    {
-        hup_ = new uv_signal_t;
-        uv_signal_init(loop, hup_);
-        hup_->data = this;
-        uv_unref(handle(hup_));
-        uv_signal_start(hup_, on_hup, SIGHUP);
-
-        notify_ready(status());
-        if (notify_enabled() && hooks_.status) {
-            status_timer_ = new_timer(loop);
-            uv_timer_start(status_timer_, on_status_timer, 1000, 1000);
-        }
-        if (uint64_t usec = watchdog_usec()) {
-            uint64_t ms = usec / 2000; // half the interval, as sd_watchdog_enabled(3) advises
-            watchdog_timer_ = new_timer(loop);
-            uv_timer_start(watchdog_timer_, [](uv_timer_t *) { notify_watchdog(); },
-                           ms ? ms : 1, ms ? ms : 1);
-            log_info("watchdog: keep-alive every %llu ms", static_cast<unsigned long long>(ms));
-        }
-    }
-    ~ServiceNotifier()
-    {
-        uv_close(handle(hup_), [](uv_handle_t *h) { delete reinterpret_cast<uv_signal_t *>(h); });
-        for (uv_timer_t *t : {status_timer_, watchdog_timer_})
-            if (t)
-                uv_close(handle(t), [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
-    }
-    ServiceNotifier(const ServiceNotifier &) = delete;
-    ServiceNotifier &operator=(const ServiceNotifier &) = delete;
-
-    void stopping()
-    {
-        stopping_ = true;
-        notify_stopping();
-        // The watchdog keeps going while the daemon drains: a long graceful
-        // stop is not a hang.
-    }
-
-  private:
-    template <typename H> static uv_handle_t *handle(H *h)
-    {
-        return reinterpret_cast<uv_handle_t *>(h);
-    }
-    uv_timer_t *new_timer(uv_loop_t *loop)
-    {
-        auto *t = new uv_timer_t;
-        uv_timer_init(loop, t);
-        t->data = this;
-        uv_unref(handle(t));
-        return t;
-    }
-    std::string status()
-    {
-        std::string s;
-        if (hooks_.status)
-            guarded("status", [&] { s = hooks_.status(); });
-        last_status_ = s;
-        return s;
-    }
-    static void on_status_timer(uv_timer_t *t)
-    {
-        auto *self = static_cast<ServiceNotifier *>(t->data);
-        std::string before = self->last_status_;
-        if (self->status() != before)
-            notify_status(self->last_status_);
-    }
-    static void on_hup(uv_signal_t *h, int)
-    {
-        auto *self = static_cast<ServiceNotifier *>(h->data);
-        if (self->stopping_) {
-            log_notice("signal %s: stopping; not reloading", strsignal(SIGHUP));
-            return;
-        }
-        if (!self->hooks_.reload) {
-            log_notice("signal %s: nothing to reload", strsignal(SIGHUP));
-            return;
-        }
-        log_notice("signal %s: reloading the config", strsignal(SIGHUP));
-        notify_reloading();
-        guarded("reload", [&] { self->hooks_.reload(); });
-        notify_ready(self->status());
-    }
-
-    const ServiceHooks &hooks_;
-    uv_signal_t *hup_ = nullptr;
-    uv_timer_t *status_timer_ = nullptr, *watchdog_timer_ = nullptr;
-    std::string last_status_;
-    bool stopping_ = false;
-};
-
-} // namespace
-
-void run_service(uv_loop_t *loop, const ServiceHooks &hooks)
-{
-    ServiceNotifier notifier(loop, hooks);
-    StopSignals signals(loop, [&](int) {
-        notifier.stopping();
-        hooks.stop();
-    });
     uv_run(loop, UV_RUN_DEFAULT);
 }
 
@@ -237,17 +131,18 @@ bool reload_daemon_config(const DaemonOptions &opts, const DaemonInfo &info,
     return false;
 }
 
-void warn_needs_restart(const char *key, bool changed)
+bool warn_needs_restart(const char *key, bool changed)
 {
     if (changed)
         log_warning("reload: %s changed: needs a restart; keeping the running value", key);
+    return changed;
 }
 
 int drain_and_close_loop(uv_loop_t *loop)
 {
     uv_walk(
         loop,
-        [](uv_handle_t *h, void *) {
+        [](uv_handle_t *h, void *) noexcept {
             if (!uv_is_closing(h))
                 uv_close(h, nullptr);
         },

@@ -1,11 +1,15 @@
-// Connections, a listening server and a reconnecting client on uv_tcp_t.
+// Connections and a listening server on uv_tcp_t; the reconnecting client
+// is in client.cpp.
 #include <kiln/net.hpp>
 
 #include <cstring>
 #include <arpa/inet.h>
-#include <random>
+#include <optional>
+#include <type_traits>
 
 #include <kiln/log.hpp>
+
+#include "close_handle.hpp"
 
 namespace kiln {
 namespace {
@@ -14,12 +18,6 @@ struct WriteRequest {
     uv_write_t req;
     std::string data;
 };
-
-template <typename Handle> void close_and_delete(Handle *h)
-{
-    uv_close(reinterpret_cast<uv_handle_t *>(h),
-             [](uv_handle_t *handle) { delete reinterpret_cast<Handle *>(handle); });
-}
 
 std::string address_text(const sockaddr_storage &ss)
 {
@@ -40,8 +38,9 @@ std::string address_text(const sockaddr_storage &ss)
     return "?";
 }
 
-// Resolve numeric addresses only (and "localhost"): a daemon never waits on DNS.
-int make_sockaddr(const std::string &address, sockaddr_storage &ss, std::string &error)
+} // namespace
+
+int numeric_sockaddr(const std::string &address, sockaddr_storage &ss, std::string &error)
 {
     std::string host;
     int port = 0;
@@ -57,6 +56,13 @@ int make_sockaddr(const std::string &address, sockaddr_storage &ss, std::string 
     error = address + ": not a numeric IPv4 or IPv6 address";
     return UV_EINVAL;
 }
+
+namespace {
+
+// Whether a message kind carries a request id (Assign and Cancel do not).
+template <typename T, typename = void> struct has_request_id : std::false_type {};
+template <typename T>
+struct has_request_id<T, std::void_t<decltype(std::declval<T>().id)>> : std::true_type {};
 
 thread_local char read_buffer[64 * 1024];
 
@@ -136,20 +142,36 @@ void Connection::start(MessageHandler on_message, CloseHandler on_close)
         close(std::string("read: ") + uv_strerror(rc));
 }
 
-void Connection::on_alloc(uv_handle_t *, size_t, uv_buf_t *buf)
+std::string Connection::describe() const
+{
+    std::string who = "peer " + peer_;
+    if (!role.empty() || !name.empty())
+        who += " (" + role + (role.empty() || name.empty() ? "" : " ") + name + ")";
+    return who;
+}
+
+void Connection::on_alloc(uv_handle_t *, size_t, uv_buf_t *buf) noexcept
 {
     *buf = uv_buf_init(read_buffer, sizeof read_buffer);
 }
 
-void Connection::on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+void Connection::on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) noexcept
 {
     auto *conn = static_cast<Connection *>(stream->data);
-    if (nread > 0)
-        conn->handle_bytes(buf->base, static_cast<size_t>(nread));
-    else if (nread == UV_EOF)
-        conn->close("peer closed the connection");
-    else if (nread < 0)
-        conn->close(std::string("read: ") + uv_strerror(static_cast<int>(nread)));
+    // Our own work here can throw only bad_alloc; a handler's exceptions are
+    // caught in dispatch().  Either way, this connection is what gives.
+    std::optional<std::string> error = caught([&] {
+        if (nread > 0)
+            conn->handle_bytes(buf->base, static_cast<size_t>(nread));
+        else if (nread == UV_EOF)
+            conn->close("peer closed the connection");
+        else if (nread < 0)
+            conn->close(std::string("read: ") + uv_strerror(static_cast<int>(nread)));
+    });
+    if (error) {
+        log_err("%s: reading: %s", conn->describe().c_str(), error->c_str());
+        guarded("closing", [&] { conn->close("reading: " + *error); });
+    }
 }
 
 void Connection::handle_bytes(const char *data, size_t len)
@@ -172,8 +194,33 @@ void Connection::handle_bytes(const char *data, size_t len)
             fail(0, error);
             return;
         }
-        on_message_(*this, std::move(msg));
+        dispatch(std::move(msg));
     }
+}
+
+void Connection::dispatch(Message &&msg)
+{
+    if (awaiting_auth_ack_) {
+        auto *ack = std::get_if<Ack>(&msg);
+        if (ack && ack->id == auth_id_)
+            handshake_done();
+    }
+    const char *type = message_type(msg);
+    uint64_t id = std::visit(
+        [](const auto &m) -> uint64_t {
+            if constexpr (has_request_id<std::decay_t<decltype(m)>>::value)
+                return m.id;
+            else
+                return 0;
+        },
+        msg);
+    std::optional<std::string> error = caught([&] { on_message_(*this, std::move(msg)); });
+    if (!error)
+        return;
+    // One bad message costs its connection, never the daemon: the peer is
+    // told, and its protocol (resend after reconnecting) does the rest.
+    log_err("%s: handling %s: %s", describe().c_str(), type, error->c_str());
+    send_error_and_close(id, std::string("internal error handling ") + type);
 }
 
 void Connection::send(const Message &msg)
@@ -202,25 +249,36 @@ void Connection::send(const Message &msg)
     }
 }
 
-void Connection::on_written(uv_write_t *req, int status)
+void Connection::on_written(uv_write_t *req, int status) noexcept
 {
     auto *wr = reinterpret_cast<WriteRequest *>(req);
     auto *conn = static_cast<Connection *>(req->data);
     conn->writes_in_flight_--;
     conn->queued_bytes_ -= wr->data.size();
     delete wr;
-    if (status < 0 && status != UV_ECANCELED)
-        conn->close(std::string("write: ") + uv_strerror(status));
-    else if (conn->close_after_write_ && conn->writes_in_flight_ == 0)
-        conn->close(conn->close_reason_);
+    guarded("write", [&] {
+        if (status < 0 && status != UV_ECANCELED)
+            conn->close(std::string("write: ") + uv_strerror(status));
+        else if (conn->close_after_write_ && conn->writes_in_flight_ == 0)
+            conn->close(conn->close_reason_);
+    });
 }
 
 void Connection::fail(uint64_t id, const std::string &message)
 {
     if (closing_ || close_after_write_)
         return;
-    log_warning("peer %s: %s; closing the connection", peer_.c_str(), message.c_str());
+    log_warning("%s: %s; closing the connection", describe().c_str(), message.c_str());
+    send_error_and_close(id, message);
+}
+
+void Connection::send_error_and_close(uint64_t id, const std::string &message)
+{
+    if (closing_ || close_after_write_)
+        return;
     send(Error{id, message});
+    if (closing_) // the send itself failed
+        return;
     close_after_write_ = true;
     close_reason_ = message;
     uv_read_stop(reinterpret_cast<uv_stream_t *>(tcp_));
@@ -244,10 +302,27 @@ void Connection::set_idle_timeout(uint64_t ms)
         uv_timer_start(idle_timer_, on_idle, ms, ms);
 }
 
-void Connection::on_idle(uv_timer_t *timer)
+void Connection::on_idle(uv_timer_t *timer) noexcept
 {
     auto *conn = static_cast<Connection *>(timer->data);
-    conn->close("idle for " + std::to_string(conn->idle_ms_) + " ms");
+    guarded("idle timeout",
+            [&] { conn->close("idle for " + std::to_string(conn->idle_ms_) + " ms"); });
+}
+
+void Connection::handshake_done()
+{
+    awaiting_auth_ack_ = false;
+    if (handshake_completed_)
+        return;
+    handshake_completed_ = true;
+    if (on_handshake_done)
+        on_handshake_done();
+}
+
+void Connection::handshake_done_on_ack(uint64_t auth_id)
+{
+    awaiting_auth_ack_ = true;
+    auth_id_ = auth_id;
 }
 
 void Connection::close(const std::string &why)
@@ -260,12 +335,15 @@ void Connection::close(const std::string &why)
         close_and_delete(idle_timer_);
         idle_timer_ = nullptr;
     }
-    uv_close(reinterpret_cast<uv_handle_t *>(tcp_), [](uv_handle_t *handle) {
-        auto *conn = static_cast<Connection *>(handle->data);
-        delete reinterpret_cast<uv_tcp_t *>(handle);
-        conn->tcp_ = nullptr;
-        conn->finish_close();
-    });
+    uv_close(reinterpret_cast<uv_handle_t *>(tcp_), on_closed);
+}
+
+void Connection::on_closed(uv_handle_t *handle) noexcept
+{
+    auto *conn = static_cast<Connection *>(handle->data);
+    delete reinterpret_cast<uv_tcp_t *>(handle);
+    conn->tcp_ = nullptr;
+    conn->finish_close();
 }
 
 void Connection::finish_close()
@@ -274,9 +352,13 @@ void Connection::finish_close()
     auto self = std::move(keep_alive_);
     if (on_close_) {
         auto handler = std::move(on_close_);
-        handler(*this, close_reason_);
+        std::optional<std::string> error = caught([&] { handler(*this, close_reason_); });
+        if (error)
+            log_err("%s: after closing (%s): %s", describe().c_str(), close_reason_.c_str(),
+                    error->c_str());
     }
     on_message_ = nullptr;
+    on_handshake_done = nullptr;
 }
 
 // ---- Server ----
@@ -286,7 +368,7 @@ Server::~Server() { close(); }
 int Server::listen(const std::string &address, AcceptHandler on_accept, std::string &error)
 {
     sockaddr_storage ss;
-    int rc = make_sockaddr(address, ss, error);
+    int rc = numeric_sockaddr(address, ss, error);
     if (rc != 0)
         return rc;
     on_accept_ = std::move(on_accept);
@@ -324,7 +406,7 @@ void Server::close()
     }
 }
 
-void Server::on_connection(uv_stream_t *stream, int status)
+void Server::on_connection(uv_stream_t *stream, int status) noexcept
 {
     auto *server = static_cast<Server *>(stream->data);
     if (status < 0) {
@@ -337,157 +419,18 @@ void Server::on_connection(uv_stream_t *stream, int status)
         close_and_delete(tcp);
         return;
     }
-    server->on_accept_(Connection::adopt(tcp, server->max_frame_));
-}
-
-// ---- Backoff ----
-
-uint64_t Backoff::next_delay_ms()
-{
-    thread_local std::mt19937_64 rng{std::random_device{}()};
-    uint64_t ceiling = base_;
-    for (unsigned i = 0; i < attempt_ && ceiling < cap_; i++)
-        ceiling *= 2;
-    if (ceiling > cap_)
-        ceiling = cap_;
-    if (attempt_ < 64)
-        attempt_++;
-    std::uniform_int_distribution<uint64_t> pick(ceiling / 2, ceiling);
-    return pick(rng);
-}
-
-// ---- Client ----
-
-namespace {
-struct ConnectRequest {
-    uv_connect_t req;
-    std::weak_ptr<Client *> client;
-    uv_tcp_t *tcp;
-};
-} // namespace
-
-Client::Client(uv_loop_t *loop, std::string address, size_t max_frame, bool reconnect)
-    : loop_(loop), address_(std::move(address)), max_frame_(max_frame), reconnect_(reconnect),
-      alive_(std::make_shared<Client *>(this))
-{
-}
-
-Client::~Client()
-{
-    stop();
-    *alive_ = nullptr;
-    if (retry_timer_)
-        close_and_delete(retry_timer_);
-}
-
-void Client::start()
-{
-    stopped_ = false;
-    if (!conn_ && !connecting_)
-        attempt();
-}
-
-void Client::stop()
-{
-    stopped_ = true;
-    if (retry_timer_)
-        uv_timer_stop(retry_timer_);
-    if (conn_)
-        conn_->close("client stopped");
-}
-
-bool Client::send(const Message &msg)
-{
-    if (!conn_ || conn_->closing())
-        return false;
-    conn_->send(msg);
-    return true;
-}
-
-void Client::attempt()
-{
-    sockaddr_storage ss;
-    std::string error;
-    if (make_sockaddr(address_, ss, error) != 0) {
-        schedule_retry(error);
-        return;
+    std::shared_ptr<Connection> conn;
+    std::optional<std::string> error = caught([&] {
+        conn = Connection::adopt(tcp, server->max_frame_);
+        server->on_accept_(conn);
+    });
+    if (error) { // the connection goes; the server keeps accepting
+        log_err("accept: %s", error->c_str());
+        if (conn)
+            guarded("accept: closing", [&] { conn->close("accept: " + *error); });
+        else
+            close_and_delete(tcp);
     }
-    auto *cr = new ConnectRequest;
-    cr->client = alive_;
-    cr->tcp = new uv_tcp_t;
-    uv_tcp_init(loop_, cr->tcp);
-    connecting_ = true;
-    int rc = uv_tcp_connect(&cr->req, cr->tcp, reinterpret_cast<sockaddr *>(&ss), on_connect);
-    if (rc != 0) {
-        connecting_ = false;
-        close_and_delete(cr->tcp);
-        delete cr;
-        schedule_retry(std::string("connect: ") + uv_strerror(rc));
-    }
-}
-
-void Client::on_connect(uv_connect_t *req, int status)
-{
-    auto *cr = reinterpret_cast<ConnectRequest *>(req);
-    std::unique_ptr<ConnectRequest> owner(cr);
-    auto alive = cr->client.lock();
-    Client *client = alive ? *alive : nullptr;
-    if (!client || client->stopped_ || status < 0) {
-        close_and_delete(cr->tcp);
-        if (client) {
-            client->connecting_ = false;
-            if (!client->stopped_)
-                client->schedule_retry(std::string("connect to ") + client->address_ + ": " +
-                                       uv_strerror(status));
-        }
-        return;
-    }
-    client->connecting_ = false;
-    client->conn_ = Connection::adopt(cr->tcp, client->max_frame_);
-    std::weak_ptr<Client *> weak = client->alive_;
-    client->conn_->start(
-        [weak](Connection &conn, Message &&msg) {
-            auto alive = weak.lock();
-            if (!alive || !*alive)
-                return;
-            (*alive)->backoff_.reset(); // the peer talks to us: a healthy connection
-            if ((*alive)->on_message)
-                (*alive)->on_message(conn, std::move(msg));
-        },
-        [weak](Connection &, const std::string &why) {
-            auto alive = weak.lock();
-            if (!alive || !*alive)
-                return;
-            Client *self = *alive;
-            self->conn_.reset();
-            self->schedule_retry(why);
-        });
-    if (client->on_connected)
-        client->on_connected(*client->conn_);
-}
-
-void Client::schedule_retry(const std::string &why)
-{
-    if (on_disconnected)
-        on_disconnected(why);
-    if (stopped_ || !reconnect_)
-        return;
-    if (!retry_timer_) {
-        retry_timer_ = new uv_timer_t;
-        uv_timer_init(loop_, retry_timer_);
-        retry_timer_->data = this;
-    }
-    uint64_t delay = backoff_.next_delay_ms();
-    log_debug("%s: %s; retrying in %llu ms", address_.c_str(), why.c_str(),
-              static_cast<unsigned long long>(delay));
-    uv_timer_start(retry_timer_, on_retry, delay, 0);
-}
-
-void Client::on_retry(uv_timer_t *timer)
-{
-    auto *client = static_cast<Client *>(timer->data);
-    if (!client->stopped_)
-        client->attempt();
 }
 
 } // namespace kiln

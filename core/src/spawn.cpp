@@ -2,6 +2,8 @@
 // captured up to a limit, a timeout that kills the whole group.
 #include <kiln/spawn.hpp>
 
+#include <kiln/log.hpp>
+
 #include <cerrno>
 #include <csignal>
 #include <string>
@@ -60,7 +62,7 @@ struct kiln_process {
 namespace kiln {
 namespace {
 
-void on_handle_closed(uv_handle_t *handle)
+void on_handle_closed(uv_handle_t *handle) noexcept
 {
     auto *p = static_cast<kiln_process *>(handle->data);
     if (--p->handles_open == 0)
@@ -81,7 +83,7 @@ void close_all(kiln_process *p)
 }
 
 // Deliver once both pipes hit EOF and the process has been reaped.
-void maybe_finish(kiln_process *p)
+void maybe_finish(kiln_process *p) noexcept
 {
     if (p->delivered || !p->exited || p->pipes_open > 0)
         return;
@@ -98,25 +100,27 @@ void maybe_finish(kiln_process *p)
     res.err_len = p->err.size();
     res.truncated = p->truncated;
     res.duration_ms = p->duration_ms;
-    p->cb(p->arg, 0, &res);
+    // A C callback by contract (kiln-plugin(7)); the host's own may be C++.
+    guarded("spawn: done", [&] { p->cb(p->arg, 0, &res); });
     close_all(p);
 }
 
-void on_alloc(uv_handle_t *handle, size_t, uv_buf_t *buf)
+void on_alloc(uv_handle_t *handle, size_t, uv_buf_t *buf) noexcept
 {
     auto *p = static_cast<kiln_process *>(handle->data);
     *buf = uv_buf_init(p->read_buffer, sizeof p->read_buffer);
 }
 
-void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) noexcept
 {
     auto *p = static_cast<kiln_process *>(stream->data);
     if (nread > 0) {
         std::string &sink = stream == reinterpret_cast<uv_stream_t *>(&p->out_pipe) ? p->out : p->err;
         size_t room = p->max_output > sink.size() ? p->max_output - sink.size() : 0;
         size_t take = static_cast<size_t>(nread) < room ? static_cast<size_t>(nread) : room;
-        sink.append(buf->base, take);
-        if (take < static_cast<size_t>(nread))
+        // Out of memory for the output is a truncated output, not a crash.
+        if (!guarded("spawn: output", [&] { sink.append(buf->base, take); }) ||
+            take < static_cast<size_t>(nread))
             p->truncated = true;
         return;
     }
@@ -127,7 +131,7 @@ void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
-void on_exit(uv_process_t *process, int64_t exit_status, int term_signal)
+void on_exit(uv_process_t *process, int64_t exit_status, int term_signal) noexcept
 {
     auto *p = static_cast<kiln_process *>(process->data);
     p->exited = true;
@@ -140,7 +144,7 @@ void on_exit(uv_process_t *process, int64_t exit_status, int term_signal)
     maybe_finish(p);
 }
 
-void on_timer(uv_timer_t *timer)
+void on_timer(uv_timer_t *timer) noexcept
 {
     auto *p = static_cast<kiln_process *>(timer->data);
     if (p->exited)

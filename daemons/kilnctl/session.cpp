@@ -2,7 +2,6 @@
 #include "session.hpp"
 
 #include <cstdio>
-#include <exception>
 
 #include <kiln/auth.hpp>
 #include <kiln/daemon.hpp>
@@ -15,25 +14,9 @@ namespace {
 
 struct Session {
     uv_loop_t loop;
-    int exit_status = 1;
+    int exit_status = 1; // until a reply says otherwise: a throw below leaves it
     bool answered = false;
 };
-
-// Runs a callback body; an exception (out of memory, a bad_alloc in the
-// printer) must not cross libuv, so it ends the session with status 1.
-template <typename Fn> void guarded(Session &s, Fn &&fn) noexcept
-{
-    try {
-        fn();
-    } catch (const std::exception &e) {
-        fprintf(stderr, "kilnctl: %s\n", e.what());
-        s.exit_status = 1;
-        uv_stop(&s.loop);
-    } catch (...) {
-        s.exit_status = 1;
-        uv_stop(&s.loop);
-    }
-}
 
 } // namespace
 
@@ -46,44 +29,39 @@ int ask_dispatcher(const std::string &address, const std::string &secret, const 
     uv_timer_t deadline;
     {
         Client client(&session.loop, address, 256u << 20, /*reconnect=*/false);
-        client.on_connected = [&](Connection &conn) {
-            guarded(session, [&] {
-                conn.send(handshake.hello(1));
-            });
-        };
+        // The Client runs these through core's exception boundary: a throw
+        // (out of memory in the printer, say) is logged, closes the
+        // connection and so ends the session with status 1.
+        client.on_connected = [&](Connection &conn) { conn.send(handshake.hello(1)); };
         client.on_message = [&](Connection &conn, Message &&msg) {
-            guarded(session, [&] {
-                if (auto *hello = std::get_if<Hello>(&msg)) {
-                    std::string error;
-                    if (!handshake.reply(conn, *hello, 3, error)) {
-                        session.answered = true; // said here, not again on the close
-                        fprintf(stderr, "kilnctl: dispatcher %s: %s\n", address.c_str(),
-                                error.c_str());
-                        return;
-                    }
-                    // With -v: when the request leaves, for latency measurements
-                    // (tests/bench/latency.py).  Logged first: the write may go
-                    // out at once and the answer's effects be logged elsewhere
-                    // before it.
-                    log_debug("dispatcher %s: %s sent", address.c_str(), message_type(request));
-                    conn.send(request);
-                } else if (auto *reply = std::get_if<Reply>(&msg)) {
-                    session.answered = true;
-                    session.exit_status = on_reply(reply->body);
-                    conn.close("done");
-                } else if (auto *error = std::get_if<Error>(&msg)) {
-                    session.answered = true;
-                    fprintf(stderr, "kilnctl: %s\n", error->message.c_str());
-                    conn.close("refused");
+            if (auto *hello = std::get_if<Hello>(&msg)) {
+                std::string error;
+                if (!handshake.reply(conn, *hello, 3, error)) {
+                    session.answered = true; // said here, not again on the close
+                    fprintf(stderr, "kilnctl: dispatcher %s: %s\n", address.c_str(),
+                            error.c_str());
+                    return;
                 }
-            });
+                // With -v: when the request leaves, for latency measurements
+                // (tests/bench/latency.py).  Logged first: the write may go
+                // out at once and the answer's effects be logged elsewhere
+                // before it.
+                log_debug("dispatcher %s: %s sent", address.c_str(), message_type(request));
+                conn.send(request);
+            } else if (auto *reply = std::get_if<Reply>(&msg)) {
+                session.answered = true;
+                session.exit_status = on_reply(reply->body);
+                conn.close("done");
+            } else if (auto *error = std::get_if<Error>(&msg)) {
+                session.answered = true;
+                fprintf(stderr, "kilnctl: %s\n", error->message.c_str());
+                conn.close("refused");
+            }
         };
         client.on_disconnected = [&](const std::string &why) {
-            guarded(session, [&] {
-                if (!session.answered)
-                    fprintf(stderr, "kilnctl: dispatcher %s: %s\n", address.c_str(), why.c_str());
-                uv_stop(&session.loop);
-            });
+            uv_stop(&session.loop); // first: printing cannot throw past it
+            if (!session.answered)
+                fprintf(stderr, "kilnctl: dispatcher %s: %s\n", address.c_str(), why.c_str());
         };
         uv_timer_init(&session.loop, &deadline);
         deadline.data = &session;

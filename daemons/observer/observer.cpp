@@ -2,51 +2,45 @@
 // in observer_link.cpp.
 #include "observer.hpp"
 
-#include <kiln/daemon.hpp>
+#include <kiln/restart_keys.hpp>
 #include <kiln/log.hpp>
 
 namespace kiln {
 
 Observer::Observer(uv_loop_t *loop, ObserverConfig config)
-    : loop_(loop), config_(std::move(config)),
-      client_(loop, config_.dispatcher, config_.max_frame),
-      state_(loop, config_.state_dir + "/handed-over")
+    : loop_(loop), startup_(std::move(config.startup)), settings_(std::move(config.settings)),
+      client_(loop, startup_.dispatcher, startup_.max_frame),
+      state_(loop, startup_.state_dir + "/handed-over")
 {
-    handshake_ = ClientHandshake("observer", "kiln-observer", config_.secret);
-    auto dirs = plugin_dirs(config_.plugin_dirs);
-    for (const auto &repo : config_.repos)
-        if (!vcs_.count(repo.vcs))
-            vcs_[repo.vcs] = load_plugin(loop_, dirs, repo.vcs, KILN_PLUGIN_VCS,
-                                         config_.plugin_tables.table(repo.vcs), "kiln-observer");
-    config_.plugin_tables.reject_unknown_keys();
+    handshake_ = ClientHandshake("observer", "kiln-observer", settings_.secret);
+    client_.set_reconnect_max(settings_.reconnect_max_ms);
+    vcs_ = load_new_plugins(settings_);
 
-    for (const auto &repo : config_.repos) {
+    for (const auto &repo : settings_.repos) {
         auto shared = std::make_shared<const WatchedRepo>(repo);
         for (const auto &branch : repo.branches)
             add_watch(shared, branch);
     }
 
+    // Client runs these through core's exception boundary (net.hpp): a
+    // throw closes the dispatcher connection, and the reconnect resends.
     client_.on_connected = [this](Connection &conn) {
-        guarded("dispatcher: connected", [&] {
-            conn.set_idle_timeout(config_.dispatcher_timeout_ms);
-            conn.send(handshake_.hello(next_hello_id_++));
-        });
+        conn.set_idle_timeout(settings_.dispatcher_timeout_ms);
+        conn.send(handshake_.hello(next_hello_id_++));
     };
     client_.on_message = [this](Connection &conn, Message &&msg) {
-        guarded("dispatcher: message", [&] { on_message(conn, std::move(msg)); });
+        on_message(conn, std::move(msg));
     };
     client_.on_disconnected = [this](const std::string &why) {
-        guarded("dispatcher: disconnected", [&] {
-            if (ready_)
-                log_warning("dispatcher %s: disconnected: %s; %zu commit(s) wait in the outbox",
-                            client_.address().c_str(), why.c_str(), outbox_.size());
-            ready_ = false;
-            outbox_.mark_all_unsent(); // sent again after the next hello
-            if (ack_timer_)
-                uv_timer_stop(ack_timer_);
-            if (refused_timer_)
-                uv_timer_stop(refused_timer_); // the refused ones go with the rest
-        });
+        if (ready_)
+            log_warning("dispatcher %s: disconnected: %s; %zu commit(s) wait in the outbox",
+                        client_.address().c_str(), why.c_str(), outbox_.size());
+        ready_ = false;
+        outbox_.mark_all_unsent(); // sent again after the next hello
+        if (ack_timer_)
+            uv_timer_stop(ack_timer_);
+        if (refused_timer_)
+            uv_timer_stop(refused_timer_); // the refused ones go with the rest
     };
 }
 
@@ -99,7 +93,7 @@ void Observer::retire(Watch &w)
     w.retired = true;
     close_timer(w.timer);
     if (w.op)
-        vcs_.at(w.repo->vcs)->cancel(w.op);
+        vcs_.at(w.repo->job.vcs)->cancel(w.op);
     w.poll_again = false;
 }
 
@@ -118,7 +112,7 @@ std::string Observer::status() const
     if (stopping_)
         s = "stopping; " + s;
     else if (!ready_)
-        s += "; dispatcher " + config_.dispatcher + " not connected";
+        s += "; dispatcher " + startup_.dispatcher + " not connected";
     else if (outbox_.refused())
         s += " (" + std::to_string(outbox_.refused()) + " refused by the dispatcher: offered again)";
     else if (outbox_full_)
@@ -126,57 +120,62 @@ std::string Observer::status() const
     return s;
 }
 
+std::map<std::string, std::unique_ptr<Plugin>> Observer::load_new_plugins(ObserverSettings &s)
+{
+    std::map<std::string, std::unique_ptr<Plugin>> fresh;
+    auto dirs = plugin_dirs(s.plugin_dirs);
+    for (const auto &repo : s.repos) {
+        const std::string &vcs = repo.job.vcs;
+        if (!vcs_.count(vcs) && !fresh.count(vcs))
+            fresh[vcs] = load_plugin(loop_, dirs, vcs, KILN_PLUGIN_VCS,
+                                     s.plugin_tables.table(vcs), "kiln-observer");
+    }
+    for (const auto &entry : vcs_)
+        s.plugin_tables.accept(entry.first); // loaded at start; its settings stay
+    s.plugin_tables.reject_unknown_keys();
+    return fresh;
+}
+
 void Observer::reload(ObserverConfig c)
 {
     if (stopping_)
         return;
-    // What can throw first: a plugin that does not load changes nothing.
-    std::map<std::string, std::unique_ptr<Plugin>> fresh;
-    auto dirs = plugin_dirs(c.plugin_dirs);
-    for (const auto &repo : c.repos)
-        if (!vcs_.count(repo.vcs) && !fresh.count(repo.vcs))
-            fresh[repo.vcs] = load_plugin(loop_, dirs, repo.vcs, KILN_PLUGIN_VCS,
-                                          c.plugin_tables.table(repo.vcs), "kiln-observer");
-    for (const auto &entry : vcs_)
-        c.plugin_tables.accept(entry.first); // loaded at start; its settings stay
-    c.plugin_tables.reject_unknown_keys();
-
-    warn_needs_restart("dispatcher", c.dispatcher != config_.dispatcher);
-    warn_needs_restart("state_dir", c.state_dir != config_.state_dir);
-    warn_needs_restart("max_frame", c.max_frame != config_.max_frame);
+    // What can throw comes first: a plugin that does not load changes nothing.
+    auto fresh = load_new_plugins(c.settings);
+    warn_needs_restart(startup_, c.startup);
     for (auto &entry : fresh)
         vcs_.emplace(entry.first, std::move(entry.second));
+    update_watches(c.settings.repos);
+    settings_ = std::move(c.settings);
 
-    config_.interval_ms = c.interval_ms;
-    config_.max_backlog = c.max_backlog;
-    config_.dispatcher_timeout_ms = c.dispatcher_timeout_ms;
-    config_.ack_timeout_ms = c.ack_timeout_ms;
-    config_.max_outbox = c.max_outbox;
-    handshake_.set_key(c.secret);
-    config_.plugin_dirs = c.plugin_dirs;
+    handshake_.set_key(settings_.secret);
+    client_.set_reconnect_max(settings_.reconnect_max_ms);
     if (Connection *conn = client_.connection())
-        conn->set_idle_timeout(config_.dispatcher_timeout_ms);
+        conn->set_idle_timeout(settings_.dispatcher_timeout_ms);
+}
 
+void Observer::update_watches(const std::vector<WatchedRepo> &repos)
+{
     // Watches: kept (with the new settings), retired, or added.
     std::map<WatchKey, std::shared_ptr<const WatchedRepo>> wanted;
-    for (const auto &repo : c.repos) {
+    for (const auto &repo : repos) {
         auto shared = std::make_shared<const WatchedRepo>(repo);
         for (const auto &branch : repo.branches)
-            wanted[WatchKey{repo.name, branch}] = shared;
+            wanted[WatchKey{repo.job.repo, branch}] = shared;
     }
     std::map<WatchKey, std::string> last; // newest commit enqueued, per key
     size_t kept = 0, removed = 0, added = 0;
     for (size_t i = 0; i < watches_.size(); i++) {
         Watch &w = *watches_[i];
-        WatchKey key{w.repo->name, w.branch};
+        WatchKey key{w.repo->job.repo, w.branch};
         if (!w.last.empty())
             last[key] = w.last;
         if (w.retired)
             continue;
         auto it = wanted.find(key);
         // Another url or vcs is another source: a new watch polls it.
-        if (it == wanted.end() || it->second->url != w.repo->url ||
-            it->second->vcs != w.repo->vcs) {
+        if (it == wanted.end() || it->second->job.url != w.repo->job.url ||
+            it->second->job.vcs != w.repo->job.vcs) {
             log_notice("reload: repo %s %s: no longer watched%s", key.first.c_str(),
                        key.second.c_str(),
                        outbox_.pending(w.index) ? "; its commits in the outbox are still sent"
@@ -205,11 +204,9 @@ void Observer::reload(ObserverConfig c)
         start_watch(w, 0);
         added++;
     }
-    config_.repos = std::move(c.repos);
-    config_.plugin_tables = c.plugin_tables;
     log_notice("reload: watching %zu branch(es) of %zu repositories: %zu kept, %zu added, %zu "
                "removed",
-               watching(), config_.repos.size(), kept, added, removed);
+               watching(), repos.size(), kept, added, removed);
 }
 
 bool Observer::start()
@@ -217,7 +214,7 @@ bool Observer::start()
     if (!load_state())
         return false;
     log_notice("watching %zu branch(es) of %zu repositories; dispatcher %s", watches_.size(),
-               config_.repos.size(), config_.dispatcher.c_str());
+               settings_.repos.size(), startup_.dispatcher.c_str());
     for (auto &w : watches_)
         start_watch(*w, 0);
     ack_timer_ = new uv_timer_t;
@@ -238,11 +235,11 @@ bool Observer::load_state()
         return false;
     }
     for (auto &w : watches_) {
-        auto it = handed_over_.find(WatchKey{w->repo->name, w->branch});
+        auto it = handed_over_.find(WatchKey{w->repo->job.repo, w->branch});
         if (it != handed_over_.end()) {
             w->last = it->second;
             log_info("repo %s %s: resuming after %.12s, the last commit acknowledged",
-                     w->repo->name.c_str(), w->branch.c_str(), w->last.c_str());
+                     w->repo->job.repo.c_str(), w->branch.c_str(), w->last.c_str());
         }
     }
     // Kept, not dropped: a repo taken out of the config by mistake resumes
@@ -250,7 +247,7 @@ bool Observer::load_state()
     for (const auto &[key, commit] : handed_over_) {
         bool watched = false;
         for (auto &w : watches_)
-            watched = watched || (w->repo->name == key.first && w->branch == key.second);
+            watched = watched || (w->repo->job.repo == key.first && w->branch == key.second);
         if (!watched)
             log_notice("state %s: repo %s %s is not watched; its entry is kept",
                        state_.path().c_str(), key.first.c_str(), key.second.c_str());
@@ -272,7 +269,7 @@ void Observer::stop()
         if (w->timer)
             uv_timer_stop(w->timer);
         if (w->op && !w->retired) // a retired watch's poll is cancelled already
-            vcs_.at(w->repo->vcs)->cancel(w->op);
+            vcs_.at(w->repo->job.vcs)->cancel(w->op);
     }
     if (ack_timer_)
         uv_timer_stop(ack_timer_);
@@ -285,23 +282,23 @@ void Observer::poll(Watch &w)
 {
     if (w.polling || stopping_ || w.retired)
         return; // a slow poll is still going: skip this tick rather than pile up
-    if (outbox_.size() >= config_.max_outbox) {
+    if (outbox_.size() >= settings_.max_outbox) {
         // Memory stays bounded while the dispatcher is away; what is not
         // polled now is listed later (up to max_backlog per branch).
         if (!outbox_full_)
             log_warning("outbox: %zu commits wait for the dispatcher (max_outbox %zu); polling "
                         "paused until it acknowledges some",
-                        outbox_.size(), config_.max_outbox);
+                        outbox_.size(), settings_.max_outbox);
         outbox_full_ = true;
         return;
     }
-    Plugin &vcs = *vcs_.at(w.repo->vcs);
-    std::string cache = config_.state_dir + "/cache/" + w.repo->vcs;
+    Plugin &vcs = *vcs_.at(w.repo->job.vcs);
+    std::string cache = startup_.state_dir + "/cache/" + w.repo->job.vcs;
     kiln_vcs_poll_request req{};
-    req.url = w.repo->url.c_str();
+    req.url = w.repo->job.url.c_str();
     req.branch = w.branch.c_str();
     req.since = w.last.c_str();
-    req.max_commits = config_.max_backlog;
+    req.max_commits = settings_.max_backlog;
     req.cache_dir = cache.c_str();
     auto cb = [](void *arg, int status, const char *error,
                  const kiln_vcs_poll_result *res) noexcept {
@@ -316,7 +313,7 @@ void Observer::poll(Watch &w)
     };
     int rc = vcs.vcs().poll(vcs.self(), &req, cb, &w, &w.op);
     if (rc != 0)
-        log_err("repo %s %s: poll: cannot start: %s", w.repo->name.c_str(), w.branch.c_str(),
+        log_err("repo %s %s: poll: cannot start: %s", w.repo->job.repo.c_str(), w.branch.c_str(),
                 uv_strerror(rc));
     else
         w.polling = true;
@@ -326,7 +323,7 @@ void Observer::on_polled(Watch &w, int status, const char *error, const kiln_vcs
 {
     if (w.retired)
         return; // removed by a reload while it polled
-    const char *repo = w.repo->name.c_str(), *branch = w.branch.c_str();
+    const char *repo = w.repo->job.repo.c_str(), *branch = w.branch.c_str();
     if (status != 0) {
         if (status != UV_ECANCELED)
             log_warning("repo %s %s: poll: %s", repo, branch, error ? error : uv_strerror(status));
@@ -346,7 +343,7 @@ void Observer::on_polled(Watch &w, int status, const char *error, const kiln_vcs
     w.branch_missing = false;
     if (!valid_commit_id(res->head)) {
         log_err("repo %s %s: plugin %s gave head '%s', not a commit id; ignored", repo, branch,
-                w.repo->vcs.c_str(), res->head);
+                w.repo->job.vcs.c_str(), res->head);
         return;
     }
     // Logged once: `last` moves to the new head below, which is found next time.
@@ -357,7 +354,7 @@ void Observer::on_polled(Watch &w, int status, const char *error, const kiln_vcs
     if (res->truncated)
         log_warning("repo %s %s: more than %u new commits after %.12s; skipping the older ones, "
                     "testing the newest %zu (max_backlog)",
-                    repo, branch, config_.max_backlog, w.last.c_str(), res->n_commits);
+                    repo, branch, settings_.max_backlog, w.last.c_str(), res->n_commits);
     if (res->n_commits > 0) {
         if (w.repo->every)
             for (size_t i = 0; i < res->n_commits; i++)
@@ -372,22 +369,13 @@ void Observer::on_polled(Watch &w, int status, const char *error, const kiln_vcs
 void Observer::enqueue(Watch &w, const std::string &commit)
 {
     if (!valid_commit_id(commit)) {
-        log_err("repo %s: plugin %s gave '%s', not a commit id; ignored", w.repo->name.c_str(),
-                w.repo->vcs.c_str(), commit.c_str());
+        log_err("repo %s: plugin %s gave '%s', not a commit id; ignored", w.repo->job.repo.c_str(),
+                w.repo->job.vcs.c_str(), commit.c_str());
         return;
     }
-    JobSpec s;
-    s.repo = w.repo->name;
-    s.url = w.repo->url;
+    JobSpec s = w.repo->job; // the repository's template, for this branch and commit
     s.branch = w.branch;
     s.commit = commit;
-    s.vcs = w.repo->vcs;
-    s.exec = w.repo->exec;
-    s.timeout_ms = w.repo->timeout_ms;
-    s.labels = w.repo->labels;
-    s.shards = w.repo->shards;
-    s.cancel_superseded = w.repo->cancel_superseded;
-    s.network = w.repo->network;
     log_info("repo %s %s: new commit %.12s", s.repo.c_str(), s.branch.c_str(), commit.c_str());
     outbox_.push(w.index, std::move(s));
 }

@@ -78,6 +78,11 @@ class Observer {
         void *op = nullptr;
     };
 
+    // The vcs plugins `s` names that are not loaded yet (throws PluginError);
+    // checks s.plugin_tables for keys no plugin takes.
+    std::map<std::string, std::unique_ptr<Plugin>> load_new_plugins(ObserverSettings &s);
+    // Reload: keep, retire or add a watch per (repository, branch) of `repos`.
+    void update_watches(const std::vector<WatchedRepo> &repos);
     bool load_state();
     Watch &add_watch(std::shared_ptr<const WatchedRepo> repo, const std::string &branch);
     void start_watch(Watch &watch, uint64_t delay_ms);
@@ -97,7 +102,8 @@ class Observer {
     void close_timer(uv_timer_t *&timer);
 
     uv_loop_t *loop_;
-    ObserverConfig config_;
+    const ObserverStartup startup_; // as started: a reload keeps it (and says so)
+    ObserverSettings settings_;     // replaced by a reload
     std::map<std::string, std::unique_ptr<Plugin>> vcs_;
     // Never shrinks: a watch's index names it in the outbox, so a removed
     // one stays (retired) for its commits still awaiting an ack.

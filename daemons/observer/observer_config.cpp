@@ -1,3 +1,4 @@
+// observer.toml into ObserverConfig: [observer], [[repo]], [plugin.NAME].
 #include "observer_config.hpp"
 
 #include <algorithm>
@@ -39,25 +40,26 @@ uint32_t read_shards(const ConfigTable &t)
 WatchedRepo read_repo(const ConfigTable &t, uint64_t default_interval)
 {
     WatchedRepo r;
-    r.name = t.required_string("name");
-    if (!valid_name(r.name))
-        throw ConfigError(t.error_at("name", "'" + r.name +
+    JobSpec &job = r.job;
+    job.repo = t.required_string("name");
+    if (!valid_name(job.repo))
+        throw ConfigError(t.error_at("name", "'" + job.repo +
                                                  "' is not a valid name (1-64 of letters, "
                                                  "digits, '.', '_', '-')"));
-    r.url = t.required_string("url");
+    job.url = t.required_string("url");
     r.branches = t.strings("branches", r.branches);
     if (r.branches.empty())
         throw ConfigError(t.error_at("branches", "at least one branch is needed"));
     for (const auto &b : r.branches)
         if (!valid_branch(b))
             throw ConfigError(t.error_at("branches", "'" + b + "' is not a valid branch name"));
-    r.vcs = t.string("vcs", r.vcs);
-    r.exec = t.string("exec", r.exec);
+    job.vcs = t.string("vcs", job.vcs);
+    job.exec = t.string("exec", job.exec);
     std::string mode = t.string("mode", "every");
     if (mode != "every" && mode != "latest")
         throw ConfigError(t.error_at("mode", "expected \"every\" or \"latest\", got \"" + mode + "\""));
     r.every = mode == "every";
-    r.timeout_ms = t.duration_ms("timeout", r.timeout_ms);
+    job.timeout_ms = t.duration_ms("timeout", job.timeout_ms);
     r.interval_ms = t.duration_ms("interval", default_interval);
     // Checked here: the dispatcher would refuse a commit carrying a bad
     // label, and the observer would then retry it forever.
@@ -66,12 +68,12 @@ WatchedRepo read_repo(const ConfigTable &t, uint64_t default_interval)
             throw ConfigError(t.error_at("labels", "'" + label +
                                                        "' is not a valid label (1-64 of letters, "
                                                        "digits, '.', '_', '-')"));
-        if (std::find(r.labels.begin(), r.labels.end(), label) == r.labels.end())
-            r.labels.push_back(label);
+        if (std::find(job.labels.begin(), job.labels.end(), label) == job.labels.end())
+            job.labels.push_back(label);
     }
-    r.shards = read_shards(t);
-    r.cancel_superseded = t.boolean("cancel_superseded", r.cancel_superseded);
-    r.network = t.boolean("network", r.network);
+    job.shards = read_shards(t);
+    job.cancel_superseded = t.boolean("cancel_superseded", job.cancel_superseded);
+    job.network = t.boolean("network", job.network);
     t.reject_unknown_keys();
     return r;
 }
@@ -81,27 +83,30 @@ WatchedRepo read_repo(const ConfigTable &t, uint64_t default_interval)
 ObserverConfig ObserverConfig::from(const ConfigTable &root)
 {
     ObserverConfig c;
+    ObserverStartup &st = c.startup;
+    ObserverSettings &set = c.settings;
     ConfigTable o = root.table("observer");
-    c.dispatcher = o.string("dispatcher", c.dispatcher);
-    c.secret = secret_from_config(o, "secret_file");
-    c.state_dir = o.string("state_dir", c.state_dir);
-    c.interval_ms = o.duration_ms("interval", c.interval_ms);
-    c.max_backlog = static_cast<uint32_t>(o.integer("max_backlog", c.max_backlog, 1, 100000));
-    c.dispatcher_timeout_ms = o.duration_ms("dispatcher_timeout", c.dispatcher_timeout_ms);
-    c.ack_timeout_ms = o.duration_ms("ack_timeout", c.ack_timeout_ms);
-    c.max_outbox = static_cast<size_t>(o.integer("max_outbox", c.max_outbox, 1, 10000000));
-    c.max_frame = static_cast<size_t>(o.integer("max_frame", c.max_frame, 4096, 1 << 30));
-    c.plugin_dirs = o.strings("plugin_dir", {});
+    st.dispatcher = o.string("dispatcher", st.dispatcher);
+    set.secret = secret_from_config(o, "secret_file");
+    st.state_dir = o.string("state_dir", st.state_dir);
+    set.interval_ms = o.duration_ms("interval", set.interval_ms);
+    set.max_backlog = static_cast<uint32_t>(o.integer("max_backlog", set.max_backlog, 1, 100000));
+    set.dispatcher_timeout_ms = o.duration_ms("dispatcher_timeout", set.dispatcher_timeout_ms);
+    set.ack_timeout_ms = o.duration_ms("ack_timeout", set.ack_timeout_ms);
+    set.reconnect_max_ms = o.duration_ms("reconnect_max", set.reconnect_max_ms);
+    set.max_outbox = static_cast<size_t>(o.integer("max_outbox", set.max_outbox, 1, 10000000));
+    st.max_frame = static_cast<size_t>(o.integer("max_frame", st.max_frame, 4096, 1 << 30));
+    set.plugin_dirs = o.strings("plugin_dir", {});
     o.reject_unknown_keys();
 
     std::set<std::string> names;
     for (const auto &t : root.tables("repo")) {
-        c.repos.push_back(read_repo(t, c.interval_ms));
-        if (!names.insert(c.repos.back().name).second)
-            throw ConfigError(t.error_at("name", "repository '" + c.repos.back().name +
-                                                     "' is defined twice"));
+        set.repos.push_back(read_repo(t, set.interval_ms));
+        const std::string &name = set.repos.back().job.repo;
+        if (!names.insert(name).second)
+            throw ConfigError(t.error_at("name", "repository '" + name + "' is defined twice"));
     }
-    c.plugin_tables = root.table("plugin");
+    set.plugin_tables = root.table("plugin");
     root.reject_unknown_keys();
     return c;
 }

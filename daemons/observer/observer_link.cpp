@@ -25,7 +25,7 @@ void Observer::arm_ack_timer(bool restart)
 {
     if (!ack_timer_)
         return;
-    if (!outbox_.awaiting_ack() || config_.ack_timeout_ms == 0) {
+    if (!outbox_.awaiting_ack() || settings_.ack_timeout_ms == 0) {
         uv_timer_stop(ack_timer_);
         return;
     }
@@ -35,7 +35,7 @@ void Observer::arm_ack_timer(bool restart)
             [](uv_timer_t *t) noexcept {
                 guarded("ack timeout", [&] { static_cast<Observer *>(t->data)->on_ack_timeout(); });
             },
-            config_.ack_timeout_ms, 0);
+            settings_.ack_timeout_ms, 0);
 }
 
 void Observer::on_notify(const Notify &n)
@@ -46,7 +46,7 @@ void Observer::on_notify(const Notify &n)
     bool repo_known = false;
     size_t matched = 0;
     for (auto &w : watches_) {
-        if (w->retired || w->repo->name != n.repo)
+        if (w->retired || w->repo->job.repo != n.repo)
             continue;
         repo_known = true;
         if (!n.branch.empty() && w->branch != n.branch)
@@ -77,10 +77,8 @@ void Observer::on_message(Connection &conn, Message &&msg)
 {
     if (auto *hello = std::get_if<Hello>(&msg)) {
         std::string error;
-        if (!handshake_.reply(conn, *hello, next_hello_id_++, error)) {
-            log_err("dispatcher %s: %s", conn.peer().c_str(), error.c_str());
-            return;
-        }
+        if (!handshake_.reply(conn, *hello, next_hello_id_++, error))
+            return; // the Client says why, once per backoff step
         ready_ = true;
         log_info("dispatcher %s: connected; %zu commit(s) to send", conn.peer().c_str(),
                  outbox_.size());
@@ -115,11 +113,11 @@ void Observer::on_ack(const Ack &ack)
         refused_backoff_.reset(); // the dispatcher takes them again
     if (r.advance) {
         const Watch &w = *watches_.at(r.advance->watch);
-        handed_over_[WatchKey{w.repo->name, w.branch}] = r.advance->commit;
+        handed_over_[WatchKey{w.repo->job.repo, w.branch}] = r.advance->commit;
         state_.save(handed_over_);
     }
     arm_ack_timer(true); // the dispatcher makes progress: a full ack_timeout for the rest
-    if (outbox_full_ && outbox_.size() < config_.max_outbox) {
+    if (outbox_full_ && outbox_.size() < settings_.max_outbox) {
         log_notice("outbox: %zu commit(s) wait; polling resumed", outbox_.size());
         outbox_full_ = false;
     }
@@ -132,7 +130,7 @@ void Observer::on_ack_timeout()
         return;
     log_warning("dispatcher %s: no acknowledgement for %llu ms; reconnecting to send %zu "
                 "commit(s) again",
-                conn->peer().c_str(), static_cast<unsigned long long>(config_.ack_timeout_ms),
+                conn->peer().c_str(), static_cast<unsigned long long>(settings_.ack_timeout_ms),
                 outbox_.size());
     conn->close("acknowledgement overdue");
 }
@@ -153,8 +151,8 @@ void Observer::on_refused(Connection &conn, const Commit &commit, const std::str
         return;
     }
     uint64_t delay = refused_backoff_.next_delay_ms();
-    if (config_.ack_timeout_ms)
-        delay = std::min(delay, config_.ack_timeout_ms);
+    if (settings_.ack_timeout_ms)
+        delay = std::min(delay, settings_.ack_timeout_ms);
     log_warning("dispatcher %s: commit %.12s of %s %s refused: %s; it stays in the outbox and "
                 "is offered again in %llu ms",
                 conn.peer().c_str(), commit.spec.commit.c_str(), commit.spec.repo.c_str(),

@@ -16,6 +16,7 @@ secret.
 import hashlib
 import hmac
 import os
+import re
 import signal
 import socket
 import struct
@@ -184,6 +185,36 @@ class AuthTest(kf.ClusterTestCase):
             acks = [f for f in kf.split_frames(data) if f["type"] == "ack"]
             self.assertEqual([a["id"] for a in acks], [2, 3])
             self.assertIn("py", c.runner_names())
+
+
+class RefusedBackoffTest(kf.ClusterTestCase):
+    """A runner with a wrong secret backs off exponentially (the backoff
+    starts over only after an accepted handshake), and says why once per
+    attempt, with the delay: not ten log lines a second."""
+
+    def test_wrong_secret_backs_off(self):
+        c = self.cluster()
+        runners = c.secret_file("runner.secret", RUNNER_SECRET)
+        wrong = c.secret_file("wrong.secret", OBSERVER_SECRET)
+        c.dispatcher_extra = "runner_secret_file = %s\n" % kf.toml_str(runners)
+        c.runner_extra["intruder"] = "secret_file = %s\n" % kf.toml_str(wrong)
+        c.start_dispatcher()
+        c.start_runner("intruder", wait=False)
+        time.sleep(4.0)
+        log = c.log_of("intruder")
+        retries = re.findall(r"dispatcher \S+: authentication failed: .*does not match our "
+                             r"secret.*; retrying in ([0-9.]+) s", log)
+        delays = [float(d) for d in retries]
+        # 0.125-0.25, 0.25-0.5, 0.5-1, 1-2, 2-4 s: 3 to 5 attempts in 4 s.
+        self.assertGreaterEqual(len(delays), 3, log)
+        self.assertLessEqual(len(delays), 6, log)
+        self.assertLessEqual(delays[0], 0.25, log)
+        self.assertEqual(delays, sorted(delays), log)
+        self.assertGreater(delays[-1], 2 * delays[0], log)
+        # Every line about it, whoever logs it: a few per attempt at most.
+        mentions = len(re.findall(r"does not match our secret", log))
+        self.assertLessEqual(mentions, 2 * len(delays) + 2, log)
+        self.assertNotIn("intruder", c.runner_names())
 
 
 class RotationTest(kf.ClusterTestCase):

@@ -5,6 +5,10 @@
 - a daemon started with NOTIFY_SOCKET (a datagram socket this test owns)
   and WATCHDOG_USEC sends READY=1, WATCHDOG=1 periodically, STATUS= lines,
   and STOPPING=1 on SIGTERM;
+- a notify socket nobody reads (its queue full) costs the daemon STATUS=
+  lines but never its loop: it keeps answering kilnctl and serving a
+  runner, stops promptly on SIGTERM, and its keep-alives resume once the
+  socket is read again;
 - SIGHUP to the observer with a second repository added: its commit gets a
   result while a job runs on a runner whose connection is not dropped, and
   that job ends at attempt 1; a broken config on SIGHUP is refused with an
@@ -160,6 +164,52 @@ class Notify(kf.ClusterTestCase):
         self.addCleanup(c.cleanup)
         c.start_dispatcher()
         self.assertTrue(c.ctl_ok("status"))
+
+
+class StalledNotify(kf.ClusterTestCase):
+    def test_unread_notify_socket_does_not_freeze_the_dispatcher(self):
+        c = self.cluster()
+        self.addCleanup(c.cleanup)
+        ns = NotifySocket(c.tmp, "stalled")
+        self.addCleanup(ns.close)
+        ns.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+        # A keep-alive every 10 ms: the unread queue is full within a second
+        # (net.unix.max_dgram_qlen is 10 by default), and with the runner
+        # coming and going the status line keeps changing too.
+        env = dict(os.environ, NOTIFY_SOCKET=ns.path, WATCHDOG_USEC="20000")
+        env.pop("WATCHDOG_PID", None)
+        d = kf.Daemon("dispatcher", [kf.binary("dispatcher"), "-v", "-c",
+                                     c.write_dispatcher_config()], c.path("dispatcher.log"))
+        with open(d.log_path, "ab") as f:
+            d.proc = subprocess.Popen(d.argv, stdin=subprocess.DEVNULL, stdout=f,
+                                      stderr=subprocess.STDOUT, close_fds=True, env=env)
+        c.started.append(d)
+        c.daemons["dispatcher"] = d
+        self.addCleanup(d.stop)
+        time.sleep(1.5)  # long past the queue filling up
+        self.assertTrue(d.running(), d.log())
+        for _ in range(3):
+            self.assertTrue(c.ctl_ok("status"),
+                            "kilnctl status got no answer:\n" + d.log())
+        c.start_runner("runner-1")  # registers: the dispatcher still serves
+        c.stop_daemon("runner-1")
+        self.assertTrue(c.ctl_ok("runners"), d.log())
+
+        # Read the socket again: the keep-alives get through once more.
+        ns.messages = []
+        ns.pump(1.0)
+        self.assertIn("WATCHDOG=1", [m for _, m in ns.messages])
+
+        # Full again, SIGTERM: the daemon stops at once anyway.
+        time.sleep(0.5)
+        started = time.monotonic()
+        d.proc.send_signal(signal.SIGTERM)
+        try:
+            d.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.fail("no exit within 5 s of SIGTERM:\n" + d.log())
+        self.assertEqual(d.proc.returncode, 0, d.log())
+        self.assertLess(time.monotonic() - started, 5)
 
 
 class Reload(kf.ClusterTestCase):

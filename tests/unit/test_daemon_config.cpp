@@ -63,16 +63,16 @@ void test_observer_repos(void **)
         "[[repo]]\nname = \"b\"\nurl = \"/srv/b\"\nmode = \"latest\"\ninterval = \"1m\"\n"
         "branches = [\"main\", \"release\"]\n",
         "x.toml"));
-    assert_int_equal(c.repos.size(), 2);
-    assert_true(c.repos[0].every);
-    assert_int_equal(c.repos[0].interval_ms, 2000);
-    assert_false(c.repos[1].every);
-    assert_int_equal(c.repos[1].interval_ms, 60000);
-    assert_int_equal(c.repos[1].branches.size(), 2);
+    assert_int_equal(c.settings.repos.size(), 2);
+    assert_true(c.settings.repos[0].every);
+    assert_int_equal(c.settings.repos[0].interval_ms, 2000);
+    assert_false(c.settings.repos[1].every);
+    assert_int_equal(c.settings.repos[1].interval_ms, 60000);
+    assert_int_equal(c.settings.repos[1].branches.size(), 2);
     // Defaults of the job-spec keys.
-    assert_true(c.repos[0].labels.empty());
-    assert_int_equal(c.repos[0].shards, 1);
-    assert_false(c.repos[0].cancel_superseded);
+    assert_true(c.settings.repos[0].job.labels.empty());
+    assert_int_equal(c.settings.repos[0].job.shards, 1);
+    assert_false(c.settings.repos[0].job.cancel_superseded);
 }
 
 void test_observer_job_spec_keys(void **)
@@ -82,12 +82,12 @@ void test_observer_job_spec_keys(void **)
         "shards = 4\ncancel_superseded = true\n"
         "[[repo]]\nname = \"b\"\nurl = \"/b\"\nshards = \"auto\"\nlabels = \"arm64\"\n",
         "x.toml"));
-    assert_int_equal(c.repos[0].labels.size(), 2); // the duplicate "gpu" once
-    assert_string_equal(c.repos[0].labels[1].c_str(), "linux");
-    assert_int_equal(c.repos[0].shards, 4);
-    assert_true(c.repos[0].cancel_superseded);
-    assert_int_equal(c.repos[1].shards, 0); // "auto"
-    assert_int_equal(c.repos[1].labels.size(), 1);
+    assert_int_equal(c.settings.repos[0].job.labels.size(), 2); // the duplicate "gpu" once
+    assert_string_equal(c.settings.repos[0].job.labels[1].c_str(), "linux");
+    assert_int_equal(c.settings.repos[0].job.shards, 4);
+    assert_true(c.settings.repos[0].job.cancel_superseded);
+    assert_int_equal(c.settings.repos[1].job.shards, 0); // "auto"
+    assert_int_equal(c.settings.repos[1].job.labels.size(), 1);
 }
 
 void test_observer_job_spec_errors(void **)
@@ -148,6 +148,22 @@ void test_log_bound_keeps_head_and_tail(void **)
 
 } // namespace
 
+// A reload compares what needs a restart key by key: one warning per
+// changed key, none for what a reload may change.
+void test_observer_restart_keys(void **)
+{
+    const std::string base = "[observer]\ndispatcher = \"127.0.0.1:1\"\ninterval = \"2s\"\n";
+    ObserverConfig running = ObserverConfig::from(parse_config_string(base, "x.toml"));
+    ObserverConfig same = ObserverConfig::from(
+        parse_config_string(base + "max_outbox = 5\nreconnect_max = \"30s\"\n", "x.toml"));
+    assert_int_equal(warn_needs_restart(running.startup, same.startup), 0);
+    assert_int_equal(same.settings.reconnect_max_ms, 30000);
+    assert_int_equal(running.settings.reconnect_max_ms, 5000);
+    ObserverConfig moved = ObserverConfig::from(parse_config_string(
+        "[observer]\ndispatcher = \"127.0.0.1:2\"\nstate_dir = \"/elsewhere\"\n", "x.toml"));
+    assert_int_equal(warn_needs_restart(running.startup, moved.startup), 2);
+}
+
 int main()
 {
     const CMUnitTest tests[] = {
@@ -157,6 +173,7 @@ int main()
         cmocka_unit_test(test_observer_errors),
         cmocka_unit_test(test_observer_job_spec_keys),
         cmocka_unit_test(test_observer_job_spec_errors),
+        cmocka_unit_test(test_observer_restart_keys),
         cmocka_unit_test(test_runner_errors),
         cmocka_unit_test(test_log_bound_keeps_head_and_tail),
     };

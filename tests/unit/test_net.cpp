@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <stdexcept>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -260,6 +261,123 @@ void test_client_reconnects_until_the_server_is_up(void **state)
     client.stop();
 }
 
+// A handler that throws costs its own connection (an error frame naming the
+// message, then a close), never the server: the next connection is served.
+void test_throwing_handler_closes_only_its_connection(void **state)
+{
+    auto *h = static_cast<Harness *>(*state);
+    h->server = std::make_unique<Server>(&h->loop, 4096);
+    std::string error;
+    assert_int_equal(h->server->listen("127.0.0.1:0",
+                                       [h](std::shared_ptr<Connection> conn) {
+                                           conn->start(
+                                               [h](Connection &, Message &&m) {
+                                                   auto *c = std::get_if<Commit>(&m);
+                                                   if (c && c->spec.commit[0] == 'f')
+                                                       throw std::runtime_error("no such thing");
+                                                   h->received.push_back(std::move(m));
+                                               },
+                                               [h](Connection &, const std::string &why) {
+                                                   h->closes.push_back(why);
+                                               });
+                                       },
+                                       error),
+                     0);
+    std::string got;
+    run_with_peer(h, {commit_frame('f')}, true, &got);
+    assert_false(h->guard_fired);
+    assert_true(h->received.empty());
+    FrameDecoder d;
+    assert_true(d.feed(got.data(), got.size()));
+    std::string payload;
+    assert_true(d.next(payload));
+    Message msg;
+    assert_true(decode_message(payload, msg, error));
+    auto *e = std::get_if<Error>(&msg);
+    assert_non_null(e);
+    assert_int_equal(e->id, 7); // answers the commit that failed
+    assert_string_equal(e->message.c_str(), "internal error handling commit");
+
+    h->closes.clear();
+    run_with_peer(h, {commit_frame('a'), commit_frame('b')}, false, nullptr);
+    assert_false(h->guard_fired);
+    assert_int_equal(h->received.size(), 2);
+    assert_string_equal(h->closes[0].c_str(), "peer closed the connection");
+}
+
+// Gaps between the connections a Client makes to a server that closes each
+// at once; `accepted`: the client marks each handshake done, as
+// ClientHandshake::reply does when the dispatcher lets it in.
+std::vector<uint64_t> reconnect_gaps(Harness *h, bool accepted, size_t connections)
+{
+    std::vector<uint64_t> at;
+    h->server = std::make_unique<Server>(&h->loop, 4096);
+    std::string error;
+    h->server->listen("127.0.0.1:0",
+                      [&](std::shared_ptr<Connection> conn) {
+                          uv_update_time(&h->loop);
+                          at.push_back(uv_now(&h->loop));
+                          conn->start([](Connection &, Message &&) {},
+                                      [](Connection &, const std::string &) {});
+                          conn->close("go away");
+                      },
+                      error);
+    Client client(&h->loop, "127.0.0.1:" + std::to_string(h->server->port()), 4096);
+    client.set_reconnect_max(600);
+    client.on_connected = [&](Connection &conn) {
+        if (accepted)
+            conn.handshake_done();
+    };
+    client.start();
+    while (at.size() < connections && !h->guard_fired)
+        uv_run(&h->loop, UV_RUN_ONCE);
+    client.stop();
+    std::vector<uint64_t> gaps;
+    for (size_t i = 1; i < at.size(); i++)
+        gaps.push_back(at[i] - at[i - 1]);
+    return gaps;
+}
+
+// After a drop of an accepted connection the first retry comes within
+// 250 ms, every time; a peer never accepted backs off towards reconnect_max.
+void test_backoff_starts_over_only_after_a_handshake(void **state)
+{
+    auto *h = static_cast<Harness *>(*state);
+    std::vector<uint64_t> gaps = reconnect_gaps(h, true, 5);
+    assert_false(h->guard_fired);
+    assert_int_equal(gaps.size(), 4);
+    for (uint64_t g : gaps)
+        assert_in_range(g, 100, 300);
+
+    gaps = reconnect_gaps(h, false, 5);
+    assert_false(h->guard_fired);
+    assert_int_equal(gaps.size(), 4);
+    assert_in_range(gaps[0], 100, 300);
+    assert_in_range(gaps[2], 280, 700); // 250-500, then capped at 600
+    assert_in_range(gaps[3], 280, 700);
+}
+
+// First retry within 250 ms (and not at once), then doubling up to the cap;
+// reset() starts over; a cap below the base is the base.
+void test_backoff_bounds(void **)
+{
+    Backoff b;
+    uint64_t ceiling = 250;
+    for (int i = 0; i < 12; i++) {
+        uint64_t d = b.next_delay_ms();
+        assert_in_range(d, ceiling / 2, ceiling);
+        ceiling = std::min<uint64_t>(ceiling * 2, 5000);
+    }
+    b.reset();
+    assert_in_range(b.next_delay_ms(), 125, 250);
+    b.set_cap(1000);
+    for (int i = 0; i < 10; i++)
+        assert_true(b.next_delay_ms() <= 1000);
+    assert_in_range(b.next_delay_ms(), 500, 1000);
+    Backoff tiny(250, 10);
+    assert_int_equal(tiny.cap_ms(), 250);
+}
+
 } // namespace
 
 int main()
@@ -271,6 +389,11 @@ int main()
         cmocka_unit_test_setup_teardown(test_garbage_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peer_that_does_not_read_is_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_reconnects_until_the_server_is_up, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_throwing_handler_closes_only_its_connection, setup,
+                                        teardown),
+        cmocka_unit_test(test_backoff_bounds),
+        cmocka_unit_test_setup_teardown(test_backoff_starts_over_only_after_a_handshake, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);

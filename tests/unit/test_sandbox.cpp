@@ -238,9 +238,9 @@ void test_observer_network_key(void **)
 {
     const std::string repo = "[[repo]]\nname = \"a\"\nurl = \"/a\"\n";
     ObserverConfig c = ObserverConfig::from(parse_config_string(repo, "x.toml"));
-    assert_false(c.repos[0].network);
+    assert_false(c.settings.repos[0].job.network);
     c = ObserverConfig::from(parse_config_string(repo + "network = true\n", "x.toml"));
-    assert_true(c.repos[0].network);
+    assert_true(c.settings.repos[0].job.network);
     std::string err;
     try {
         ObserverConfig::from(parse_config_string(repo + "network = \"yes\"\n", "x.toml"));

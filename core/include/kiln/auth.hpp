@@ -72,7 +72,9 @@ class ClientHandshake {
     // answer() on a live connection, as every peer does it: the auth message
     // sent when one is wanted, or, when the peer must not go on, `conn`
     // closed with `error` as the reason (the caller logs it; a reconnecting
-    // client tries again after its backoff) and false.
+    // client tries again after its backoff) and false.  Marks the
+    // connection's handshake done (now, or on the Ack of the auth), which
+    // is when a Client's backoff starts over (net.hpp).
     bool reply(Connection &conn, const Hello &dispatcher, uint64_t auth_id,
                std::string &error) const;
 

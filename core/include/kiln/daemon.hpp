@@ -44,7 +44,7 @@ class StopSignals {
     StopSignals &operator=(const StopSignals &) = delete;
 
   private:
-    static void on_signal(uv_signal_t *, int);
+    static void on_signal(uv_signal_t *, int) noexcept;
     uv_signal_t *sigint_, *sigterm_;
     std::function<void(int)> on_stop_;
     int received_ = 0;
@@ -77,8 +77,9 @@ bool reload_daemon_config(const DaemonOptions &opts, const DaemonInfo &info,
                           const std::function<void(const ConfigTable &)> &apply);
 
 // On SIGHUP: a setting that only takes effect at start-up changed.  Logs
-// "reload: KEY changed: needs a restart; keeping the running value".
-void warn_needs_restart(const char *key, bool changed);
+// "reload: KEY changed: needs a restart; keeping the running value" and
+// returns `changed`.  restart_keys.hpp runs it over a whole struct.
+bool warn_needs_restart(const char *key, bool changed);
 
 // Run the loop until nothing is left, closing stray handles, then close it.
 // Returns uv_loop_close's result (0 when everything was released).

@@ -4,6 +4,8 @@
 // and level.  Debug lines are dropped unless verbose.
 #include <cstdarg>
 #include <exception>
+#include <optional>
+#include <utility>
 #include <string>
 
 #include <kiln/plugin.h>
@@ -34,19 +36,39 @@ KILN_LOG_FN(log_info, KILN_LOG_INFO)
 KILN_LOG_FN(log_debug, KILN_LOG_DEBUG)
 #undef KILN_LOG_FN
 
-// Run `fn` where no exception may escape — a libuv or plugin callback, which
-// returns into C frames — logging whatever it throws as "WHAT: why".  At run
-// time nothing aborts a daemon: the event is dropped, and the daemons'
-// protocols (resends, requeues) make a dropped event a delay, not a loss.
-template <typename Fn> void guarded(const char *what, Fn &&fn) noexcept
+// The one exception boundary.  Everything libuv (or a plugin) calls back
+// returns into C frames, where an exception would end the daemon: such a
+// callback is `noexcept` and runs its C++ work through caught() or guarded().
+//
+// caught(fn): run `fn`; what it threw as text ("unknown exception" for a
+// non-std one), or nothing when it returned normally.  For a caller that
+// must answer the failure itself (close a connection, fail a job).
+template <typename Fn> std::optional<std::string> caught(Fn &&fn) noexcept
 {
     try {
         fn();
+        return std::nullopt;
     } catch (const std::exception &e) {
-        log_err("%s: %s", what, e.what());
+        try {
+            return std::string(e.what());
+        } catch (...) { // no memory for the message: still a failure
+            return std::string();
+        }
     } catch (...) {
-        log_err("%s: unknown exception", what);
+        return std::string("unknown exception");
     }
+}
+
+// guarded(what, fn): caught(), logging what was thrown as "WHAT: why";
+// true when `fn` returned normally.  At run time nothing aborts a daemon:
+// the event is dropped, and the daemons' protocols (resends, requeues) make
+// a dropped event a delay, not a loss.
+template <typename Fn> bool guarded(const char *what, Fn &&fn) noexcept
+{
+    std::optional<std::string> error = caught(std::forward<Fn>(fn));
+    if (error)
+        log_err("%s: %s", what, error->c_str());
+    return !error;
 }
 
 // Formats a line the way vlog would write it (without the trailing newline);
