@@ -13,7 +13,8 @@ using ull = unsigned long long;
 Runner::Runner(uv_loop_t *loop, RunnerConfig config)
     : loop_(loop), config_(std::move(config)),
       client_(loop, config_.dispatcher, config_.max_frame),
-      spool_(loop, config_.work_dir + "/spool"), alive_(std::make_shared<Runner *>(this))
+      spool_(loop, config_.work_dir + "/spool"), groups_(loop, config_.work_dir + "/groups"),
+      alive_(std::make_shared<Runner *>(this))
 {
     handshake_ = ClientHandshake("runner", config_.name, config_.secret);
     auto dirs = plugin_dirs(config_.plugin_dirs);
@@ -68,6 +69,10 @@ Runner::~Runner()
 
 void Runner::start()
 {
+    // Tests an earlier run of this runner left running when it died: they
+    // would compete with ours for the machine and write into workspaces
+    // that jobs reuse.  Killed before we take a job.
+    groups_.kill_leftovers();
     // Results of an earlier run that were never acked: delivered after the
     // first registration, with request ids of this process.
     for (Delivery &d : spool_.load()) {

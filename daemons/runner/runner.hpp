@@ -16,6 +16,7 @@
 #include <kiln/net.hpp>
 #include <kiln/plugin_loader.hpp>
 
+#include "group_record.hpp"
 #include "job_run.hpp"
 #include "runner_config.hpp"
 #include "spool.hpp"
@@ -62,6 +63,15 @@ class Runner {
     // test_user, bwrap.  -EPERM for a process outside every job's workspace.
     int spawn_test(const std::string &plugin, const kiln_spawn_request &req, kiln_spawn_cb cb,
                    void *arg, kiln_process **proc);
+    // A test process the exec plugin started: its callback and argument, and
+    // its pid, whose group is recorded until it ends.
+    struct TestWatch {
+        std::weak_ptr<Runner *> runner;
+        kiln_spawn_cb cb;
+        void *arg;
+        pid_t pid;
+    };
+    static void on_test_ended(void *arg, int status, const kiln_spawn_result *res) noexcept;
     void prepare_isolation();
     void on_connected(Connection &conn);
     void on_dispatcher_hello(Connection &conn, const Hello &hello);
@@ -90,6 +100,7 @@ class Runner {
     Client client_;
     ClientHandshake handshake_;
     Spool spool_;
+    GroupRecord groups_; // the test process groups running, in work_dir/groups
     uv_timer_t *heartbeat_timer_ = nullptr;
     uv_timer_t *stop_timer_ = nullptr;
     uint64_t next_request_id_ = 1;

@@ -277,6 +277,12 @@ class SandboxTest(kf.ClusterTestCase):
             time.sleep(0.1)
         self.assertEqual(processes(sleeper), [], "the timed-out test's children still run")
 
+    def test_leftovers_after_sigkill(self):
+        """kiln-runner(8), LEFTOVER TESTS, with the tests in bubblewrap."""
+        c = self.cluster(exec_plugin="script", runner_stop_timeout="1s")
+        c.runner_extra["runner-1"] = 'sandbox = "bwrap"\n'
+        kf.check_leftovers_killed(self, c, sandboxed=True)
+
     @staticmethod
     def kill_leftovers(argv):
         """Should the test fail: the sleepers our hang test started, by PID."""
