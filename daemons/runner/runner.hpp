@@ -39,10 +39,9 @@ class Runner {
     // jobs and pending disk writes are done.  Idempotent.
     void stop();
 
-    // SIGHUP: apply what can change while running — heartbeat_interval,
-    // dispatcher_timeout, stop_timeout, slots and labels (registered again),
-    // keep_workspaces, max_log; log the rest as needing a restart.  Running
-    // jobs and the connection are kept.
+    // SIGHUP: take the new RunnerSettings (slots and labels are registered
+    // again on the same connection); log each RunnerStartup key that changed
+    // as needing a restart.  Running jobs and the connection are kept.
     void reload(RunnerConfig config);
     // One line for systemd's STATUS=: "idle", "running job 7", ...
     std::string status() const;
@@ -72,6 +71,8 @@ class Runner {
         pid_t pid;
     };
     static void on_test_ended(void *arg, int status, const kiln_spawn_result *res) noexcept;
+    void configure_client();
+    void apply_settings(const RunnerSettings &before);
     void prepare_isolation();
     void on_connected(Connection &conn);
     void on_dispatcher_hello(Connection &conn, const Hello &hello);

@@ -90,6 +90,27 @@ void read_isolation(const ConfigTable &r, RunnerConfig &c, uid_t euid, bool prob
 
 } // namespace
 
+std::vector<const char *> RunnerStartup::changed_keys(const RunnerStartup &o) const
+{
+    std::vector<const char *> keys;
+    auto check = [&](const char *key, bool changed) {
+        if (changed)
+            keys.push_back(key);
+    };
+    check("dispatcher", dispatcher != o.dispatcher);
+    check("secret_file", secret_file != o.secret_file);
+    check("name", name != o.name);
+    check("work_dir", work_dir != o.work_dir);
+    check("plugin_dir", plugin_dirs != o.plugin_dirs);
+    check("vcs", vcs_plugins != o.vcs_plugins);
+    check("exec", exec_plugins != o.exec_plugins);
+    check("max_frame", max_frame != o.max_frame);
+    // Checked and prepared at start-up (bwrap probed, work_dir opened to the user).
+    check("sandbox", sandbox != o.sandbox);
+    check("test_user", test_user != o.test_user);
+    return keys;
+}
+
 RunnerConfig RunnerConfig::from(const ConfigTable &root, uid_t euid, bool probe_sandbox)
 {
     RunnerConfig c;
@@ -113,6 +134,10 @@ RunnerConfig RunnerConfig::from(const ConfigTable &root, uid_t euid, bool probe_
     c.heartbeat_interval_ms = r.duration_ms("heartbeat_interval", c.heartbeat_interval_ms);
     c.dispatcher_timeout_ms = r.duration_ms("dispatcher_timeout", c.dispatcher_timeout_ms);
     c.stop_timeout_ms = r.duration_ms("stop_timeout", c.stop_timeout_ms);
+    c.reconnect_max_ms = r.duration_ms("reconnect_max", c.reconnect_max_ms);
+    if (c.reconnect_max_ms < 250)
+        throw ConfigError(r.error_at("reconnect_max", "must be at least 250ms (the first "
+                                                      "retry's wait)"));
     c.keep_workspaces = r.boolean("keep_workspaces", c.keep_workspaces);
     c.max_frame = static_cast<size_t>(r.integer("max_frame", c.max_frame, 4096, 1 << 30));
     c.max_log = static_cast<size_t>(r.integer("max_log", c.max_log, 1024, 64 << 20));
