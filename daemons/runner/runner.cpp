@@ -67,7 +67,7 @@ Runner::~Runner()
     for (uv_timer_t *t : {heartbeat_timer_, stop_timer_})
         if (t)
             uv_close(reinterpret_cast<uv_handle_t *>(t),
-                     [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
+                     [](uv_handle_t *h) noexcept { delete reinterpret_cast<uv_timer_t *>(h); });
 }
 
 void Runner::start()
@@ -194,7 +194,7 @@ void Runner::check_drained()
         finish_stop();
 }
 
-void Runner::on_stop_deadline(uv_timer_t *timer)
+void Runner::on_stop_deadline(uv_timer_t *timer) noexcept
 {
     auto *self = static_cast<Runner *>(timer->data);
     if (!self->stopped_)
@@ -250,7 +250,7 @@ void Runner::send_heartbeat()
     client_.send(hb);
 }
 
-void Runner::on_heartbeat_timer(uv_timer_t *timer)
+void Runner::on_heartbeat_timer(uv_timer_t *timer) noexcept
 {
     auto *self = static_cast<Runner *>(timer->data);
     if (self->registered_)

@@ -92,8 +92,8 @@ class Runner {
     void begin_stop();
     void finish_stop();
     void abort_stop();
-    static void on_heartbeat_timer(uv_timer_t *timer);
-    static void on_stop_deadline(uv_timer_t *timer);
+    static void on_heartbeat_timer(uv_timer_t *timer) noexcept;
+    static void on_stop_deadline(uv_timer_t *timer) noexcept;
 
     uv_loop_t *loop_;
     RunnerConfig config_;

@@ -113,10 +113,10 @@ void Runner::on_job_done(JobRun &run, Delivery &&what)
         auto *idle = new uv_idle_t;
         uv_idle_init(loop_, idle);
         idle->data = owned.release();
-        uv_idle_start(idle, [](uv_idle_t *h) {
+        uv_idle_start(idle, [](uv_idle_t *h) noexcept {
             delete static_cast<JobRun *>(h->data);
             uv_close(reinterpret_cast<uv_handle_t *>(h),
-                     [](uv_handle_t *hh) { delete reinterpret_cast<uv_idle_t *>(hh); });
+                     [](uv_handle_t *hh) noexcept { delete reinterpret_cast<uv_idle_t *>(hh); });
         });
     }
     check_drained();
