@@ -205,7 +205,7 @@ size_t GroupRecord::kill_leftovers()
             continue;
         }
         size_t killed = 0;
-        std::set<pid_t> seen;
+        std::set<pid_t> seen, refused;
         Leader leader = Leader::gone;
         for (int round = 0; round < kKillRounds; round++) {
             std::vector<ProcInfo> procs = list_processes();
@@ -217,12 +217,16 @@ size_t GroupRecord::kill_leftovers()
             for (const ProcInfo &p : procs) {
                 if (!is_leftover(g, p, leader) || p.pid == getpid())
                     continue;
+                if (refused.count(p.pid))
+                    continue;
                 any = true;
-                if (::kill(p.pid, SIGKILL) != 0 && errno != ESRCH)
+                if (::kill(p.pid, SIGKILL) != 0 && errno != ESRCH) {
                     log_warning("test process %d (group %d): kill: %s", static_cast<int>(p.pid),
                                 static_cast<int>(g.pgid), strerror(errno));
-                else if (seen.insert(p.pid).second)
+                    refused.insert(p.pid);
+                } else if (seen.insert(p.pid).second) {
                     killed++;
+                }
             }
             if (!any)
                 break;

@@ -3,8 +3,10 @@
 // leftovers, and, with real processes started the way the runner starts
 // tests (spawn_process: a session of their own), that kill_leftovers kills
 // a recorded group and its children, and nothing when the record names
-// another process (a reused pid) or another boot.
+// another process (a reused pid) or another boot; with the leader gone,
+// only what runs as the recorded user.
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <string>
@@ -232,6 +234,60 @@ void test_never_kills_a_reused_pid(void **state)
     assert_int_equal(s->ended, 1);
 }
 
+// A group whose leader has exited and whose child lives on (the leader was
+// not a test the runner waited for): the child is killed when the record
+// names the tests' user, and left alone when it names another.
+void test_leader_gone(void **state)
+{
+    auto *s = static_cast<State *>(*state);
+    std::string dir = s->tmp / "groups";
+    for (uid_t recorded : {getuid() + 1, getuid()}) {
+        int sync[2];
+        assert_int_equal(pipe(sync), 0);
+        pid_t leader = fork();
+        assert_true(leader >= 0);
+        if (leader == 0) { // a session of its own, a sleeping child, then gone
+            setsid();
+            if (fork() == 0) {
+                execlp("sleep", "sleep", "60", static_cast<char *>(nullptr));
+                _exit(127);
+            }
+            char c;
+            close(sync[1]);
+            _exit(read(sync[0], &c, 1) == 1 ? 0 : 1);
+        }
+        close(sync[0]);
+        std::vector<pid_t> members;
+        for (int i = 0; i < 500 && members.size() < 2; i++) {
+            usleep(10 * 1000);
+            members = group_members(leader);
+        }
+        assert_int_equal(members.size(), 2);
+        ProcInfo info;
+        for (const ProcInfo &p : list_processes())
+            if (p.pid == leader)
+                info = p;
+        assert_int_equal(write(sync[1], "x", 1), 1);
+        close(sync[1]);
+        int status;
+        assert_int_equal(waitpid(leader, &status, 0), leader);
+        members = group_members(leader);
+        assert_int_equal(members.size(), 1); // the sleeper, its leader gone
+        GroupEntry e{leader, info.start, recorded, current_boot_id()};
+        assert_int_equal(write_file_atomic(dir + "/group-x", format_group_entry(e)), 0);
+        GroupRecord record(&s->loop, dir);
+        if (recorded != getuid()) {
+            assert_int_equal(record.kill_leftovers(), 0);
+            assert_true(alive(members[0]));
+            ::kill(members[0], SIGKILL); // ours, by the pid just seen
+        } else {
+            assert_int_equal(record.kill_leftovers(), 1);
+            assert_false(alive(members[0]));
+        }
+        assert_int_equal(records(dir).size(), 0);
+    }
+}
+
 // A process that ends before its record is written: the record is removed
 // once written, never left behind.
 void test_end_during_write_leaves_no_record(void **state)
@@ -258,6 +314,7 @@ int main(void)
         cmocka_unit_test(test_which_processes_are_leftovers),
         cmocka_unit_test_setup_teardown(test_kills_recorded_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_never_kills_a_reused_pid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leader_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_end_during_write_leaves_no_record, setup, teardown),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
