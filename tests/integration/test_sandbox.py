@@ -68,23 +68,6 @@ def nobody_problem():
     return bwrap_problem(user)
 
 
-def processes(argv):
-    """PIDs whose command line is exactly argv (read from /proc: processes
-    in other pid namespaces included)."""
-    want = ("\0".join(argv) + "\0").encode()
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % pid, "rb") as f:
-                if f.read() == want and kf.pid_alive(int(pid)):
-                    found.append(int(pid))
-        except OSError:
-            pass
-    return found
-
-
 class SandboxTest(kf.ClusterTestCase):
 
     def setUp(self):
@@ -273,9 +256,9 @@ class SandboxTest(kf.ClusterTestCase):
         self.assertEqual(results["hang"]["outcome"], "timeout", log("hang"))
         self.assertEqual(outcomes("hang"), {"hang": "timeout"})
         deadline = time.monotonic() + 5
-        while processes(sleeper) and time.monotonic() < deadline:
+        while kf.pids_of(sleeper) and time.monotonic() < deadline:
             time.sleep(0.1)
-        self.assertEqual(processes(sleeper), [], "the timed-out test's children still run")
+        self.assertEqual(kf.pids_of(sleeper), [], "the timed-out test's children still run")
 
     def test_leftovers_after_sigkill(self):
         """kiln-runner(8), LEFTOVER TESTS, with the tests in bubblewrap."""
@@ -286,7 +269,7 @@ class SandboxTest(kf.ClusterTestCase):
     @staticmethod
     def kill_leftovers(argv):
         """Should the test fail: the sleepers our hang test started, by PID."""
-        for pid in processes(argv):
+        for pid in kf.pids_of(argv):
             try:
                 os.kill(pid, 9)
             except OSError:
