@@ -164,6 +164,14 @@ void RunnerFixture::connected()
     assert_true(run_until([&] { return conn && !all<Heartbeat>().empty(); }));
 }
 
+void RunnerFixture::wait_heartbeat_lists(const std::vector<uint64_t> &jobs)
+{
+    assert_true(run_until([&] {
+        auto hbs = all<Heartbeat>();
+        return !hbs.empty() && hbs.back().jobs == jobs;
+    }));
+}
+
 void RunnerFixture::stop()
 {
     runner->stop();

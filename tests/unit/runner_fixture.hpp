@@ -58,6 +58,8 @@ struct RunnerFixture {
     void spin(uint64_t ms) { run_until([] { return false; }, ms); }
     // Connected, registered, heartbeating.
     void connected();
+    // Until the runner's last heartbeat lists exactly these jobs (running).
+    void wait_heartbeat_lists(const std::vector<uint64_t> &jobs);
     // The runner's graceful stop, run until it has stopped.
     void stop();
     std::string work(const std::string &rel) const { return tmp / ("work/" + rel); }

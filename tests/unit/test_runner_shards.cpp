@@ -142,10 +142,7 @@ void test_cancel(void **state)
     start_runner(f, 60);
     f->connected();
     f->conn->send(assign(f, 31));
-    assert_true(f->run_until([&] {
-        auto hbs = f->all<Heartbeat>();
-        return !hbs.empty() && hbs.back().jobs == std::vector<uint64_t>{31};
-    }));
+    f->wait_heartbeat_lists({31});
     // Let the test itself start: the cancel must kill a running process.
     f->spin(500);
     Connection *before = f->conn.get();

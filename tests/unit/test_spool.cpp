@@ -184,8 +184,7 @@ void test_restart_delivers_once(void **state)
     assert_true(f->index_of_first<Result>() < f->index_of_first<Heartbeat>());
     assert_int_equal(f->runner->unacknowledged(), 0);
     assert_int_equal(Spool(&f->loop, f->tmp.path() + "/work/spool").load().size(), 0);
-    f->runner->stop();
-    assert_true(f->run_until([&] { return f->runner->stopped(); }));
+    f->stop();
     assert_int_equal(f->all<Result>().size(), 1);
 }
 
@@ -195,12 +194,9 @@ void test_outage_during_job(void **state)
 {
     auto *f = static_cast<RunnerFixture *>(*state);
     start_runner(f, 1);
-    assert_true(f->run_until([&] { return f->conn && !f->all<Heartbeat>().empty(); }));
+    f->connected();
     f->conn->send(assign(f, 3));
-    assert_true(f->run_until([&] {
-        auto hbs = f->all<Heartbeat>();
-        return !hbs.empty() && hbs.back().jobs == std::vector<uint64_t>{3};
-    }));
+    f->wait_heartbeat_lists({3});
     f->down = true;
     f->conn->close("dispatcher killed");
     std::string path = f->tmp.path() + "/work/spool/job-3-1.result";
@@ -213,8 +209,7 @@ void test_outage_during_job(void **state)
     assert_int_equal(results.size(), 1);
     assert_string_equal(S(results[0].outcome), "passed");
     assert_int_equal(f->runner->unacknowledged(), 0);
-    f->runner->stop();
-    assert_true(f->run_until([&] { return f->runner->stopped(); }));
+    f->stop();
 }
 
 // Tests over the repo's timeout are killed and reported as "timeout", fast.
@@ -222,7 +217,7 @@ void test_job_timeout(void **state)
 {
     auto *f = static_cast<RunnerFixture *>(*state);
     start_runner(f, 60);
-    assert_true(f->run_until([&] { return f->conn && !f->all<Heartbeat>().empty(); }));
+    f->connected();
     uint64_t t0 = uv_now(&f->loop);
     f->conn->send(assign(f, 4, 500));
     assert_true(f->run_until([&] { return !f->all<Result>().empty(); }));
@@ -230,8 +225,7 @@ void test_job_timeout(void **state)
     auto r = f->all<Result>()[0];
     assert_string_equal(S(r.outcome), "timeout");
     assert_string_equal(S(r.tests.at(0).outcome), "timeout");
-    f->runner->stop();
-    assert_true(f->run_until([&] { return f->runner->stopped(); }));
+    f->stop();
 }
 
 // stop(): re-register with 0 slots, ignore new assignments, let the running
@@ -240,7 +234,7 @@ void test_stop_drains(void **state)
 {
     auto *f = static_cast<RunnerFixture *>(*state);
     start_runner(f, 1);
-    assert_true(f->run_until([&] { return f->conn && !f->all<Heartbeat>().empty(); }));
+    f->connected();
     f->conn->send(assign(f, 5));
     assert_true(f->run_until([&] { return f->runner->running() == 1; }));
     f->runner->stop();
@@ -263,12 +257,9 @@ void test_stop_deadline_hands_back(void **state)
 {
     auto *f = static_cast<RunnerFixture *>(*state);
     start_runner(f, 60, "300ms");
-    assert_true(f->run_until([&] { return f->conn && !f->all<Heartbeat>().empty(); }));
+    f->connected();
     f->conn->send(assign(f, 8));
-    assert_true(f->run_until([&] {
-        auto hbs = f->all<Heartbeat>();
-        return !hbs.empty() && hbs.back().jobs == std::vector<uint64_t>{8};
-    }));
+    f->wait_heartbeat_lists({8});
     f->runner->stop();
     assert_true(f->run_until([&] { return f->runner->stopped() && !f->conn; }, 5000));
     assert_true(f->run_until([&] { return f->runner->running() == 0; }, 10000));
