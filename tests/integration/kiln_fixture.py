@@ -18,6 +18,9 @@ file per incarnation (KEY.log, KEY.2.log, ...).  recorded() counts the
 dispatcher's "result recorded" log lines over all its incarnations;
 runner_running(key) tells from a runner's log which jobs' tests it runs.
 SLEEPY_UNITTEST makes each commit's tests take tests/sleep_ms milliseconds.
+check_leftovers_killed() is the scenario of a runner killed mid-test and
+started again (its tests' processes killed), for test_faults and
+test_sandbox; pids_of(argv) finds processes by their command line.
 The temp dir is made under $TMPDIR (tempfile's rules).
 
 Where the binaries are: environment variables KILN_OBSERVER, KILN_DISPATCHER,
