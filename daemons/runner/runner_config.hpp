@@ -26,7 +26,8 @@ struct RunnerSettings {
     uint64_t dispatcher_timeout_ms = 10000;
     uint64_t stop_timeout_ms = 30000; // SIGTERM: time for running jobs to finish and be acked
     // After the connection drops: the longest wait between two attempts to
-    // reconnect (the first comes within 250 ms, the waits grow up to this).
+    // reconnect (the first comes within 250 ms, the waits grow up to this;
+    // under 250 ms means 250 ms).
     uint64_t reconnect_max_ms = 5000;
     bool keep_workspaces = false;
     size_t max_log = 4u << 20; // log bytes sent per job; the middle is dropped beyond

@@ -40,11 +40,9 @@ void test_reconnect_max(void **)
     assert_int_equal(parse("").reconnect_max_ms, 5000);
     assert_int_equal(parse("reconnect_max = \"1s\"\n").reconnect_max_ms, 1000);
     assert_int_equal(parse("reconnect_max = \"2m\"\n").reconnect_max_ms, 120000);
-    std::string e = error_of("reconnect_max = \"100ms\"\n");
+    std::string e = error_of("reconnect_max = \"soon\"\n");
     assert_non_null(strstr(e.c_str(), "r.toml:2"));
     assert_non_null(strstr(e.c_str(), "reconnect_max"));
-    assert_non_null(strstr(e.c_str(), "at least 250ms"));
-    assert_non_null(strstr(error_of("reconnect_max = \"soon\"\n").c_str(), "reconnect_max"));
 }
 
 // Every restart-only key is named when it changes; the settings are not.
