@@ -38,15 +38,13 @@ Runner::Runner(uv_loop_t *loop, RunnerConfig config)
             return spawn_test(name, req, cb, arg, proc);
         });
 
-    client_.on_connected = [this](Connection &conn) {
-        guarded("connected", [&] { on_connected(conn); });
-    };
+    // Core's Client is the exception boundary for these: a throw is logged
+    // and costs the connection (the runner reconnects), never the daemon.
+    client_.on_connected = [this](Connection &conn) { on_connected(conn); };
     client_.on_message = [this](Connection &conn, Message &&msg) {
-        guarded(message_type(msg), [&] { on_message(conn, std::move(msg)); });
+        on_message(conn, std::move(msg));
     };
-    client_.on_disconnected = [this](const std::string &why) {
-        guarded("disconnected", [&] { on_disconnected(why); });
-    };
+    client_.on_disconnected = [this](const std::string &why) { on_disconnected(why); };
 }
 
 void Runner::on_disconnected(const std::string &why)
