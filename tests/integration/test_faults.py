@@ -32,6 +32,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import kiln_fixture as kf  # noqa: E402
+import runner_leftovers  # noqa: E402
 
 POLL_MARGIN = 2.0   # observer/heartbeat/kilnctl polling slack, seconds
 JOB_OVERHEAD = 2.0  # workspace (git) + python start-up of one job, seconds
@@ -269,7 +270,7 @@ class FaultTest(kf.ClusterTestCase):
     # h.
     def test_restarted_runner_kills_leftover_tests(self):
         c = self.cluster(exec_plugin="script", runner_stop_timeout="1s")
-        took = kf.check_leftovers_killed(self, c)
+        took = runner_leftovers.check_leftovers_killed(self, c)
         sys.stderr.write("leftover tests of a killed runner gone %.2fs after its restart\n"
                          % took)
 

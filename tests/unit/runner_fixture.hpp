@@ -90,3 +90,8 @@ int runner_fixture_setup(void **state);
 int runner_fixture_teardown(void **state);
 
 } // namespace kiln::test
+
+// A cmocka test entry with the fixture as its state.
+#define RUNNER_FIXTURE_TEST(fn) \
+    cmocka_unit_test_setup_teardown(fn, kiln::test::runner_fixture_setup, \
+                                    kiln::test::runner_fixture_teardown)

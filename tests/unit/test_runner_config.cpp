@@ -96,8 +96,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reconnect_max),
         cmocka_unit_test(test_changed_keys),
-        cmocka_unit_test_setup_teardown(test_reload, runner_fixture_setup,
-                                        runner_fixture_teardown),
+        RUNNER_FIXTURE_TEST(test_reload),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -194,12 +194,12 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_list_spooled_until_acked, runner_fixture_setup, runner_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_list_from_spool_after_restart, runner_fixture_setup, runner_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_list_errors, runner_fixture_setup, runner_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_only_named_tests, runner_fixture_setup, runner_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_cancel, runner_fixture_setup, runner_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_two_slots_run_together, runner_fixture_setup, runner_fixture_teardown),
+        RUNNER_FIXTURE_TEST(test_list_spooled_until_acked),
+        RUNNER_FIXTURE_TEST(test_list_from_spool_after_restart),
+        RUNNER_FIXTURE_TEST(test_list_errors),
+        RUNNER_FIXTURE_TEST(test_only_named_tests),
+        RUNNER_FIXTURE_TEST(test_cancel),
+        RUNNER_FIXTURE_TEST(test_two_slots_run_together),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

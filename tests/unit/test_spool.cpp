@@ -273,16 +273,16 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN); // as the daemons do: a vanished peer is an error code
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_file_name, runner_fixture_setup, runner_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_round_trip, runner_fixture_setup, runner_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_torn_files, runner_fixture_setup, runner_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_tmp_leftovers, runner_fixture_setup, runner_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_attempts_kept_apart, runner_fixture_setup, runner_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_restart_delivers_once, runner_fixture_setup, runner_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_outage_during_job, runner_fixture_setup, runner_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_job_timeout, runner_fixture_setup, runner_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_stop_drains, runner_fixture_setup, runner_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_stop_deadline_hands_back, runner_fixture_setup, runner_fixture_teardown),
+        RUNNER_FIXTURE_TEST(test_file_name),
+        RUNNER_FIXTURE_TEST(test_round_trip),
+        RUNNER_FIXTURE_TEST(test_torn_files),
+        RUNNER_FIXTURE_TEST(test_tmp_leftovers),
+        RUNNER_FIXTURE_TEST(test_attempts_kept_apart),
+        RUNNER_FIXTURE_TEST(test_restart_delivers_once),
+        RUNNER_FIXTURE_TEST(test_outage_during_job),
+        RUNNER_FIXTURE_TEST(test_job_timeout),
+        RUNNER_FIXTURE_TEST(test_stop_drains),
+        RUNNER_FIXTURE_TEST(test_stop_deadline_hands_back),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
