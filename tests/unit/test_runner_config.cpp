@@ -1,11 +1,14 @@
 // runner.toml's split into what SIGHUP changes (RunnerSettings) and what
-// needs a restart (RunnerStartup), the reconnect_max key, and reload() on a
-// real Runner against the fake dispatcher (runner_fixture.hpp): new slots
-// and labels registered again on the same connection, restart-only keys
-// kept at their running values.
+// needs a restart (RunnerStartup), and the reconnect_max key: reload() on a
+// real Runner against the fake dispatcher (runner_fixture.hpp) registers new
+// slots and labels on the same connection, and names each restart-only key
+// that changed (kept at its running value) in the log.
 #include <signal.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,6 +21,28 @@ using namespace kiln;
 using namespace kiln::test;
 
 namespace {
+
+// What `fn` writes to stderr (the log), through a temporary file.
+std::string stderr_of(const std::function<void()> &fn)
+{
+    std::string path = std::string(P_tmpdir) + "/kiln-test-stderr-XXXXXX";
+    int fd = mkstemp(path.data());
+    assert_true(fd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fd, 2);
+    fn();
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(fd);
+    std::string text;
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);)
+        text += line + "\n";
+    unlink(path.c_str());
+    return text;
+}
 
 RunnerConfig parse(const std::string &runner_lines)
 {
@@ -45,23 +70,6 @@ void test_reconnect_max(void **)
     assert_non_null(strstr(e.c_str(), "reconnect_max"));
 }
 
-// Every restart-only key is named when it changes; the settings are not.
-void test_changed_keys(void **)
-{
-    RunnerConfig a = parse("name = \"a\"\n");
-    RunnerConfig b = parse("name = \"b\"\ndispatcher = \"127.0.0.1:9\"\nwork_dir = \"/srv/w\"\n"
-                           "plugin_dir = [\"/p\"]\nvcs = []\nexec = [\"script\"]\n"
-                           "max_frame = 33554432\nslots = 4\nlabels = [\"x\"]\n"
-                           "heartbeat_interval = \"1s\"\nreconnect_max = \"1s\"\n"
-                           "env_allow = [\"PATH\"]\nkeep_workspaces = true\n");
-    std::vector<std::string> keys;
-    for (const char *k : a.changed_keys(b))
-        keys.push_back(k);
-    assert_true(keys == (std::vector<std::string>{"dispatcher", "name", "work_dir", "plugin_dir",
-                                                  "vcs", "exec", "max_frame"}));
-    assert_int_equal(a.changed_keys(parse("name = \"a\"\nslots = 9\n")).size(), 0);
-}
-
 // reload(): the new slots and labels go to the dispatcher on the same
 // connection, under the running name (a new name needs a restart).
 void test_reload(void **state)
@@ -77,7 +85,10 @@ void test_reload(void **state)
                        f->work("") + "\"\nplugin_dir = \"" + KILN_TEST_PLUGIN_DIR +
                        "\"\nvcs = \"git\"\nexec = \"script\"\nslots = 3\nlabels = [\"big\"]\n"
                        "reconnect_max = \"1s\"\n";
-    f->runner->reload(RunnerConfig::from(parse_config_string(text, "r.toml"), geteuid(), false));
+    std::string log = stderr_of([&] {
+        f->runner->reload(
+            RunnerConfig::from(parse_config_string(text, "r.toml"), geteuid(), false));
+    });
     assert_true(f->run_until([&] { return f->all<Register>().size() == 2; }));
     Register r = f->all<Register>()[1];
     assert_string_equal(S(r.name), "r1");
@@ -85,6 +96,46 @@ void test_reload(void **state)
     assert_true(r.labels == std::vector<std::string>{"big"});
     assert_ptr_equal(f->conn.get(), first);
     assert_non_null(strstr(f->runner->status().c_str(), "0/3 slot(s)"));
+    // One warning for the restart-only key that changed, none for the rest.
+    assert_non_null(strstr(log.c_str(), "reload: name changed: needs a restart"));
+    assert_null(strstr(log.c_str(), "slots changed"));
+    assert_null(strstr(log.c_str(), "dispatcher changed"));
+    f->stop();
+}
+
+// Each restart-only key that changes is named by reload(), and the runner
+// keeps its running value; the settings change without a word.
+void test_reload_warns_restart_keys(void **state)
+{
+    auto *f = static_cast<RunnerFixture *>(*state);
+    f->listen();
+    f->make_repo({{"t1", "#!/bin/sh\nexit 0\n"}});
+    f->start_runner();
+    f->connected();
+    std::string text = "[runner]\ndispatcher = \"127.0.0.1:9\"\nname = \"b\"\nwork_dir = \"" +
+                       (f->tmp / "elsewhere") + "\"\nplugin_dir = [\"" + KILN_TEST_PLUGIN_DIR +
+                       "\", \"/nowhere\"]\nvcs = [\"git\", \"svn\"]\n"
+                       "exec = [\"script\", \"unittest\"]\n"
+                       "max_frame = 33554432\nslots = 4\nlabels = [\"x\"]\n"
+                       "heartbeat_interval = \"1s\"\nreconnect_max = \"1s\"\n"
+                       "env_allow = [\"PATH\"]\nkeep_workspaces = true\n";
+    std::string log = stderr_of([&] {
+        f->runner->reload(
+            RunnerConfig::from(parse_config_string(text, "r.toml"), geteuid(), false));
+    });
+    for (const char *key : {"dispatcher", "name", "work_dir", "plugin_dir", "vcs", "exec",
+                            "max_frame"})
+        if (!strstr(log.c_str(), ("reload: " + std::string(key) +
+                                  " changed: needs a restart").c_str()))
+            fail_msg("no restart warning for %s in:\n%s", key, log.c_str());
+    for (const char *key : {"slots", "labels", "heartbeat_interval", "reconnect_max",
+                            "env_allow", "keep_workspaces"})
+        if (strstr(log.c_str(), (std::string(key) + " changed").c_str()))
+            fail_msg("a restart warning for %s in:\n%s", key, log.c_str());
+    // Still connected to the running dispatcher, under the running name.
+    assert_true(f->run_until([&] { return f->all<Register>().size() == 2; }));
+    assert_string_equal(S(f->all<Register>()[1].name), "r1");
+    assert_int_equal(f->all<Register>()[1].slots, 4);
     f->stop();
 }
 
@@ -95,8 +146,8 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reconnect_max),
-        cmocka_unit_test(test_changed_keys),
         RUNNER_FIXTURE_TEST(test_reload),
+        RUNNER_FIXTURE_TEST(test_reload_warns_restart_keys),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
