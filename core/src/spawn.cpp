@@ -225,6 +225,11 @@ int spawn_process(uv_loop_t *loop, const kiln_spawn_request *req, kiln_spawn_cb 
     return 0;
 }
 
+pid_t process_pid(const kiln_process *p)
+{
+    return p && p->spawned ? p->process.pid : 0;
+}
+
 void kill_process(kiln_process *p)
 {
     if (!p || p->delivered || p->exited || p->cancelled)

@@ -95,8 +95,7 @@ void Dispatcher::reload(DispatcherConfig c)
     // Everything that can throw first: a broken plugin leaves all as it was.
     auto fresh = reporter_.load(c);
 
-    for (const auto &[key, changed] : c.restart_only(config_))
-        warn_needs_restart(key, changed);
+    warn_needs_restart(config_, c);
 
     reporter_.install(std::move(fresh));
 

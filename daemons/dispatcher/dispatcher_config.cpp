@@ -51,14 +51,6 @@ DispatcherConfig DispatcherConfig::from(const ConfigTable &root)
     return c;
 }
 
-std::vector<std::pair<const char *, bool>>
-DispatcherConfig::restart_only(const DispatcherConfig &other) const
-{
-    return {{"listen", listen != other.listen},
-            {"state_dir", state_dir != other.state_dir},
-            {"max_frame", max_frame != other.max_frame}};
-}
-
 const std::string &DispatcherSettings::secret_for(const std::string &role) const
 {
     if (role == "runner" && !runner_secret.empty())

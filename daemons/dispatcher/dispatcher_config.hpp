@@ -5,6 +5,7 @@
 #include <vector>
 
 #include <kiln/config.hpp>
+#include <kiln/restart_keys.hpp>
 
 namespace kiln {
 
@@ -33,13 +34,19 @@ struct DispatcherSettings {
 };
 
 struct DispatcherConfig : DispatcherSettings {
-    // These need a restart: a reload warns when they change (restart_only).
+    // These need a restart: a reload warns when they change (keys).
     std::string listen = "127.0.0.1:8888";
     std::string state_dir = "/var/lib/kiln/dispatcher";
     size_t max_frame = 16u << 20;
 
-    // The keys above by name, with whether they differ from `other`'s.
-    std::vector<std::pair<const char *, bool>> restart_only(const DispatcherConfig &other) const;
+    // The keys above by name, for reload's warnings (restart_keys.hpp).
+    static auto keys()
+    {
+        using C = DispatcherConfig;
+        return std::make_tuple(restart_key("listen", &C::listen),
+                               restart_key("state_dir", &C::state_dir),
+                               restart_key("max_frame", &C::max_frame));
+    }
 
     // Throws ConfigError naming file, line, column and key.
     static DispatcherConfig from(const ConfigTable &root);

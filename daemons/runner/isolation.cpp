@@ -121,7 +121,30 @@ int Runner::spawn_test(const std::string &plugin, const kiln_spawn_request &req,
     r.argv = c_argv.data();
     r.env = c_env.data();
     SpawnUser as{config_.test_uid, config_.test_gid};
-    return spawn_process(loop_, &r, cb, arg, proc, config_.test_user.empty() ? nullptr : &as);
+    bool as_user = !config_.test_user.empty();
+    // The group is recorded while it runs (group_record.hpp): a runner
+    // started after this one crashed kills it.  The plugin's callback is
+    // wrapped to drop the record first.
+    auto *watch = new TestWatch{alive_, cb, arg, 0};
+    kiln_process *started = nullptr;
+    int rc = spawn_process(loop_, &r, on_test_ended, watch, &started, as_user ? &as : nullptr);
+    if (rc != 0) {
+        delete watch;
+        return rc;
+    }
+    watch->pid = process_pid(started);
+    groups_.add(watch->pid, as_user ? config_.test_uid : geteuid());
+    if (proc)
+        *proc = started;
+    return 0;
+}
+
+void Runner::on_test_ended(void *arg, int status, const kiln_spawn_result *res) noexcept
+{
+    std::unique_ptr<TestWatch> watch(static_cast<TestWatch *>(arg));
+    if (auto alive = watch->runner.lock(); alive && *alive)
+        guarded("test ended", [&] { (*alive)->groups_.remove(watch->pid); });
+    watch->cb(watch->arg, status, res);
 }
 
 } // namespace kiln

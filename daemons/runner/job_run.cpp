@@ -69,7 +69,7 @@ void JobRun::clean_then(Step next)
     kiln_spawn_request req{};
     req.argv = argv;
     req.timeout_ms = 10 * 60 * 1000;
-    auto on_removed = [](void *arg, int status, const kiln_spawn_result *res) {
+    auto on_removed = [](void *arg, int status, const kiln_spawn_result *res) noexcept {
         auto *self = static_cast<JobRun *>(arg);
         self->cleaner_ = nullptr;
         guard(self, [&] {
@@ -90,10 +90,10 @@ void JobRun::clean_then(Step next)
         auto *idle = new uv_idle_t;
         uv_idle_init(loop_, idle);
         idle->data = this;
-        uv_idle_start(idle, [](uv_idle_t *h) {
+        uv_idle_start(idle, [](uv_idle_t *h) noexcept {
             auto *self = static_cast<JobRun *>(h->data);
             uv_close(reinterpret_cast<uv_handle_t *>(h),
-                     [](uv_handle_t *hh) { delete reinterpret_cast<uv_idle_t *>(hh); });
+                     [](uv_handle_t *hh) noexcept { delete reinterpret_cast<uv_idle_t *>(hh); });
             guard(self, [self] {
                 if (self->step_ != Step::cleaning)
                     self->finish();
@@ -112,7 +112,7 @@ void JobRun::prepare()
     req.commit = assign_.spec.commit.c_str();
     req.workspace = workspace_.c_str();
     req.cache_dir = cache_dir_.c_str();
-    auto on_prepared = [](void *arg, int status, const char *error) {
+    auto on_prepared = [](void *arg, int status, const char *error) noexcept {
         auto *self = static_cast<JobRun *>(arg);
         self->op_ = nullptr;
         guard(self, [&] {
@@ -141,36 +141,43 @@ void JobRun::read_alternates()
         std::weak_ptr<JobRun *> run;
         std::string workspace;
         std::vector<std::string> dirs;
+        std::string error; // what went wrong on the pool thread
     };
     auto *w = new Work;
     w->req.data = w;
     w->run = alive_;
     w->workspace = workspace_;
-    auto work = [](uv_work_t *req) {
+    auto work = [](uv_work_t *req) noexcept {
         auto *w = static_cast<Work *>(req->data);
-        std::string objects = w->workspace + "/.git/objects", text;
-        if (FILE *f = fopen((objects + "/info/alternates").c_str(), "re")) {
-            char buf[4096];
-            size_t n;
-            while ((n = fread(buf, 1, sizeof buf, f)) > 0 && text.size() < (1u << 20))
-                text.append(buf, n);
-            fclose(f);
-        }
-        for (const std::string &dir : parse_alternates(text, objects)) {
-            struct stat st;
-            // bwrap refuses to bind what does not exist; git would skip it too.
-            if (!path_within(dir, w->workspace) && stat(dir.c_str(), &st) == 0 &&
-                S_ISDIR(st.st_mode))
-                w->dirs.push_back(dir);
+        try { // on a pool thread: nothing may unwind into libuv
+            std::string objects = w->workspace + "/.git/objects", text;
+            if (FILE *f = fopen((objects + "/info/alternates").c_str(), "re")) {
+                char buf[4096];
+                size_t n;
+                while ((n = fread(buf, 1, sizeof buf, f)) > 0 && text.size() < (1u << 20))
+                    text.append(buf, n);
+                fclose(f);
+            }
+            for (const std::string &dir : parse_alternates(text, objects)) {
+                struct stat st;
+                // bwrap refuses to bind what does not exist; git would skip it too.
+                if (!path_within(dir, w->workspace) && stat(dir.c_str(), &st) == 0 &&
+                    S_ISDIR(st.st_mode))
+                    w->dirs.push_back(dir);
+            }
+        } catch (const std::exception &e) {
+            w->error = e.what();
         }
     };
-    auto after = [](uv_work_t *req, int) {
+    auto after = [](uv_work_t *req, int) noexcept {
         std::unique_ptr<Work> w(static_cast<Work *>(req->data));
         auto alive = w->run.lock();
         if (!alive)
             return; // the run is gone (the runner is shutting down)
         JobRun *self = *alive;
         guard(self, [&] {
+            if (!w->error.empty())
+                return self->fail("workspace: cannot read its git alternates: " + w->error);
             self->read_only_ = std::move(w->dirs);
             self->cancelled_ ? self->fail("cancelled") : self->chown_workspace();
         });
@@ -198,7 +205,7 @@ void JobRun::chown_workspace()
     req.argv = argv;
     req.timeout_ms = 10 * 60 * 1000;
     req.max_output = 4096;
-    auto on_chowned = [](void *arg, int, const kiln_spawn_result *res) {
+    auto on_chowned = [](void *arg, int, const kiln_spawn_result *res) noexcept {
         auto *self = static_cast<JobRun *>(arg);
         self->cleaner_ = nullptr;
         guard(self, [&] {
@@ -245,7 +252,7 @@ void JobRun::run_tests()
     req.timeout_ms = assign_.spec.timeout_ms;
     req.only = only.empty() ? nullptr : only.data();
     req.n_only = only.size();
-    auto on_ran = [](void *arg, const kiln_exec_result *res) {
+    auto on_ran = [](void *arg, const kiln_exec_result *res) noexcept {
         auto *self = static_cast<JobRun *>(arg);
         self->op_ = nullptr;
         guard(self, [&] {
@@ -278,7 +285,7 @@ void JobRun::list_tests()
     req.tests_dir = "tests";
     req.timeout_ms = assign_.spec.timeout_ms;
     auto on_listed = [](void *arg, int status, const char *error, const char *const *tests,
-                        size_t n) {
+                        size_t n) noexcept {
         auto *self = static_cast<JobRun *>(arg);
         self->op_ = nullptr;
         guard(self, [&] {

@@ -16,6 +16,7 @@
 #include <kiln/net.hpp>
 #include <kiln/plugin_loader.hpp>
 
+#include "group_record.hpp"
 #include "job_run.hpp"
 #include "runner_config.hpp"
 #include "spool.hpp"
@@ -38,10 +39,9 @@ class Runner {
     // jobs and pending disk writes are done.  Idempotent.
     void stop();
 
-    // SIGHUP: apply what can change while running — heartbeat_interval,
-    // dispatcher_timeout, stop_timeout, slots and labels (registered again),
-    // keep_workspaces, max_log; log the rest as needing a restart.  Running
-    // jobs and the connection are kept.
+    // SIGHUP: take the new RunnerSettings (slots and labels are registered
+    // again on the same connection); log each RunnerStartup key that changed
+    // as needing a restart.  Running jobs and the connection are kept.
     void reload(RunnerConfig config);
     // One line for systemd's STATUS=: "idle", "running job 7", ...
     std::string status() const;
@@ -62,6 +62,17 @@ class Runner {
     // test_user, bwrap.  -EPERM for a process outside every job's workspace.
     int spawn_test(const std::string &plugin, const kiln_spawn_request &req, kiln_spawn_cb cb,
                    void *arg, kiln_process **proc);
+    // A test process the exec plugin started: its callback and argument, and
+    // its pid, whose group is recorded until it ends.
+    struct TestWatch {
+        std::weak_ptr<Runner *> runner;
+        kiln_spawn_cb cb;
+        void *arg;
+        pid_t pid;
+    };
+    static void on_test_ended(void *arg, int status, const kiln_spawn_result *res) noexcept;
+    void configure_client();
+    void apply_settings(const RunnerSettings &before);
     void prepare_isolation();
     void on_connected(Connection &conn);
     void on_dispatcher_hello(Connection &conn, const Hello &hello);
@@ -81,8 +92,8 @@ class Runner {
     void begin_stop();
     void finish_stop();
     void abort_stop();
-    static void on_heartbeat_timer(uv_timer_t *timer);
-    static void on_stop_deadline(uv_timer_t *timer);
+    static void on_heartbeat_timer(uv_timer_t *timer) noexcept;
+    static void on_stop_deadline(uv_timer_t *timer) noexcept;
 
     uv_loop_t *loop_;
     RunnerConfig config_;
@@ -90,6 +101,7 @@ class Runner {
     Client client_;
     ClientHandshake handshake_;
     Spool spool_;
+    GroupRecord groups_; // the test process groups running, in work_dir/groups
     uv_timer_t *heartbeat_timer_ = nullptr;
     uv_timer_t *stop_timer_ = nullptr;
     uint64_t next_request_id_ = 1;

@@ -113,6 +113,8 @@ RunnerConfig RunnerConfig::from(const ConfigTable &root, uid_t euid, bool probe_
     c.heartbeat_interval_ms = r.duration_ms("heartbeat_interval", c.heartbeat_interval_ms);
     c.dispatcher_timeout_ms = r.duration_ms("dispatcher_timeout", c.dispatcher_timeout_ms);
     c.stop_timeout_ms = r.duration_ms("stop_timeout", c.stop_timeout_ms);
+    // Under 250 ms means 250 ms: the Client's backoff clamps it.
+    c.reconnect_max_ms = r.duration_ms("reconnect_max", c.reconnect_max_ms);
     c.keep_workspaces = r.boolean("keep_workspaces", c.keep_workspaces);
     c.max_frame = static_cast<size_t>(r.integer("max_frame", c.max_frame, 4096, 1 << 30));
     c.max_log = static_cast<size_t>(r.integer("max_log", c.max_log, 1024, 64 << 20));

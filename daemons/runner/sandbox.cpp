@@ -207,7 +207,7 @@ std::string probe_bwrap(const std::string &bwrap, const SpawnUser *as)
     } outcome;
     uv_loop_t loop;
     uv_loop_init(&loop);
-    auto cb = [](void *arg, int, const kiln_spawn_result *res) {
+    auto cb = [](void *arg, int, const kiln_spawn_result *res) noexcept {
         auto *o = static_cast<Outcome *>(arg);
         o->done = true;
         if (res->exit_status == 0 && !res->term_signal)

@@ -15,7 +15,9 @@
   f. `kilnctl retry COMMIT` of a done job: it runs again (attempt 2) and ends
      done with one final result;
   g. a runner stopped with SIGTERM mid-job finishes the job (shorter than
-     its stop_timeout) or hands it back (longer), and exits 0.
+     its stop_timeout) or hands it back (longer), and exits 0;
+  h. a runner killed (SIGKILL) mid-test: the test's processes run on; the
+     runner started again kills them before it takes a job.
 
 Run with ctest (label "integration"), or directly from a build:
     KILN_BUILD_DIR=build python3 tests/integration/test_faults.py -v
@@ -30,6 +32,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import kiln_fixture as kf  # noqa: E402
+import runner_leftovers  # noqa: E402
 
 POLL_MARGIN = 2.0   # observer/heartbeat/kilnctl polling slack, seconds
 JOB_OVERHEAD = 2.0  # workspace (git) + python start-up of one job, seconds
@@ -263,6 +266,13 @@ class FaultTest(kf.ClusterTestCase):
         # Unknown commit: a refusal, not a hang.
         proc = c.ctl("retry", "0" * 40, json_output=False, check=False)
         self.assertEqual(proc.returncode, 1, proc.stderr)
+
+    # h.
+    def test_restarted_runner_kills_leftover_tests(self):
+        c = self.cluster(exec_plugin="script", runner_stop_timeout="1s")
+        took = runner_leftovers.check_leftovers_killed(self, c)
+        sys.stderr.write("leftover tests of a killed runner gone %.2fs after its restart\n"
+                         % took)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import kiln_fixture as kf  # noqa: E402
+import runner_leftovers  # noqa: E402
 
 
 def bwrap_problem(user=None):
@@ -66,23 +67,6 @@ def nobody_problem():
     except KeyError:
         return "no user 'nobody'"
     return bwrap_problem(user)
-
-
-def processes(argv):
-    """PIDs whose command line is exactly argv (read from /proc: processes
-    in other pid namespaces included)."""
-    want = ("\0".join(argv) + "\0").encode()
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % pid, "rb") as f:
-                if f.read() == want and kf.pid_alive(int(pid)):
-                    found.append(int(pid))
-        except OSError:
-            pass
-    return found
 
 
 class SandboxTest(kf.ClusterTestCase):
@@ -273,14 +257,21 @@ class SandboxTest(kf.ClusterTestCase):
         self.assertEqual(results["hang"]["outcome"], "timeout", log("hang"))
         self.assertEqual(outcomes("hang"), {"hang": "timeout"})
         deadline = time.monotonic() + 5
-        while processes(sleeper) and time.monotonic() < deadline:
+        while runner_leftovers.pids_of(sleeper) and time.monotonic() < deadline:
             time.sleep(0.1)
-        self.assertEqual(processes(sleeper), [], "the timed-out test's children still run")
+        self.assertEqual(runner_leftovers.pids_of(sleeper), [],
+                         "the timed-out test's children still run")
+
+    def test_leftovers_after_sigkill(self):
+        """kiln-runner(8), LEFTOVER TESTS, with the tests in bubblewrap."""
+        c = self.cluster(exec_plugin="script", runner_stop_timeout="1s")
+        c.runner_extra["runner-1"] = 'sandbox = "bwrap"\n'
+        runner_leftovers.check_leftovers_killed(self, c, sandboxed=True)
 
     @staticmethod
     def kill_leftovers(argv):
         """Should the test fail: the sleepers our hang test started, by PID."""
-        for pid in processes(argv):
+        for pid in runner_leftovers.pids_of(argv):
             try:
                 os.kill(pid, 9)
             except OSError:

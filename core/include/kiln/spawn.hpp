@@ -25,6 +25,10 @@ struct SpawnUser {
 int spawn_process(uv_loop_t *loop, const kiln_spawn_request *req, kiln_spawn_cb cb, void *arg,
                   kiln_process **proc, const SpawnUser *as = nullptr);
 
+// The pid of a process spawn_process() started, which is also its process
+// group and session id; valid until its callback has run.
+pid_t process_pid(const kiln_process *proc);
+
 // SIGTERM to the whole process group, SIGKILL after a short grace; the
 // callback still runs once, with cancelled = 1.
 void kill_process(kiln_process *proc);
