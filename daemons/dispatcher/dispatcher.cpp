@@ -2,6 +2,7 @@
 #include "dispatcher.hpp"
 
 #include <algorithm>
+#include <optional>
 
 #include <msgpack.hpp>
 
@@ -152,17 +153,11 @@ void Dispatcher::on_heartbeat_timer(uv_timer_t *timer) noexcept
 void Dispatcher::for_job(uint64_t job_id, const char *what,
                          const std::function<void()> &work) noexcept
 {
-    std::string reason;
-    try {
-        work();
+    std::optional<std::string> reason = caught(work);
+    if (!reason)
         return;
-    } catch (const std::exception &e) {
-        reason = e.what();
-    } catch (...) {
-        reason = "unknown exception";
-    }
     guarded("failing a job", [&] {
-        std::string why = std::string("dispatcher: ") + what + ": " + reason;
+        std::string why = std::string("dispatcher: ") + what + ": " + *reason;
         log_err("job %llu: %s", static_cast<unsigned long long>(job_id), why.c_str());
         const Job *job = jobs_.find(job_id);
         bool was_assigned = job && job->state == JobState::assigned;
