@@ -36,7 +36,8 @@ from kiln_logs import RECORDED
 from kiln_repo import (FAILING_UNITTEST, PASSING_UNITTEST, SLEEPY_UNITTEST, GitRepo,
                        hanging_unittest)
 from kiln_testcase import ClusterTestCase, tests_by_name
-from kiln_wire import frame, mp_decode, mp_map, mp_str, split_frames
+from kiln_wire import (PROTOCOL_VERSION, RawPeer, frame, hello_frame, mp_decode, mp_map, mp_str,
+                       split_frames)
 
 __all__ = [
     "Cluster", "ClusterTestCase", "tests_by_name",
@@ -46,5 +47,6 @@ __all__ = [
     "STOP_GRACE", "_build_dir", "binary", "free_port", "plugin_dir", "run",
     "RECORDED",
     "FAILING_UNITTEST", "PASSING_UNITTEST", "SLEEPY_UNITTEST", "GitRepo", "hanging_unittest",
-    "frame", "mp_decode", "mp_map", "mp_str", "split_frames",
+    "PROTOCOL_VERSION", "RawPeer", "frame", "hello_frame", "mp_decode", "mp_map", "mp_str",
+    "split_frames",
 ]

@@ -2,7 +2,12 @@
 flat map, frame it (a 4-byte big-endian length, then the payload), and
 decode what a daemon sends back.  Standard library only."""
 
+import socket
 import struct
+import time
+
+PROTOCOL_VERSION = 1  # kProtocolVersion, core/include/kiln/messages.hpp
+RAW_TIMEOUT = 5.0  # bound for anything a daemon should answer at once
 
 
 def mp_str(s):
@@ -115,3 +120,69 @@ def split_frames(data):
         out.append(obj)
         data = data[4 + n:]
     return out
+
+
+def hello_frame(role, name="test", id=1):
+    return frame(mp_map({"type": "hello", "id": id, "version": PROTOCOL_VERSION,
+                         "role": role, "name": name}))
+
+
+class RawPeer:
+    """A raw TCP peer of the dispatcher speaking frames by hand."""
+
+    def __init__(self, port, rcvbuf=None):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            # Before connect, so the window is small from the start: what we
+            # do not read then stays with the dispatcher, not in our kernel.
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(RAW_TIMEOUT)
+        self.sock.connect(("127.0.0.1", port))
+        self.local_port = self.sock.getsockname()[1]
+        self.buf = b""
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def frames(self, n, timeout=RAW_TIMEOUT):
+        """Read until n frames have arrived (returns them) or the peer
+        closes (returns what came); bounded."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = split_frames(self.buf)
+            if len(got) >= n:
+                return got
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("%d frame(s) expected within %.1fs, got %r"
+                                     % (n, timeout, got))
+            self.sock.settimeout(min(left, 0.5))
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                return got
+            if not chunk:
+                return got
+            self.buf += chunk
+
+    def wait_closed(self, timeout=RAW_TIMEOUT):
+        """Read (and keep) everything until the dispatcher closes: returns
+        "closed", "reset" or "open" (still open after `timeout`)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sock.settimeout(min(max(deadline - time.monotonic(), 0.01), 0.5))
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                return "reset"
+            if not chunk:
+                return "closed"
+            self.buf += chunk
+        return "open"
+
+    def close(self):
+        self.sock.close()

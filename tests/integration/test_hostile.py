@@ -12,7 +12,6 @@ Run with ctest (label "integration"), or directly from a build:
 
 import os
 import re
-import socket
 import sys
 import time
 import unittest
@@ -22,78 +21,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kiln_fixture as kf  # noqa: E402
 
 SHORT = 5.0  # bound for anything the dispatcher should do at once
-PROTOCOL_VERSION = 1  # kProtocolVersion, core/include/kiln/messages.hpp
 
 
 def hello(role, name="hostile", id=1):
-    return kf.frame(kf.mp_map({"type": "hello", "id": id, "version": PROTOCOL_VERSION,
-                               "role": role, "name": name}))
+    return kf.hello_frame(role, name, id)
 
 
 def commit_frame(id, repo="example", branch="main", commit="a" * 40, url="/srv/git/x"):
     return kf.frame(kf.mp_map({"type": "commit", "id": id, "repo": repo, "url": url,
                                "branch": branch, "commit": commit}))
-
-
-class Peer:
-    """A raw TCP peer of the dispatcher speaking frames by hand."""
-
-    def __init__(self, port, rcvbuf=None):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf:
-            # Before connect, so the window is small from the start: what we
-            # do not read then stays with the dispatcher, not in our kernel.
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(SHORT)
-        self.sock.connect(("127.0.0.1", port))
-        self.local_port = self.sock.getsockname()[1]
-        self.buf = b""
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def frames(self, n, timeout=SHORT):
-        """Read until n frames have arrived (returns them) or the peer
-        closes (returns what came); bounded."""
-        deadline = time.monotonic() + timeout
-        while True:
-            got = kf.split_frames(self.buf)
-            if len(got) >= n:
-                return got
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("%d frame(s) expected within %.1fs, got %r"
-                                     % (n, timeout, got))
-            self.sock.settimeout(min(left, 0.5))
-            try:
-                chunk = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            except ConnectionResetError:
-                return got
-            if not chunk:
-                return got
-            self.buf += chunk
-
-    def wait_closed(self, timeout=SHORT):
-        """Read (and keep) everything until the dispatcher closes: returns
-        "closed", "reset" or "open" (still open after `timeout`)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.sock.settimeout(min(max(deadline - time.monotonic(), 0.01), 0.5))
-            try:
-                chunk = self.sock.recv(1 << 20)
-            except socket.timeout:
-                continue
-            except ConnectionResetError:
-                return "reset"
-            if not chunk:
-                return "closed"
-            self.buf += chunk
-        return "open"
-
-    def close(self):
-        self.sock.close()
 
 
 def memory_kib(pid):
@@ -129,7 +65,7 @@ class HandshakeDeadlineTest(kf.ClusterTestCase):
     def test_silent_peer_closed_after_deadline(self):
         c = self.cluster(handshake_timeout="1500ms")
         c.start_dispatcher()
-        peer = Peer(c.port)
+        peer = kf.RawPeer(c.port)
         t0 = time.monotonic()
         how = peer.wait_closed(self.TIMEOUT + SHORT)
         elapsed = time.monotonic() - t0
@@ -165,7 +101,7 @@ class FloodTest(kf.ClusterTestCase):
         c.start_dispatcher()
         # Jobs to make the `jobs` reply big: commits from a raw observer
         # (no runner, so they stay queued).
-        obs = Peer(c.port)
+        obs = kf.RawPeer(c.port)
         obs.send(hello("observer") + b"".join(
             commit_frame(100 + i, repo="flood", commit="%040x" % (i + 1))
             for i in range(self.JOBS)))
@@ -176,7 +112,7 @@ class FloodTest(kf.ClusterTestCase):
 
         pid = c.daemons["dispatcher"].pid
         before = memory_kib(pid)
-        flood = Peer(c.port, rcvbuf=4096)
+        flood = kf.RawPeer(c.port, rcvbuf=4096)
         query = kf.frame(kf.mp_map({"type": "query", "id": 7, "what": "jobs"}))
         t0 = time.monotonic()
         try:
@@ -236,7 +172,7 @@ class HostileCommitTest(kf.ClusterTestCase):
             with self.subTest(field=field, value=list(bad.values())[0]):
                 args = dict(commit=good)
                 args.update(bad)
-                peer = Peer(c.port)
+                peer = kf.RawPeer(c.port)
                 peer.send(hello("observer") + commit_frame(5, **args))
                 how = peer.wait_closed(SHORT)
                 peer.close()
@@ -252,7 +188,7 @@ class HostileCommitTest(kf.ClusterTestCase):
 
         # Control: the same frame with valid fields is accepted, so the
         # refusals above were the fields' doing.
-        peer = Peer(c.port)
+        peer = kf.RawPeer(c.port)
         peer.send(hello("observer") + commit_frame(6, repo="control", commit=good,
                                                    url=c.repo.path))
         frames = peer.frames(2)
@@ -290,7 +226,7 @@ class MaxConnectionsTest(kf.ClusterTestCase):
         kilnctl's) close yet: a refused one is retried briefly."""
         deadline = time.monotonic() + SHORT
         while True:
-            p = Peer(port)
+            p = kf.RawPeer(port)
             p.send(hello(role, id=1))
             got = p.frames(1)
             if got and got[0].get("type") == "hello":
@@ -307,7 +243,7 @@ class MaxConnectionsTest(kf.ClusterTestCase):
                 for i in range(3)]
 
         t0 = time.monotonic()
-        fourth = Peer(c.port)
+        fourth = kf.RawPeer(c.port)
         how = fourth.wait_closed(SHORT)
         elapsed = time.monotonic() - t0
         fourth.close()

@@ -20,7 +20,6 @@ KILN_RESTART_SEED reproduces the outage schedule.
 import collections
 import os
 import random
-import socket
 import sys
 import time
 import unittest
@@ -37,8 +36,6 @@ TEST_SECONDS = 2.0
 FIRST_COMMITS = 3       # after commit 0; MORE_COMMITS after half the restarts
 MORE_COMMITS = 2
 DRAIN_TIMEOUT = 60.0    # after the last restart: every result in
-SHORT = 5.0             # anything the dispatcher answers at once
-PROTOCOL_VERSION = 1    # kProtocolVersion, core/include/kiln/messages.hpp
 
 
 def counting_tests(runs_file):
@@ -151,11 +148,6 @@ class CheckConfigTest(unittest.TestCase):
             self.fail("--check-config created %s: %s" % (state, os.listdir(state)))
 
 
-def hello_frame(role):
-    return kf.frame(kf.mp_map({"type": "hello", "id": 1, "version": PROTOCOL_VERSION,
-                               "role": role, "name": "test"}))
-
-
 def query_frame(id, what, arg=""):
     return kf.frame(kf.mp_map({"type": "query", "id": id, "what": what, "arg": arg}))
 
@@ -165,20 +157,18 @@ class UnknownCommitTest(kf.ClusterTestCase):
         c = self.cluster()
         c.start_dispatcher()
         unknown = "0123456789abcdef0123456789abcdef01234567"
-        sock = socket.create_connection(("127.0.0.1", c.port), timeout=SHORT)
-        self.addCleanup(sock.close)
-        self.buf = b""
-        sock.sendall(hello_frame("ctl") + query_frame(2, "result", unknown))
-        frames = self.read_frames(sock, 2)
+        peer = kf.RawPeer(c.port)
+        self.addCleanup(peer.close)
+        peer.send(kf.hello_frame("ctl") + query_frame(2, "result", unknown))
+        frames = peer.frames(2)
         self.assertEqual([f.get("type") for f in frames], ["hello", "error"], frames)
         self.assertEqual(frames[1]["id"], 2)
         self.assertIn("no job for commit '%s'" % unknown, frames[1]["message"])
         # The same connection still answers.
-        sock.sendall(query_frame(3, "status"))
-        frames = self.read_frames(sock, 3)
+        peer.send(query_frame(3, "status"))
+        frames = peer.frames(3)
         self.assertEqual(frames[2].get("type"), "reply", frames)
         self.assertEqual(frames[2]["id"], 3)
-        sock.close()
         # kilnctl says it and exits 1.
         proc = c.ctl("result", unknown[:10], json_output=False, check=False)
         self.assertEqual(proc.returncode, 1, proc.stdout + proc.stderr)
@@ -187,25 +177,6 @@ class UnknownCommitTest(kf.ClusterTestCase):
         log = c.log_of("dispatcher")
         self.assertNotIn("closing the connection", log)
         self.assertNotRegex(log, r"(?i)warn.*no job for commit")
-
-    def read_frames(self, sock, n):
-        """The first n frames of the connection (all read so far are kept)."""
-        deadline = time.monotonic() + SHORT
-        while True:
-            got = kf.split_frames(self.buf)
-            if len(got) >= n:
-                return got
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.fail("%d frame(s) expected within %.0fs, got %r" % (n, SHORT, got))
-            sock.settimeout(left)
-            try:
-                chunk = sock.recv(65536)
-            except socket.timeout:
-                continue
-            if not chunk:
-                self.fail("the dispatcher closed the connection after %r" % got)
-            self.buf += chunk
 
 
 if __name__ == "__main__":
