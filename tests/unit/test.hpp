@@ -1,7 +1,7 @@
 #pragma once
 // The one header every unit test includes: cmocka (whose Debian 1.1.5 header
-// lacks extern "C"), plus small helpers: a temp dir, and run() for the
-// programs a test needs (git, python3), by argv like the daemons' own.  A failing cmocka assert longjmps past
+// lacks extern "C"), plus small helpers: a temp dir, read_file(), and run()
+// for the programs a test needs (git, python3), by argv like the daemons'.  A failing cmocka assert longjmps past
 // C++ destructors, so tests that own resources build them in setup and free
 // them in teardown.
 #include <cerrno>
@@ -14,6 +14,7 @@
 // Before cmocka.h, whose fail() macro breaks the iostreams' fail().
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -57,6 +58,13 @@ class TempDir {
   private:
     std::string path_;
 };
+
+// The whole of a file ("" when it cannot be read: the test's comparison fails).
+inline std::string read_file(const std::string &path)
+{
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
 
 // Run the program argv[0] (looked up in PATH) with arguments argv[1..],
 // through posix_spawnp: no shell, so no quoting.  `env` holds "NAME=value"

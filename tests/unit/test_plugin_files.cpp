@@ -1,12 +1,12 @@
 // The files report plugin, loaded by the real loader: it writes
 // DIR/<commit>.json (valid JSON, checked with python3's parser, escaping
-// included; python3 run by argv, test.hpp's run()) and DIR/<commit>.log, atomically, off the loop.  Each test ends
-// with uv_loop_close() == 0 (in teardown).
+// included) and DIR/<commit>.log, atomically, off the loop.  python3 runs
+// by argv (run() in test.hpp).  Each test ends with uv_loop_close() == 0
+// (in teardown).
 // cmocka defines a fail() macro that breaks <ios>: the streams come first.
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <sstream>
 #include <system_error>
 
 #include "test.hpp"
@@ -31,14 +31,6 @@ struct State {
     int calls = 0, status = 1;
     std::string error;
 };
-
-std::string read_file(const std::string &path)
-{
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
 
 std::unique_ptr<kiln::Plugin> load(State *s, const std::string &config)
 {

@@ -6,7 +6,6 @@
 #include <filesystem> // before test.hpp: cmocka's macros clash with <ios>
 #include <fstream>
 #include <iterator>
-#include <sstream>
 #include <system_error>
 
 #include "test.hpp"
@@ -53,14 +52,6 @@ std::string git(const std::vector<std::string> &args)
     argv.insert(argv.end(), args.begin(), args.end());
     return run(argv, {"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t",
                       "GIT_COMMITTER_EMAIL=t@t"});
-}
-
-std::string read_file(const std::string &path)
-{
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
 }
 
 // Commit to the upstream's main branch; returns the new commit id.
