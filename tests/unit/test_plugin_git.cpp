@@ -44,7 +44,7 @@ struct State {
     std::unique_ptr<kiln::Plugin> other; // loaded with another config by one test
 };
 
-// git in the upstream repository (or wherever `-C` says), as author and
+// git with these arguments (the repository named by -C), as author and
 // committer "t"; its output.
 std::string git(const std::vector<std::string> &args)
 {
