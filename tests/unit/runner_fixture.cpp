@@ -1,17 +1,9 @@
 // The runner tests' fixture (runner_fixture.hpp).
 #include "runner_fixture.hpp"
 
-#include <spawn.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cstdio>
-#include <fcntl.h>
 
 #include <kiln/config.hpp>
-
-extern char **environ;
 
 namespace kiln::test {
 
@@ -41,33 +33,8 @@ std::string RunnerFixture::git(const std::vector<std::string> &args)
     std::vector<std::string> argv = {"git", "-C", repo, "-c", "user.name=t", "-c",
                                      "user.email=t@t"};
     argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char *> c_argv;
-    for (std::string &a : argv)
-        c_argv.push_back(a.data());
-    c_argv.push_back(nullptr);
-    int out[2];
-    assert_int_equal(pipe(out), 0);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addclose(&actions, out[0]);
-    pid_t pid;
-    int rc = posix_spawnp(&pid, "git", &actions, nullptr, c_argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    close(out[1]);
-    assert_int_equal(rc, 0);
-    std::string text;
-    char buf[4096];
-    ssize_t n;
-    while ((n = read(out[0], buf, sizeof buf)) > 0)
-        text.append(buf, static_cast<size_t>(n));
-    close(out[0]);
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        fail_msg("git %s: failed (status %d)", args.empty() ? "" : args[0].c_str(), status);
-    return text.substr(0, text.find('\n'));
+    const std::string out = ::run(argv); // test.hpp
+    return out.substr(0, out.find('\n'));
 }
 
 void RunnerFixture::make_repo(const std::vector<std::pair<std::string, std::string>> &tests)

@@ -1,12 +1,12 @@
 // The files report plugin, loaded by the real loader: it writes
 // DIR/<commit>.json (valid JSON, checked with python3's parser, escaping
-// included) and DIR/<commit>.log, atomically, off the loop.  Each test ends
-// with uv_loop_close() == 0 (in teardown).
+// included) and DIR/<commit>.log, atomically, off the loop.  python3 runs
+// by argv (run() in test.hpp).  Each test ends with uv_loop_close() == 0
+// (in teardown).
 // cmocka defines a fail() macro that breaks <ios>: the streams come first.
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <sstream>
 #include <system_error>
 
 #include "test.hpp"
@@ -31,14 +31,6 @@ struct State {
     int calls = 0, status = 1;
     std::string error;
 };
-
-std::string read_file(const std::string &path)
-{
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
 
 std::unique_ptr<kiln::Plugin> load(State *s, const std::string &config)
 {
@@ -169,15 +161,13 @@ assert t[1]["name"] == "line\nbreak\ttab\x01ctl caf\u00e9 bad\ufffd", t[1]
 assert t[1]["message"] == 'AssertionError: 1 != 2\n  at "file.py", line 3\r\n\x1f', t[1]
 assert t[1]["outcome"] == "failed" and t[1]["duration_ms"] == 3400
 )PY";
-    std::string cmd = "python3 " + check + " " + base + ".json " + kCommit + " 1";
-    assert_int_equal(std::system(cmd.c_str()), 0);
+    run({"python3", check, base + ".json", kCommit, "1"});
 
     // A newer attempt replaces the file; no temp file is left behind.
     assert_int_equal(start_report(s, kCommit, 2), 0);
     wait_done(s);
     assert_int_equal(s->status, 0);
-    cmd = "python3 " + check + " " + base + ".json " + kCommit + " 2";
-    assert_int_equal(std::system(cmd.c_str()), 0);
+    run({"python3", check, base + ".json", kCommit, "2"});
     auto files = std::filesystem::directory_iterator(s->dir);
     assert_int_equal(std::distance(begin(files), end(files)), 2);
 }

@@ -1,9 +1,11 @@
 // The git plugin against real repositories in a temp dir: the plugin is
 // loaded by the real loader and runs real git through the host's spawner.
-// Test code may use a shell to build the upstream repository; the plugin
-// never does.  Each test counts callbacks, runs the loop with a 20 s guard
-// and ends with uv_loop_close() == 0 (in teardown).
+// The tests build the upstream repository with git too, by argv (run() in
+// test.hpp), never a shell.  Each test counts callbacks, runs the loop with
+// a 20 s guard and ends with uv_loop_close() == 0 (in teardown).
 #include <filesystem> // before test.hpp: cmocka's macros clash with <ios>
+#include <fstream>
+#include <iterator>
 #include <system_error>
 
 #include "test.hpp"
@@ -18,7 +20,6 @@
 #include <string>
 #include <vector>
 
-#include <dirent.h>
 #include <unistd.h>
 
 namespace {
@@ -43,33 +44,23 @@ struct State {
     std::unique_ptr<kiln::Plugin> other; // loaded with another config by one test
 };
 
-void sh(const std::string &cmd)
+// git with these arguments (the repository named by -C), as author and
+// committer "t"; its output.
+std::string git(const std::vector<std::string> &args)
 {
-    std::string full = "set -e; export GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@t "
-                       "GIT_COMMITTER_NAME=t GIT_COMMITTER_EMAIL=t@t; " + cmd + " >/dev/null 2>&1";
-    assert_int_equal(std::system(full.c_str()), 0);
-}
-
-std::string capture(const std::string &cmd)
-{
-    std::string out;
-    FILE *f = popen(cmd.c_str(), "r");
-    assert_non_null(f);
-    char buf[256];
-    while (fgets(buf, sizeof buf, f))
-        out += buf;
-    pclose(f);
-    while (!out.empty() && out.back() == '\n')
-        out.pop_back();
-    return out;
+    std::vector<std::string> argv = {"git"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(argv, {"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t",
+                      "GIT_COMMITTER_EMAIL=t@t"});
 }
 
 // Commit to the upstream's main branch; returns the new commit id.
 std::string commit(State *s, const std::string &content)
 {
-    sh("cd " + s->up + " && printf '%s' '" + content + "' > a.txt && git add a.txt && "
-       "git commit -q -m '" + content + "'");
-    return capture("git -C " + s->up + " rev-parse HEAD");
+    std::ofstream(s->up + "/a.txt", std::ios::binary | std::ios::trunc) << content;
+    git({"-C", s->up, "add", "a.txt"});
+    git({"-C", s->up, "commit", "-q", "-m", content});
+    return git({"-C", s->up, "rev-parse", "HEAD"});
 }
 
 void on_poll(void *arg, int status, const char *error, const kiln_vcs_poll_result *res)
@@ -154,7 +145,7 @@ int setup(void **state)
     assert_non_null(mkdtemp(tmpl));
     s->tmp = tmpl;
     s->up = s->tmp + "/up";
-    sh("git init -q -b main " + s->up);
+    git({"init", "-q", "-b", "main", s->up});
     assert_int_equal(uv_loop_init(&s->loop), 0);
     std::string text = "cache_dir = \"" + s->tmp + "/poll-cache\"\ntimeout = \"30s\"\n";
     s->plugin = load(s, text);
@@ -224,9 +215,11 @@ void test_poll_force_push(void **state)
     State *s = static_cast<State *>(*state);
     commit(s, "one");
     std::string b = commit(s, "two");
-    sh("cd " + s->up + " && git checkout -q --orphan other && git commit -q -m unrelated && "
-       "git branch -f main other && git checkout -q main");
-    std::string x = capture("git -C " + s->up + " rev-parse main");
+    git({"-C", s->up, "checkout", "-q", "--orphan", "other"});
+    git({"-C", s->up, "commit", "-q", "-m", "unrelated"});
+    git({"-C", s->up, "branch", "-f", "main", "other"});
+    git({"-C", s->up, "checkout", "-q", "main"});
+    std::string x = git({"-C", s->up, "rev-parse", "main"});
     assert_int_equal(poll(s, 0, "main", b.c_str()), 0);
     wait_for(s, 1);
     assert_int_equal(s->r[0].status, 0);
@@ -267,17 +260,18 @@ void test_prepare(void **state)
     assert_int_equal(s->r[0].calls, 0);
     wait_for(s, 1);
     assert_int_equal(s->r[0].status, 0);
-    assert_string_equal(S(capture("git -C " + s->tmp + "/ws1 rev-parse HEAD")), S(a));
-    assert_string_equal(S(capture("cat " + s->tmp + "/ws1/a.txt")), "one");
+    assert_string_equal(S(git({"-C", s->tmp + "/ws1", "rev-parse", "HEAD"})), S(a));
+    assert_string_equal(S(read_file(s->tmp + "/ws1/a.txt")), "one");
 
     std::string b = commit(s, "two"); // not in the mirror yet: fetched into it
     assert_int_equal(prepare(s, 0, b, "ws2"), 0);
     wait_for(s, 1);
     assert_int_equal(s->r[0].status, 0);
-    assert_string_equal(S(capture("git -C " + s->tmp + "/ws2 rev-parse HEAD")), S(b));
-    assert_string_equal(S(capture("cat " + s->tmp + "/ws2/a.txt")), "two");
-    assert_string_equal(S(capture("git -C " + s->tmp + "/ws2 status --porcelain")), "");
-    assert_string_equal(S(capture("ls " + s->tmp + "/runner-cache | wc -l")), "1"); // one mirror
+    assert_string_equal(S(git({"-C", s->tmp + "/ws2", "rev-parse", "HEAD"})), S(b));
+    assert_string_equal(S(read_file(s->tmp + "/ws2/a.txt")), "two");
+    assert_string_equal(S(git({"-C", s->tmp + "/ws2", "status", "--porcelain"})), "");
+    auto mirrors = std::filesystem::directory_iterator(s->tmp + "/runner-cache");
+    assert_int_equal(std::distance(begin(mirrors), end(mirrors)), 1); // one mirror
 
     assert_int_equal(prepare(s, 0, "HEAD", "ws3"), -EINVAL);
     assert_int_equal(prepare(s, 0, "--upload-pack=touch", "ws3"), -EINVAL);
@@ -309,7 +303,7 @@ void test_concurrent_on_one_mirror(void **state)
     assert_int_equal(s->r[2].status, 0);
     assert_int_equal(s->r[2].commits.size(), 1);
     assert_string_equal(S(s->r[2].commits[0]), S(b));
-    assert_string_equal(S(capture("git -C " + s->tmp + "/ws2 rev-parse HEAD")), S(b));
+    assert_string_equal(S(git({"-C", s->tmp + "/ws2", "rev-parse", "HEAD"})), S(b));
 }
 
 // Cancelling a running prepare kills its git; cancelling one queued behind
@@ -338,8 +332,10 @@ void test_cancel(void **state)
 void test_cancel_running_and_timeout(void **state)
 {
     State *s = static_cast<State *>(*state);
-    sh("printf '#!/bin/sh\\nsleep 30\\n' > " + s->tmp + "/slowgit && chmod +x " + s->tmp +
-       "/slowgit");
+    const std::string slowgit = s->tmp + "/slowgit";
+    std::ofstream(slowgit) << "#!/bin/sh\nsleep 30\n";
+    std::filesystem::permissions(slowgit, std::filesystem::perms::owner_exec,
+                                 std::filesystem::perm_options::add);
     s->plugin = load(s, "git = \"" + s->tmp + "/slowgit\"\ntimeout = \"300ms\"\n");
     assert_non_null(s->plugin.get());
     s->r[0] = Result();
