@@ -8,8 +8,10 @@ the build tree ./build at the top of the source tree.
 """
 
 import os
+import random
 import socket
 import subprocess
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.path.dirname(os.path.dirname(HERE))
@@ -65,3 +67,13 @@ def run(argv, timeout=30.0, check=True, **kwargs):
         raise AssertionError("%s: exit %d\nstdout:\n%s\nstderr:\n%s"
                              % (" ".join(argv), proc.returncode, proc.stdout, proc.stderr))
     return proc
+
+
+def seeded_random(variable, what):
+    """A random generator for a randomised test (faults at random moments):
+    seeded from the environment variable `variable` when it is set, else at
+    random; the seed is printed so that a failure can be reproduced.
+    Returns the generator and its seed."""
+    seed = int(os.environ.get(variable) or random.SystemRandom().randrange(2 ** 32))
+    sys.stderr.write("%s seed %d (%s=%d reproduces it)\n" % (what, seed, variable, seed))
+    return random.Random(seed), seed

@@ -31,7 +31,7 @@ from kiln_config import toml_array, toml_str, write_secret
 from kiln_daemon import Daemon, pid_alive
 from kiln_env import (HERE, KILL_GRACE, KILNCTL_TIMEOUT, RESULT_TIMEOUT, SOURCE_DIR,
                       START_TIMEOUT, STOP_GRACE, _build_dir, binary, free_port, plugin_dir,
-                      run)
+                      run, seeded_random)
 from kiln_logs import RECORDED
 from kiln_repo import (FAILING_UNITTEST, PASSING_UNITTEST, SLEEPY_UNITTEST, GitRepo,
                        hanging_unittest)
@@ -44,7 +44,7 @@ __all__ = [
     "toml_array", "toml_str", "write_secret",
     "Daemon", "pid_alive",
     "HERE", "KILL_GRACE", "KILNCTL_TIMEOUT", "RESULT_TIMEOUT", "SOURCE_DIR", "START_TIMEOUT",
-    "STOP_GRACE", "_build_dir", "binary", "free_port", "plugin_dir", "run",
+    "STOP_GRACE", "_build_dir", "binary", "free_port", "plugin_dir", "run", "seeded_random",
     "RECORDED",
     "FAILING_UNITTEST", "PASSING_UNITTEST", "SLEEPY_UNITTEST", "GitRepo", "hanging_unittest",
     "PROTOCOL_VERSION", "RawPeer", "frame", "hello_frame", "mp_decode", "mp_map", "mp_str",

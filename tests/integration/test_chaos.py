@@ -19,7 +19,6 @@ Run with ctest (label "integration"), or directly from a build:
 
 import collections
 import os
-import random
 import re
 import sys
 import time
@@ -39,10 +38,7 @@ SETTLE = 3.0             # after the last result: late resends would show up
 
 class ChaosTest(kf.ClusterTestCase):
     def test_chaos(self):
-        seed = int(os.environ.get("KILN_CHAOS_SEED") or random.SystemRandom().randrange(2 ** 32))
-        sys.stderr.write("chaos seed %d (KILN_CHAOS_SEED=%d reproduces the schedule)\n"
-                         % (seed, seed))
-        rng = random.Random(seed)
+        rng, seed = kf.seeded_random("KILN_CHAOS_SEED", "chaos")
         began = time.monotonic()
 
         c = self.cluster(mode="every", interval="300ms", runner_timeout=RUNNER_TIMEOUT,

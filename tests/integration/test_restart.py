@@ -19,7 +19,6 @@ KILN_RESTART_SEED reproduces the outage schedule.
 
 import collections
 import os
-import random
 import sys
 import time
 import unittest
@@ -60,10 +59,7 @@ def counting_tests(runs_file):
 
 class RestartTest(kf.ClusterTestCase):
     def test_restarts_rerun_nothing(self):
-        seed = int(os.environ.get("KILN_RESTART_SEED") or random.SystemRandom().randrange(2 ** 32))
-        sys.stderr.write("restart seed %d (KILN_RESTART_SEED=%d reproduces the outages)\n"
-                         % (seed, seed))
-        rng = random.Random(seed)
+        rng, seed = kf.seeded_random("KILN_RESTART_SEED", "restart")
         began = time.monotonic()
         c = self.cluster(mode="every", interval="300ms", max_attempts=10)
         runs_file = c.path("runs.log")
