@@ -121,7 +121,6 @@ void Dispatcher::on_register(Connection &conn, const Register &reg)
     schedule();
 }
 
-
 void Dispatcher::schedule()
 {
     // Called after every commit and result: leave at once when nothing can move.
@@ -144,7 +143,6 @@ void Dispatcher::schedule()
         for_job(pick->job_id, "assigning", [&] { assign(pick->job_id, *runner); });
     }
 }
-
 
 void Dispatcher::assign(uint64_t id, const RunnerSlotInfo &runner)
 {

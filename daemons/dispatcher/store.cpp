@@ -26,7 +26,6 @@ struct Store::Change {
     Durable durable;
 };
 
-
 Store::Store(uv_loop_t *loop, const std::string &state_dir)
     : loop_(loop), state_dir_(state_dir), path_(state_dir + "/dispatcher.db")
 {

@@ -49,7 +49,6 @@ std::string peer_proof(const std::string &key, const std::string &role, const st
 // well-formed and equal.
 bool proofs_equal(const std::string &expected, const std::string &got);
 
-
 // The peer's side of the exchange: make the hello, then check the
 // dispatcher's answer and say what to send next.
 class ClientHandshake {
