@@ -19,6 +19,7 @@ import json
 import os
 import re
 import resource
+import signal
 import socket
 import sys
 import time
@@ -233,6 +234,20 @@ class ConfigTest(kf.ClusterTestCase):
                          % re.escape(accounts))
         p = self.check_config(c, "", "")
         self.assertEqual(p.returncode, 0, p.stderr)
+
+
+class ReloadTest(kf.ClusterTestCase):
+    def test_http_keys_need_a_restart(self):
+        c = self.cluster()
+        c.start_dispatcher()
+        port = c.http_port()
+        c.http_extra = "max_connections = 5\n"
+        c.write_dispatcher_config()
+        os.kill(c.daemons["dispatcher"].pid, signal.SIGHUP)
+        c.wait_until(lambda: c.log_has("dispatcher", r"reload: \[http\] changed: needs a "
+                                                     r"restart; keeping the running value"),
+                     SHORT, "the reload's warning")
+        self.assertEqual(get_json(port, "/api/v1/status")[0], 200)
 
 
 class AuthTest(kf.ClusterTestCase):
