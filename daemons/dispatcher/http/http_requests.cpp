@@ -86,7 +86,7 @@ class H2oResponder : public HttpResponder {
     std::shared_ptr<HttpStream> stream(int status, const std::string &content_type) override
     {
         claim();
-        return H2oStream::start(server_, req_, status, content_type);
+        return H2oStream::start(server_, req_, status, content_type, peer_of(req_));
     }
     bool answered() const { return answered_; }
 

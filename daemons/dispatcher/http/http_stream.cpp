@@ -10,9 +10,11 @@
 namespace kiln {
 
 std::shared_ptr<H2oStream> H2oStream::start(HttpServer::Impl &server, h2o_req_t *req, int status,
-                                            const std::string &content_type)
+                                            const std::string &content_type,
+                                            const std::string &peer)
 {
     auto stream = std::make_shared<H2oStream>();
+    stream->peer_ = peer;
     stream->server_ = &server;
     stream->req_ = req;
     auto *gen = static_cast<Generator *>(h2o_mem_alloc_pool(&req->pool, sizeof(Generator)));
@@ -41,9 +43,10 @@ bool H2oStream::write(std::string chunk)
     if (chunk.empty())
         return true;
     if (pending_.size() + chunk.size() > server_->config.max_stream_buffer) {
-        log_info("http: stream to a client that reads too slowly: %zu bytes waiting "
+        log_info("http: peer %s: reads its stream too slowly: %zu bytes waiting "
                  "(max_stream_buffer = %zu): dropped",
-                 pending_.size() + chunk.size(), server_->config.max_stream_buffer);
+                 peer_.c_str(), pending_.size() + chunk.size(),
+                 server_->config.max_stream_buffer);
         cut();
         return false;
     }

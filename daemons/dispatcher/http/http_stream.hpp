@@ -13,7 +13,8 @@ class H2oStream : public HttpStream, public std::enable_shared_from_this<H2oStre
     // Send the status and headers (chunked body follows); registered with
     // the server until it ends, so stop() can end it.
     static std::shared_ptr<H2oStream> start(HttpServer::Impl &server, h2o_req_t *req, int status,
-                                            const std::string &content_type);
+                                            const std::string &content_type,
+                                            const std::string &peer);
     bool write(std::string chunk) override;
     void close() override;
     bool closed() const override { return closed_; }
@@ -33,6 +34,7 @@ class H2oStream : public HttpStream, public std::enable_shared_from_this<H2oStre
     HttpServer::Impl *server_ = nullptr;
     h2o_req_t *req_ = nullptr; // null once H2O is done with the request
     std::string pending_, in_flight_;
+    std::string peer_; // for log lines
     bool sending_ = false, closed_ = false, final_queued_ = false, cut_ = false;
 };
 
