@@ -26,6 +26,11 @@ void LiveLogs::on_chunk(Connection &conn, const LogChunk &c)
     }
     Tail &tail = tails_[c.job_id];
     if (tail.attempt != c.attempt || c.offset > tail.end()) {
+        // "resumes at offset N" is what test_live_logs looks for after a restart.
+        if (c.offset > 0)
+            log_info("job %llu: live log of attempt %u resumes at offset %llu",
+                     static_cast<unsigned long long>(c.job_id), c.attempt,
+                     static_cast<unsigned long long>(c.offset));
         total_ -= tail.bytes.size();
         tail = Tail{c.attempt, c.offset, {}};
     }
