@@ -8,7 +8,7 @@
 namespace kiln {
 
 LiveLog::LiveLog(uv_loop_t *loop, uint64_t job_id, uint32_t attempt, size_t max_log, Send send)
-    : job_id_(job_id), attempt_(attempt), max_log_(max_log), send_(std::move(send)),
+    : loop_(loop), job_id_(job_id), attempt_(attempt), max_log_(max_log), send_(std::move(send)),
       timer_(new uv_timer_t)
 {
     uv_timer_init(loop, timer_);
@@ -39,11 +39,17 @@ void LiveLog::append(std::string_view more)
         bytes_.append(more);
     }
     if (bytes_.size() - sent_ >= kCoalesceBytes)
-        flush();
-    else if (!timer_running_ && bytes_.size() > sent_) {
-        timer_running_ = true;
-        uv_timer_start(timer_, on_timer, kCoalesceMs, 0);
-    }
+        return flush();
+    if (timer_running_)
+        return; // sent at the window's end
+    // At most one chunk per kCoalesceMs: the first bytes after a quiet
+    // spell go at once (a line a second is seen at once), what follows
+    // within the window waits for its end.
+    const uint64_t now = uv_now(loop_);
+    if (now >= last_flush_ms_ + kCoalesceMs)
+        return flush();
+    timer_running_ = true;
+    uv_timer_start(timer_, on_timer, last_flush_ms_ + kCoalesceMs - now, 0);
 }
 
 void LiveLog::on_timer(uv_timer_t *timer) noexcept
@@ -61,6 +67,8 @@ void LiveLog::flush()
         uv_timer_stop(timer_);
         timer_running_ = false;
     }
+    if (sent_ < bytes_.size())
+        last_flush_ms_ = uv_now(loop_);
     while (sent_ < bytes_.size()) {
         size_t n = std::min<size_t>(bytes_.size() - sent_, kMaxChunk);
         LogChunk chunk{0, job_id_, attempt_, sent_, bytes_.substr(sent_, n)};

@@ -1,9 +1,10 @@
 #pragma once
 // A running job's output, streamed to the dispatcher while its tests run
 // (the `log` message): every byte the tests write is appended here, up to
-// max_log, and sent in chunks coalesced for up to 100 ms or 16 KiB, so a
-// test that prints a line a second is seen within a tenth of a second and
-// one that prints a megabyte costs a few dozen frames.  The dispatcher acks
+// max_log, and sent in chunks: at most one per 100 ms (the first bytes
+// after a quiet spell at once, the rest at the window's end) unless 16 KiB
+// wait, so a test that prints a line a second is seen at once and one that
+// prints a megabyte costs a few dozen frames.  The dispatcher acks
 // each chunk with the offset it holds; after a reconnect the runner resends
 // from the last acknowledged offset.  bytes() is what the final
 // Result.log carries: the same bytes, in the same order.
@@ -53,12 +54,14 @@ class LiveLog {
   private:
     static void on_timer(uv_timer_t *timer) noexcept;
 
+    uv_loop_t *loop_;
     uint64_t job_id_;
     uint32_t attempt_;
     size_t max_log_;
     Send send_;
     uv_timer_t *timer_;
     bool timer_running_ = false;
+    uint64_t last_flush_ms_ = 0; // uv_now() of the last chunk sent
     std::string bytes_;   // from offset 0, all of it (max_log bounds it)
     uint64_t sent_ = 0;   // bytes handed to a connection
     uint64_t acked_ = 0;  // bytes the dispatcher said it holds
