@@ -55,8 +55,10 @@ void LiveLogs::on_chunk(Connection &conn, const LogChunk &c)
             if (entry.job_id == c.job_id)
                 tokens.push_back(token);
         for (uint64_t token : tokens)
-            if (auto it = followers_.find(token); it != followers_.end())
-                it->second.follower.on_append(c.attempt, at, fresh);
+            if (auto it = followers_.find(token); it != followers_.end()) {
+                auto on_append = it->second.follower.on_append; // it may unfollow while it runs
+                on_append(c.attempt, at, fresh);
+            }
         conn.send(Ack{c.id, c.job_id, end});
         return;
     }
