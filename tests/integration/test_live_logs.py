@@ -9,12 +9,16 @@
 - across a dispatcher restart the runner resumes from the offset the
   dispatcher acknowledged, and a follower that reconnects prints every
   byte once: no duplicate, no gap;
-- a log over the runner's max_log stops there and says so once.
+- a log over the runner's max_log stops there and says so once;
+- /api/v1/commits/<id>/log?follow=1 streams the same bytes as `event: log`
+  server-sent events, then `event: end` with the outcome.
 
 Run with ctest (label "integration"), or directly from a build:
     KILN_BUILD_DIR=build python3 tests/integration/test_live_logs.py -v
 """
 
+import http.client
+import json
 import os
 import subprocess
 import sys
@@ -154,6 +158,57 @@ class LiveLogTest(kf.ClusterTestCase):
         self.assertTrue(log.startswith(b"line 0 of a chatty test\n"), log[:100])
         self.assertLessEqual(len(log), 4096 + len(note) + 2)
         self.assertEqual(c.ctl("log", commit, json_output=False).stdout.encode(), log)
+
+    def test_http_follow_streams_events_until_the_end(self):
+        c = self.start_cluster()
+        commit = self.commit_ticker(c, lines=8)
+        conn = http.client.HTTPConnection("127.0.0.1", c.http_port(), timeout=20)
+        conn.request("GET", "/api/v1/commits/%s/log?follow=1" % commit[:10])
+        resp = conn.getresponse()
+        self.assertEqual(resp.status, 200)
+        self.assertTrue(resp.getheader("content-type").startswith("text/event-stream"))
+        events, event, pieces = [], None, {}
+        for raw in iter(resp.readline, b""):  # bounded by the socket timeout
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                event = line[len("event: "):]
+            elif line.startswith("data: "):
+                events.append((time.time(), event, json.loads(line[len("data: "):])))
+        conn.close()
+        kinds = [e[1] for e in events]
+        self.assertEqual(kinds[-1], "end", kinds)
+        self.assertEqual(events[-1][2]["outcome"], "failed")
+        self.assertEqual(set(kinds[:-1]), {"log"})
+        # Offsets tile the log: no gap, no overlap, and the whole is the result's log.
+        offset = 0
+        for _, _, data in events[:-1]:
+            self.assertEqual(data["offset"], offset, events)
+            pieces[offset] = data["text"]
+            offset += len(data["text"].encode())
+        streamed = "".join(pieces[k] for k in sorted(pieces)).encode()
+        c.wait_result(commit)  # `end` comes when the result is recorded; the report follows
+        self.assertEqual(streamed, self.final_log(c, commit))
+        # More than one event came before the end: it was followed live.
+        self.assertGreater(len(kinds), 3, kinds)
+        delays = [t - float(line.split()[2]) for t, _, data in events[:-1]
+                  for line in data["text"].splitlines() if line.startswith("tick ")]
+        sys.stderr.write("test_live_logs: output → HTTP follower: p50 %.0f ms, p99 %.0f ms "
+                         "(%d lines)\n" % (1000 * percentile(delays, 50),
+                                            1000 * percentile(delays, 99), len(delays)))
+
+        # Without follow: the log as text; an unknown or malformed commit: 404.
+        conn = http.client.HTTPConnection("127.0.0.1", c.http_port(), timeout=10)
+        for path, status in (("/api/v1/commits/%s/log" % commit, 200),
+                             ("/api/v1/commits/%s/log" % ("f" * 40), 404),
+                             ("/api/v1/commits/..%2f..%2fetc/log", 404),
+                             ("/api/v1/commits/%s" % commit, 200)):
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            body = resp.read()
+            self.assertEqual(resp.status, status, (path, body))
+            if path.endswith("/log") and status == 200:
+                self.assertEqual(body, self.final_log(c, commit))
+        conn.close()
 
 
 if __name__ == "__main__":
