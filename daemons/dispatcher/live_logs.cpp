@@ -14,15 +14,19 @@ namespace kiln {
 
 void LiveLogs::on_chunk(Connection &conn, const LogChunk &c)
 {
+    conn.send(Ack{c.id, c.job_id, append(conn.name, c)});
+}
+
+uint64_t LiveLogs::append(const std::string &runner, const LogChunk &c)
+{
     const Job *job = jobs_.find(c.job_id);
-    if (!job || job->state != JobState::assigned || job->runner != conn.name ||
+    if (!job || job->state != JobState::assigned || job->runner != runner ||
         job->attempt != c.attempt) {
         // A chunk of an attempt that is over (requeued, cancelled, done):
         // normal after a reconnect, nothing to keep, the connection stays.
         log_debug("job %llu: log chunk of attempt %u from %s ignored: not its running attempt",
-                  static_cast<unsigned long long>(c.job_id), c.attempt, conn.name.c_str());
-        conn.send(Ack{c.id, c.job_id, 0});
-        return;
+                  static_cast<unsigned long long>(c.job_id), c.attempt, runner.c_str());
+        return 0;
     }
     Tail &tail = tails_[c.job_id];
     if (tail.attempt != c.attempt || c.offset > tail.end()) {
@@ -35,34 +39,32 @@ void LiveLogs::on_chunk(Connection &conn, const LogChunk &c)
         tail = Tail{c.attempt, c.offset, {}};
     }
     const uint64_t chunk_end = c.offset + c.bytes.size();
-    if (chunk_end > tail.end()) {
-        std::string_view fresh(c.bytes);
-        fresh.remove_prefix(tail.end() - c.offset);
-        const uint64_t at = tail.end();
-        tail.bytes.append(fresh);
-        total_ += fresh.size();
-        if (tail.bytes.size() > kTailBytes) {
-            size_t cut = tail.bytes.size() - kTailBytes;
-            tail.bytes.erase(0, cut);
-            tail.start += cut;
-            total_ -= cut;
-        }
-        const uint64_t end = tail.end();
-        trim_total();
-        // Followers may unfollow from their callback: walk a copy of the tokens.
-        std::vector<uint64_t> tokens;
-        for (const auto &[token, entry] : followers_)
-            if (entry.job_id == c.job_id)
-                tokens.push_back(token);
-        for (uint64_t token : tokens)
-            if (auto it = followers_.find(token); it != followers_.end()) {
-                auto on_append = it->second.follower.on_append; // it may unfollow while it runs
-                on_append(c.attempt, at, fresh);
-            }
-        conn.send(Ack{c.id, c.job_id, end});
-        return;
+    if (chunk_end <= tail.end())
+        return tail.end(); // all of it held already: a resend
+    std::string_view fresh(c.bytes);
+    fresh.remove_prefix(tail.end() - c.offset);
+    const uint64_t at = tail.end();
+    tail.bytes.append(fresh);
+    total_ += fresh.size();
+    if (tail.bytes.size() > kTailBytes) {
+        size_t cut = tail.bytes.size() - kTailBytes;
+        tail.bytes.erase(0, cut);
+        tail.start += cut;
+        total_ -= cut;
     }
-    conn.send(Ack{c.id, c.job_id, tail.end()});
+    const uint64_t end = tail.end();
+    trim_total();
+    // Followers may unfollow from their callback: walk a copy of the tokens.
+    std::vector<uint64_t> tokens;
+    for (const auto &[token, entry] : followers_)
+        if (entry.job_id == c.job_id)
+            tokens.push_back(token);
+    for (uint64_t token : tokens)
+        if (auto it = followers_.find(token); it != followers_.end()) {
+            auto on_append = it->second.follower.on_append; // it may unfollow while it runs
+            on_append(c.attempt, at, fresh);
+        }
+    return end;
 }
 
 // Over the total: the longest tails lose their oldest bytes first, so one

@@ -48,6 +48,8 @@ class LiveLogs {
     // reconnect); one past the end starts the tail again there (we
     // restarted and lost the bytes before: the final result has them).
     void on_chunk(Connection &conn, const LogChunk &chunk);
+    // The same without the connection: the offset to ack (0: ignored).
+    uint64_t append(const std::string &runner, const LogChunk &chunk);
     // The job ended or was requeued: its tail and followers go.
     void end(uint64_t job_id);
 
