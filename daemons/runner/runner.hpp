@@ -71,6 +71,7 @@ class Runner {
         pid_t pid;
         std::weak_ptr<LiveLog> log; // its job's live log, while the tests run
         RecordFilter stdout_filter;
+        bool stdout_is_data; // a listing's stdout (ctest --show-only): not teed
     };
     static void on_test_ended(void *arg, int status, const kiln_spawn_result *res) noexcept;
     static void on_test_output(void *arg, int fd, const char *data, size_t len) noexcept;
