@@ -10,6 +10,9 @@
   dispatcher acknowledged, and a follower that reconnects prints every
   byte once: no duplicate, no gap;
 - a log over the runner's max_log stops there and says so once;
+- a `log` message from a peer that is not a registered runner, or a
+  malformed one, gets an error and a close; one for a job the runner does
+  not hold is acknowledged with offset 0 and the connection stays;
 - /api/v1/commits/<id>/log?follow=1 streams the same bytes as `event: log`
   server-sent events, then `event: end` with the outcome.
 
@@ -209,6 +212,41 @@ class LiveLogTest(kf.ClusterTestCase):
             if path.endswith("/log") and status == 200:
                 self.assertEqual(body, self.final_log(c, commit))
         conn.close()
+
+    def test_log_messages_from_the_wrong_peer(self):
+        c = self.cluster()
+        c.start_dispatcher()
+
+        def log_frame(**fields):
+            chunk = {"type": "log", "id": 9, "job_id": 1, "attempt": 1, "offset": 0,
+                     "bytes": "hi\n"}
+            chunk.update(fields)
+            return kf.frame(kf.mp_map(chunk))
+
+        # An observer (no secret here: hello is enough) may not send logs.
+        obs = kf.RawPeer(c.port)
+        obs.send(kf.hello_frame("observer", "obs"))
+        obs.send(log_frame())
+        self.assertIn(obs.wait_closed(5), ("closed", "reset"))
+        errors = [f for f in kf.split_frames(obs.buf) if f.get("type") == "error"]
+        self.assertEqual([e["message"] for e in errors], ["only a registered runner sends logs"])
+        obs.close()
+
+        # A registered runner: a chunk of a job it does not hold is acked
+        # with offset 0, and the connection stays; a malformed one is closed.
+        run = kf.RawPeer(c.port)
+        run.send(kf.hello_frame("runner", "raw-runner"))
+        run.send(kf.frame(kf.mp_map({"type": "register", "id": 2, "name": "raw-runner",
+                                     "slots": 0})))
+        run.send(log_frame(job_id=77))
+        acks = [f for f in run.frames(3) if f.get("type") == "ack"]
+        self.assertEqual([(a["id"], a.get("offset")) for a in acks], [(2, 0), (9, 0)], acks)
+        run.send(log_frame(attempt=0))
+        self.assertIn(run.wait_closed(5), ("closed", "reset"))
+        errors = [f for f in kf.split_frames(run.buf) if f.get("type") == "error"]
+        self.assertIn("log: field 'attempt' must be at least 1", errors[-1]["message"])
+        run.close()
+        c.check_alive()
 
 
 if __name__ == "__main__":
