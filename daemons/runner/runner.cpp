@@ -296,6 +296,13 @@ void Runner::on_message(Connection &conn, Message &&msg)
         on_dispatcher_hello(conn, *hello);
     } else if (auto *error = std::get_if<Error>(&msg)) {
         log_err("dispatcher %s: error: %s", conn.peer().c_str(), error->message.c_str());
+        // A dispatcher older than live logs closes on them: stop sending
+        // them (results still carry the whole log) rather than reconnect forever.
+        if (error->message == "unknown message type 'log'" && !old_dispatcher_) {
+            old_dispatcher_ = true;
+            log_warning("dispatcher %s: takes no live logs; logs arrive with the results",
+                        conn.peer().c_str());
+        }
     } else if (!std::holds_alternative<Heartbeat>(msg)) {
         conn.fail(0, std::string("unexpected message ") + message_type(msg));
     }

@@ -119,6 +119,7 @@ class Runner {
     std::map<uint64_t, std::unique_ptr<JobRun>> running_; // by job id
     std::map<uint64_t, Pending> unacked_;                 // by request id
     std::map<uint64_t, uint64_t> log_chunks_; // log chunks in flight: request id → job id
+    bool old_dispatcher_ = false; // it refused a log message: send none until we restart
     std::vector<std::string> hidden_;       // covered in every sandbox (work_dir, /etc/kiln, /run)
     std::vector<std::string> hidden_files_; // the secret file, when outside those
     std::vector<std::string> net_read_only_; // bound back when a repo allows the network (DNS)

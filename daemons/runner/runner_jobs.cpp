@@ -169,7 +169,7 @@ void Runner::on_spooled(uint64_t id, int status)
 
 bool Runner::send_log_chunk(LogChunk &&chunk)
 {
-    if (!registered_)
+    if (!registered_ || old_dispatcher_)
         return false;
     chunk.id = next_request_id_++;
     log_chunks_[chunk.id] = chunk.job_id;
