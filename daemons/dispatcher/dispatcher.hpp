@@ -65,6 +65,8 @@ class Dispatcher {
     const DispatcherConfig &config() const { return config_; }
     // Server-sent events of job state changes (/api/v1/events, the pages).
     EventHub &events() { return events_; }
+    // The running jobs' log tails (for a page's log, a metric of their memory).
+    const LiveLogs &live_logs() const { return live_logs_; }
     // The HTTP server's port (0 when [http] listen is "").
     int http_port() const { return http_.port(); }
 
