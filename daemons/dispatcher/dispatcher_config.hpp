@@ -49,7 +49,7 @@ struct DispatcherConfig : DispatcherSettings {
         return std::make_tuple(restart_key("listen", &C::listen),
                                restart_key("state_dir", &C::state_dir),
                                restart_key("max_frame", &C::max_frame),
-                               restart_key("http", &C::http));
+                               restart_key("[http]", &C::http));
     }
 
     // Throws ConfigError naming file, line, column and key.
