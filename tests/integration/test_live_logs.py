@@ -248,6 +248,18 @@ class LiveLogTest(kf.ClusterTestCase):
         run.close()
         c.check_alive()
 
+        # kilnctl: usage errors are 2, an unknown commit is refused (1).
+        ctl = [kf.binary("kilnctl"), "-d", c.address]
+        for args, code, why in ((["log"], 2, "log needs a COMMIT"),
+                                (["log", "abcd@12"], 2, "'abcd@12' is not a commit id"),
+                                (["log", "abcd", "more"], 2, "unexpected argument 'more'"),
+                                (["-f", "status"], 2, "-f is for log only"),
+                                (["log", "-f", "f" * 40], 1, "no job for commit")):
+            with self.subTest(args=args):
+                proc = kf.run(ctl + args, check=False)
+                self.assertEqual(proc.returncode, code, proc.stderr)
+                self.assertIn(why, proc.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()
