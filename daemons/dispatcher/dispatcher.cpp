@@ -158,6 +158,7 @@ void Dispatcher::on_heartbeat_timer(uv_timer_t *timer) noexcept
         if (unix_ms() - self->last_keepalive_ms_ >= 15000) {
             self->last_keepalive_ms_ = unix_ms();
             self->events_.keepalive();
+            self->live_logs_.keepalive(); // log followers too
         }
     });
 }

@@ -119,6 +119,18 @@ uint64_t LiveLogs::follow(uint64_t job_id, Follower follower)
 
 void LiveLogs::unfollow(uint64_t token) { followers_.erase(token); }
 
+void LiveLogs::keepalive()
+{
+    std::vector<uint64_t> tokens;
+    for (const auto &[token, entry] : followers_)
+        tokens.push_back(token);
+    for (uint64_t token : tokens)
+        if (auto it = followers_.find(token); it != followers_.end() && it->second.follower.on_idle) {
+            auto on_idle = it->second.follower.on_idle; // it may unfollow while it runs
+            on_idle();
+        }
+}
+
 std::string LiveLogs::answer(const std::string &arg, std::string &error) const
 {
     // "COMMIT@OFFSET": the offset in decimal, at most 20 digits.

@@ -34,10 +34,13 @@ class LiveLogs {
         uint64_t end() const { return start + bytes.size(); }
     };
     // A follower of one job: called with each append (the attempt, the
-    // offset of `bytes`), and once with `ended` when the job's tail goes.
+    // offset of `bytes`), once with on_end when the job ends, and with
+    // on_idle every 15 s or so (keepalive()), so that a quiet job's follower
+    // can show it is still there and notice a client gone.
     struct Follower {
         std::function<void(uint32_t attempt, uint64_t offset, std::string_view bytes)> on_append;
         std::function<void()> on_end;
+        std::function<void()> on_idle;
     };
 
     explicit LiveLogs(const JobTable &jobs) : jobs_(jobs) {}
@@ -58,6 +61,8 @@ class LiveLogs {
 
     uint64_t follow(uint64_t job_id, Follower follower);
     void unfollow(uint64_t token);
+    // Every follower's on_idle (the dispatcher's event-stream keepalive).
+    void keepalive();
 
     // kilnctl's "log" query; arg "COMMIT" or "COMMIT@OFFSET": a map with
     // job_id, attempt, state, done (the result is in: text comes from its

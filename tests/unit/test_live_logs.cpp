@@ -101,12 +101,22 @@ static void test_followers_and_end(void **)
                                  assert_int_equal(offset, seen.size());
                                  seen.append(b);
                              },
-                             [&] { ended++; }});
+                             [&] { ended++; },
+                             nullptr});
     uint64_t quitter = 0;
     quitter = logs.follow(id, {[&](uint32_t, uint64_t, std::string_view) {
                                    logs.unfollow(quitter); // from inside its own callback
                                },
-                               nullptr});
+                               nullptr, nullptr});
+    int idle = 0;
+    uint64_t idler = 0;
+    idler = logs.follow(id, {nullptr, nullptr, [&] {
+                                 idle++;
+                                 logs.unfollow(idler); // a client found gone
+                             }});
+    logs.keepalive();
+    logs.keepalive();
+    assert_int_equal(idle, 1);
     logs.append("r1", chunk(id, 0, "abc"));
     logs.append("r1", chunk(id, 0, "abcdef"));
     assert_true(seen == "abcdef");

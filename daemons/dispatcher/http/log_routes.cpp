@@ -112,6 +112,10 @@ HttpHandler commit_log_handler(const JobTable &jobs, LiveLogs &logs)
                          // The follower's last reference: it ends with the job.
                          if (const Job *job = jobs.find(job_id))
                              end_follow(*f, *job);
+                     },
+                     [weak] {
+                         if (auto f = weak.lock())
+                             f->stream->write(":\n\n"); // an SSE comment: a quiet job
                      }});
         f->stream->on_close = [&logs, weak] {
             if (auto f = weak.lock())
