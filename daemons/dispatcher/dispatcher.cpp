@@ -158,6 +158,7 @@ void Dispatcher::on_heartbeat_timer(uv_timer_t *timer) noexcept
         if (unix_ms() - self->last_keepalive_ms_ >= 15000) {
             self->last_keepalive_ms_ = unix_ms();
             self->events_.keepalive();
+            self->live_logs_.keepalive(); // log followers too
         }
     });
 }
@@ -257,6 +258,10 @@ void Dispatcher::on_message(Connection &conn, Message &&msg)
                 conn.role == "runner" && !conn.name.empty()
                     ? on_test_list(conn, m)
                     : conn.fail(m.id, "only a registered runner sends test lists");
+            else if constexpr (std::is_same_v<T, LogChunk>)
+                conn.role == "runner" && !conn.name.empty()
+                    ? live_logs_.on_chunk(conn, m)
+                    : conn.fail(m.id, "only a registered runner sends logs");
             else if constexpr (std::is_same_v<T, Notify>)
                 conn.role == "ctl" ? on_notify(conn, m)
                                    : conn.fail(m.id, "only kilnctl sends notify");

@@ -103,6 +103,38 @@ void test_output_is_bounded(void **)
     assert_int_equal(o.truncated, 1);
 }
 
+// The runner's live-log tee: every byte of both streams, as it is read
+// (before max_output applies), none after the callback.
+void test_tee_sees_all_output(void **)
+{
+    struct Teed {
+        std::string out, err;
+        int calls_after_done = 0;
+        Outcome o;
+    } t;
+    const char *argv[] = {"sh", "-c", "head -c 5000 /dev/zero; echo err >&2", nullptr};
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    kiln_spawn_request req{};
+    req.argv = argv;
+    req.max_output = 1000;
+    SpawnTee tee{[](void *arg, int fd, const char *data, size_t len) {
+                     auto *t = static_cast<Teed *>(arg);
+                     t->calls_after_done += t->o.calls;
+                     (fd == 1 ? t->out : t->err).append(data, len);
+                 },
+                 &t};
+    assert_int_equal(spawn_process(&loop, &req, record, &t.o, nullptr, nullptr, &tee), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    assert_int_equal(t.o.calls, 1);
+    assert_int_equal(t.o.out.size(), 1000); // the capture is bounded
+    assert_int_equal(t.o.truncated, 1);
+    assert_true(t.out == std::string(5000, '\0')); // the tee is not
+    assert_string_equal(t.err.c_str(), "err\n");
+    assert_int_equal(t.calls_after_done, 0);
+}
+
 void test_timeout_kills_the_whole_group(void **)
 {
     // The child leaves a grandchild holding the pipes: only a group kill ends both.
@@ -143,6 +175,7 @@ int main()
         cmocka_unit_test(test_arguments_are_not_interpreted),
         cmocka_unit_test(test_missing_program_fails_to_start),
         cmocka_unit_test(test_output_is_bounded),
+        cmocka_unit_test(test_tee_sees_all_output),
         cmocka_unit_test(test_timeout_kills_the_whole_group),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_background_leftovers_do_not_hang),
