@@ -339,14 +339,16 @@ void test_running_commit_follows_its_live_log(void **)
     RunnerRegistry runners;
     Job j = job(1, "repo", "main", JobState::assigned);
     jobs.restore(j);
+    // The dispatcher holds the tail from offset 100 on.
     PageSources src{jobs, runners, [](uint64_t id) {
-                        return std::string_view(id == 1 ? "line 1\nline 2\n" : "");
+                        return id == 1 ? LiveLogView{100, "line 1\nline 2\n"} : LiveLogView{};
                     }};
     std::string page;
     assert_true(render_commit(src, j.spec.commit, kNow, page));
     assert_true(contains(page, "data-follow=\"/api/v1/commits/" + j.spec.commit +
                                    "/log?follow=1\""));
-    assert_true(contains(page, "data-offset=\"14\""));
+    assert_true(contains(page, "data-offset=\"114\""));
+    assert_true(contains(page, "The first 100 of 114 bytes are not shown."));
     assert_true(contains(page, ">line 1\nline 2\n</pre>"));
     assert_true(contains(page, "Tests are listed once the job is done"));
 

@@ -47,14 +47,20 @@ class BranchIndex {
     std::map<std::pair<std::string, std::string>, std::deque<uint64_t>> branches_;
 };
 
-// What the pages read.  `live_log`, when set, gives the log a running
-// commit job has sent so far (the live log tails), so a page loaded
-// mid-run shows it; without it the page shows the log once the job is done
-// and the script follows the rest.
+// What a running job has logged so far, as the dispatcher still holds it:
+// `bytes` start at offset `start` of the job's log (earlier bytes were cut).
+struct LiveLogView {
+    uint64_t start = 0;
+    std::string_view bytes;
+};
+
+// What the pages read.  `live_log`, when set, gives a running job's live
+// log tail, so a page loaded mid-run shows it; without it the page shows
+// the log once the job is done and the script follows the rest.
 struct PageSources {
     const JobTable &jobs;
     const RunnerRegistry &runners;
-    std::function<std::string_view(uint64_t job_id)> live_log = {};
+    std::function<LiveLogView(uint64_t job_id)> live_log = {};
 };
 
 // `/`.  Updates `index` first.

@@ -122,22 +122,23 @@ void tests_section(std::string &out, const Job &job)
 // The log's end; a running job's log element also names its live stream.
 void log_section(std::string &out, const PageSources &src, const Job &job)
 {
-    std::string_view log;
+    LiveLogView log;
     bool live = job.state != JobState::done;
     if (!live)
-        log = job.result.log;
+        log.bytes = job.result.log;
     else if (src.live_log)
         log = src.live_log(job.id);
     out += "<section id=\"log-section\"><h2>Log</h2>\n";
     std::string body;
-    size_t left_out = html::escape_tail(body, log, page_limits::log_tail_bytes);
+    uint64_t left_out = log.start + html::escape_tail(body, log.bytes, page_limits::log_tail_bytes);
+    uint64_t end = log.start + log.bytes.size();
     out += "<p class=\"note\" id=\"log-note\">";
     if (left_out > 0)
-        out += "The first " + std::to_string(left_out) + " of " + std::to_string(log.size()) +
+        out += "The first " + std::to_string(left_out) + " of " + std::to_string(end) +
                " bytes are not shown.";
-    else if (log.empty() && !live)
+    else if (end == 0 && !live)
         out += "The job wrote no log.";
-    out += "</p>\n<pre id=\"log\" data-offset=\"" + std::to_string(log.size()) + "\"";
+    out += "</p>\n<pre id=\"log\" data-offset=\"" + std::to_string(end) + "\"";
     if (live) {
         out += " data-follow=\"/api/v1/commits/";
         html::escape(out, job.spec.commit);
