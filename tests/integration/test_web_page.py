@@ -170,42 +170,29 @@ class WebDriver:
                 pass
 
 
-class HttpCluster(kf.Cluster):
-    """A cluster whose dispatcher also serves HTTP on a free port."""
+def http_get(port, path):
+    """(status, headers with lower-case names, body text) of GET path."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, \
+            resp.read().decode(errors="replace")
+    finally:
+        conn.close()
 
-    def __init__(self, testcase, **kwargs):
-        super().__init__(testcase, **kwargs)
-        self.http_port = kf.free_port()
-        self.url = "http://127.0.0.1:%d" % self.http_port
 
-    def write_dispatcher_config(self, extra=None):
-        path = super().write_dispatcher_config(extra)
-        with open(path, "a") as f:
-            f.write("\n[http]\nlisten = %s\n" % kf.toml_str("127.0.0.1:%d" % self.http_port))
-        return path
-
-    def get(self, path):
-        """(status, headers with lower-case names, body text)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
-        try:
-            conn.request("GET", path)
-            resp = conn.getresponse()
-            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, \
-                resp.read().decode(errors="replace")
-        finally:
-            conn.close()
-
-    def follows_live_logs(self, commit):
-        """Does the dispatcher serve the commit's live log stream?  Only the
-        headers are read: the stream itself stays open."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
-        try:
-            conn.request("GET", "/api/v1/commits/%s/log?follow=1" % commit)
-            resp = conn.getresponse()
-            return resp.status == 200 and \
-                resp.getheader("content-type", "").startswith("text/event-stream")
-        finally:
-            conn.close()
+def follows_live_logs(port, commit):
+    """Does the dispatcher serve the commit's live log stream?  Only the
+    headers are read: the stream itself stays open."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/api/v1/commits/%s/log?follow=1" % commit)
+        resp = conn.getresponse()
+        return resp.status == 200 and \
+            resp.getheader("content-type", "").startswith("text/event-stream")
+    finally:
+        conn.close()
 
 
 # In the page: the text of the state badge of a commit's first row (or of
@@ -219,7 +206,7 @@ LOG_TEXT = "var log = document.getElementById('log'); return log ? log.textConte
 
 class WebPageTest(kf.ClusterTestCase):
     def setUp(self):
-        self.c = HttpCluster(self, exec_plugin="script", interval="200ms")
+        self.c = kf.Cluster(self, exec_plugin="script", interval="200ms")
         self._kiln_clusters.append(self.c)
         self.browser_tmp = tempfile.mkdtemp(prefix="kiln-chromium-")
         self.addCleanup(shutil.rmtree, self.browser_tmp, True)
@@ -251,20 +238,22 @@ class WebPageTest(kf.ClusterTestCase):
         c.start()
         c.wait_until(lambda: any(j["state"] == "assigned" for j in c.jobs_of(commit)),
                      kf.START_TIMEOUT, "commit %s running" % commit[:12])
-        live_logs = c.follows_live_logs(commit)
+        port = c.http_port()
+        url = "http://127.0.0.1:%d" % port
+        live_logs = follows_live_logs(port, commit)
         if not live_logs:
             sys.stderr.write("test_web_page: the dispatcher serves no live log stream here "
                              "(404 on /api/v1/commits/<id>/log?follow=1): lines are not checked\n")
 
         # `/`, loaded once, with the commit running.
         home = b.window()
-        b.open(c.url + "/")
+        b.open(url + "/")
         b.js("window.kilnMarker = 'home';")
         self.assertEqual(self.wait_in_page("the running row on /",
                                            lambda: b.js(STATE_OF_COMMIT, commit)), "running")
 
         # Its page, loaded once, in a second tab.
-        b.new_tab(c.url + "/commit/" + commit)
+        b.new_tab(url + "/commit/" + commit)
         b.js("window.kilnMarker = 'commit';")
         self.assertEqual(b.js(STATE_OF_COMMIT, commit), "running")
         if live_logs:
@@ -299,21 +288,21 @@ class WebPageTest(kf.ClusterTestCase):
         self.screenshot("home")
 
         # The same, complete without JavaScript.
-        status, headers, body = c.get("/commit/" + commit)
+        status, headers, body = http_get(port, "/commit/" + commit)
         self.assertEqual(status, 200)
         self.assertTrue(headers["content-type"].startswith("text/html"))
         self.assertIn("default-src 'self'", headers.get("content-security-policy", ""))
         self.assertIn('<span class="state failed">failed</span>', body)
         self.assertIn("it broke &lt;here&gt;", body)  # the failing test's message, escaped
         self.assertLess(body.find("Failing tests (1)"), body.find("progress line %d" % LINES))
-        status, _, body = c.get("/")
+        status, _, body = http_get(port, "/")
         self.assertEqual(status, 200)
         self.assertIn(commit[:10], body)
         self.assertLess(len(body), 50 * 1024)
-        self.assertEqual(c.get("/commit/..%2f..%2fetc%2fpasswd")[0], 404)
-        self.assertEqual(c.get("/runner/runner-1")[0], 200)
-        self.assertEqual(c.get("/runner/nobody")[0], 404)
-        self.assertEqual(c.get("/static/kiln.js")[0], 200)
+        self.assertEqual(http_get(port, "/commit/..%2f..%2fetc%2fpasswd")[0], 404)
+        self.assertEqual(http_get(port, "/runner/runner-1")[0], 200)
+        self.assertEqual(http_get(port, "/runner/nobody")[0], 404)
+        self.assertEqual(http_get(port, "/static/kiln.js")[0], 200)
 
 
 if __name__ == "__main__":

@@ -166,12 +166,17 @@ void page_end(std::string &out, int64_t now_unix_ms)
 {
     out += "</main>\n";
     if (now_unix_ms > 0)
-        out += "<p class=\"note\">Rendered " + utc_time(now_unix_ms) + ".</p>\n";
+        out += "<p class=\"note\" id=\"rendered\" data-live>Rendered " + utc_time(now_unix_ms) +
+               ".</p>\n";
     out += "<script src=\"/static/kiln.js\" defer></script>\n</body></html>\n";
 }
 
-void more_rows(std::string &out, size_t more, size_t columns)
+void more_rows(std::string &out, size_t shown, size_t more, size_t columns)
 {
+    if (shown == 0 && more == 0) {
+        out += "<tr><td class=\"note\" colspan=\"" + std::to_string(columns) + "\">none</td></tr>\n";
+        return;
+    }
     if (more == 0)
         return;
     out += "<tr><td class=\"more\" colspan=\"" + std::to_string(columns) + "\">and " +

@@ -44,7 +44,8 @@ void page_start(std::string &out, std::string_view title, std::string_view page)
 // Close the page; the script is loaded last so the page shows first.
 void page_end(std::string &out, int64_t now_unix_ms);
 
-// A table's closing note when rows were left out: "and 12 more".
-void more_rows(std::string &out, size_t more, size_t columns);
+// A table's closing row: "and 12 more" when rows were left out, "none"
+// when it has none at all.
+void more_rows(std::string &out, size_t shown, size_t more, size_t columns);
 
 } // namespace kiln::html

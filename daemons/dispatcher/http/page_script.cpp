@@ -55,7 +55,8 @@ const std::string_view kPageScript = R"JS(// Kiln: keeps a server-rendered page 
     }
   }
 
-  // ---- a job's event: recolour its rows now, then refresh ----
+  // ---- a job's event (queued, started, shard, finished; data: job, state,
+  // outcome, ...): recolour that job's rows now, then refresh ----
   function stateOf(d) {
     if (d.outcome && DONE[d.outcome]) return d.outcome;
     if (d.state === 'queued') return 'queued';
@@ -67,9 +68,7 @@ const std::string_view kPageScript = R"JS(// Kiln: keeps a server-rendered page 
     try { d = JSON.parse(ev.data); } catch (e) { return; }
     if (!d || typeof d !== 'object') return;
     var state = stateOf(d), rows = [];
-    if (d.job_id != null) rows = document.querySelectorAll('tr[data-job="' + Number(d.job_id) + '"]');
-    if (!rows.length && typeof d.commit === 'string' && /^[0-9a-f]{4,64}$/.test(d.commit))
-      rows = document.querySelectorAll('tr[data-commit="' + d.commit + '"]');
+    if (d.job != null) rows = document.querySelectorAll('tr[data-job="' + Number(d.job) + '"]');
     for (var i = 0; i < rows.length; i++) {
       var badge = rows[i].querySelector('.state');
       if (!badge) continue;
@@ -80,7 +79,7 @@ const std::string_view kPageScript = R"JS(// Kiln: keeps a server-rendered page 
   }
 
   // ---- the job events stream ----
-  var JOB_EVENTS = ['job', 'message'];
+  var JOB_EVENTS = ['queued', 'started', 'shard', 'finished'];
   function listen() {
     if (!window.EventSource) return;
     var events = new EventSource('/api/v1/events');
@@ -153,6 +152,9 @@ const std::string_view kPageScript = R"JS(// Kiln: keeps a server-rendered page 
 
   listen();
   follow();
+  // "running for" and "waiting" grow between events too.
+  setInterval(function () { if (document.querySelector('.state.running, .state.queued')) refreshSoon(); },
+              10000);
 })();
 )JS";
 

@@ -3,7 +3,7 @@
 // step, nothing fetched from elsewhere.  The pages are complete without it;
 // it only keeps them current:
 // - it subscribes to /api/v1/events (server-sent events) and, for each job
-//   event, recolours that job's rows at once (data-job / data-commit) and
+//   event, recolours that job's rows at once (tr[data-job]) and
 //   then fetches the same page again and swaps in its sections marked
 //   data-live (at most one fetch at a time, coalesced);
 // - on a running commit's page it follows the log stream named by

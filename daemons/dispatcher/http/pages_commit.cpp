@@ -107,6 +107,10 @@ void tests_section(std::string &out, const Job &job)
         rows.finish(failed);
         out += "</table>\n";
     }
+    if (failed > 0 && failed == tests.size()) {
+        out += "</section>\n";
+        return;
+    }
     out += "<h2>" + std::string(failed ? "Other tests" : "Tests") + " (" +
            std::to_string(tests.size() - failed) + ")</h2>\n<table>";
     CappedRows rows(out, page_limits::other_tests, 3);

@@ -71,7 +71,7 @@ void job_row_start(std::string &out, const Job &job)
 
 void CappedRows::finish(size_t total)
 {
-    html::more_rows(out_, total > shown_ ? total - shown_ : 0, columns_);
+    html::more_rows(out_, shown_, total > shown_ ? total - shown_ : 0, columns_);
 }
 
 } // namespace kiln::page_rows

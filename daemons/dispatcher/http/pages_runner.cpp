@@ -79,8 +79,7 @@ size_t last_results(std::string &out, const PageSources &src, std::string_view n
         job_row(out, src, job, html::utc_time(job.finished_unix_ms));
         rows.shown();
     }
-    if (rows.count() == 0)
-        out += "<tr><td class=\"note\" colspan=\"5\">none yet</td></tr>\n";
+    rows.finish(rows.count()); // "none": how many more there are is not counted
     out += "</table></section>\n";
     return rows.count();
 }
