@@ -42,6 +42,7 @@ DRIVER_START_TIMEOUT = 15.0  # chromium-driver answering /status
 WEBDRIVER_TIMEOUT = 30.0     # one WebDriver command (a session start launches Chromium)
 PAGE_TIMEOUT = 20.0          # something the page should show by itself
 LINES = 8                    # the test prints one a second, then fails
+EVENT_LAG_MS = 3000          # result recorded → the open page shows it (polled every 0.1 s)
 
 # One line a second, flushed (the shell writes each echo at once), then a failure.
 SLOW_FAILING_SCRIPT = """#!/bin/sh
@@ -271,6 +272,7 @@ class WebPageTest(kf.ClusterTestCase):
         self.assertEqual(self.wait_in_page("the commit page turning failed", lambda: (
             b.js(STATE_OF_COMMIT, commit) if b.js(STATE_OF_COMMIT, commit) != "running"
             else None), timeout=LINES + PAGE_TIMEOUT), "failed")
+        commit_page_saw_ms = time.time() * 1000
         self.wait_in_page("the failing test listed", lambda: b.js(
             "return document.getElementById('tests').textContent").find("slow_then_fails") >= 0)
         log = self.wait_in_page("the whole log", lambda: (
@@ -280,10 +282,14 @@ class WebPageTest(kf.ClusterTestCase):
         self.assertEqual(b.js("return window.kilnMarker"), "commit", "the commit page reloaded")
         self.screenshot("commit-failed")
 
-        b.switch(home)
+        # The page learnt it from the event, not from its 30 s refresh.
+        finished_ms = c.jobs_of(commit)[0]["finished_unix_ms"]
+        self.assertLess(commit_page_saw_ms - finished_ms, EVENT_LAG_MS)
+
+        b.switch(home)  # loaded less than 30 s ago: only an event can have changed it
         self.assertEqual(self.wait_in_page("/ turning failed", lambda: (
             b.js(STATE_OF_COMMIT, commit) if b.js(STATE_OF_COMMIT, commit) != "running"
-            else None)), "failed")
+            else None), timeout=EVENT_LAG_MS / 1000), "failed")
         self.assertEqual(b.js("return window.kilnMarker"), "home", "/ reloaded")
         self.screenshot("home")
 

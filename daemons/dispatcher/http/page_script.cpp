@@ -152,9 +152,10 @@ const std::string_view kPageScript = R"JS(// Kiln: keeps a server-rendered page 
 
   listen();
   follow();
-  // "running for" and "waiting" grow between events too.
+  // "running for" and "waiting" grow between events too (now and then:
+  // the events carry every change of state).
   setInterval(function () { if (document.querySelector('.state.running, .state.queued')) refreshSoon(); },
-              10000);
+              30000);
 })();
 )JS";
 
