@@ -20,6 +20,7 @@
 #include "http/events.hpp"
 #include "http/http_server.hpp"
 #include "job_table.hpp"
+#include "live_logs.hpp"
 #include "queries.hpp"
 #include "reporter.hpp"
 #include "runner_registry.hpp"
@@ -53,7 +54,7 @@ class Dispatcher {
     // What kilnctl asks for, as one packed msgpack object (see Queries).
     std::string query(const std::string &what, const std::string &arg, std::string &error) const
     {
-        return queries_.answer(what, arg, error);
+        return what == "log" ? live_logs_.answer(arg, error) : queries_.answer(what, arg, error);
     }
 
     // The dispatcher's parts, read-only, for the HTTP handlers (pages, API,
@@ -130,6 +131,7 @@ class Dispatcher {
     int64_t started_unix_ms_ = 0; // restart_grace counts from here
     bool stopping_ = false;
     Queries queries_{config_, jobs_, runners_, store_, started_unix_ms_};
+    LiveLogs live_logs_{jobs_}; // running jobs' output for followers (live_logs.hpp)
     HttpServer http_{loop_, config_.http}; // [http]; routes added in the constructor
     EventHub events_;                      // subscribers of /api/v1/events
     uint64_t last_keepalive_ms_ = 0;

@@ -8,6 +8,7 @@
 #include <kiln/log.hpp>
 
 #include "http/api.hpp"
+#include "http/log_routes.hpp"
 #include "http/pages_routes.hpp"
 
 namespace kiln {
@@ -20,11 +21,15 @@ void Dispatcher::add_http_routes()
         [this](const std::string &what, const std::string &arg, std::string &error) {
             return query(what, arg, error);
         },
-        events_);
-    add_page_routes(http_, PageSources{jobs_, runners_});
+        events_, commit_log_handler(jobs_, live_logs_));
+    // The pages show a running job's live tail; the script follows the rest.
+    add_page_routes(http_, PageSources{jobs_, runners_, [this](uint64_t job_id) {
+                                           const LiveLogs::Tail *tail = live_logs_.find(job_id);
+                                           return tail ? LiveLogView{tail->start, tail->bytes}
+                                                       : LiveLogView{};
+                                       }});
     // INTEGRATOR: the other parts' routes, one line each, e.g.
-    //   add_page_routes(http_, *this);     (pages)
-    //   add_log_routes(http_, *this);      (logs)
+    //   (logs: /api/v1/commits/<id>/log is served through the API's commits route)
     //   add_metrics_routes(http_, *this);  (metrics+hooks)
 }
 

@@ -84,6 +84,7 @@ void Dispatcher::record_result(Connection &conn, const Result &result)
 
 void Dispatcher::job_ended(uint64_t job_id, Store::Durable durable)
 {
+    live_logs_.end(job_id); // followers now read the result's log
     // With no report plugin there is nothing to report: one write, not two.
     if (reporter_.empty())
         jobs_.set_reported(job_id);
