@@ -98,13 +98,20 @@ const std::string_view kPageScript = R"JS(// Kiln: keeps a server-rendered page 
   function follow() {
     if (!log || !log.getAttribute('data-follow') || !window.EventSource) return;
     var shown = Number(log.getAttribute('data-offset') || 0);
+    var attempt = Number(log.getAttribute('data-attempt') || 0);
     logStream = new EventSource(log.getAttribute('data-follow'));
+    // data: {"offset": N, "text": "...", "attempt": A} (plain text works too).
     logStream.addEventListener('log', function (ev) {
       var text = ev.data, offset = null, d = null;
       try { d = JSON.parse(ev.data); } catch (e) { d = null; }
       if (d && typeof d === 'object') {
-        text = typeof d.text === 'string' ? d.text : typeof d.bytes === 'string' ? d.bytes : '';
+        text = typeof d.text === 'string' ? d.text : '';
         offset = typeof d.offset === 'number' ? d.offset : null;
+        if (typeof d.attempt === 'number' && d.attempt !== attempt) {
+          // The job runs again (its runner was lost): its log starts over.
+          if (attempt) { log.textContent = ''; shown = 0; logChunks = 0; }
+          attempt = d.attempt;
+        }
       }
       if (offset !== null) { // offsets count bytes: skip those the page already shows
         var bytes = utf8(text);

@@ -142,7 +142,8 @@ void log_section(std::string &out, const PageSources &src, const Job &job)
                " bytes are not shown.";
     else if (end == 0 && !live)
         out += "The job wrote no log.";
-    out += "</p>\n<pre id=\"log\" data-offset=\"" + std::to_string(end) + "\"";
+    out += "</p>\n<pre id=\"log\" data-attempt=\"" + std::to_string(job.attempt) +
+           "\" data-offset=\"" + std::to_string(end) + "\"";
     if (live) {
         out += " data-follow=\"/api/v1/commits/";
         html::escape(out, job.spec.commit);
