@@ -31,7 +31,8 @@ namespace {
 void summary(std::string &out, const PageSources &src, size_t queued, size_t running)
 {
     uint32_t slots = src.runners.slots();
-    out += "<p id=\"summary\" data-live>" + std::to_string(src.runners.size()) + " runners, " +
+    size_t n = src.runners.size();
+    out += "<p id=\"summary\" data-live>" + std::to_string(n) + (n == 1 ? " runner, " : " runners, ") +
            std::to_string(running) + " of " + std::to_string(slots) + " slots busy, " +
            std::to_string(queued) + " queued.</p>\n";
 }
