@@ -142,11 +142,13 @@ const std::string_view kPageScript = R"JS(// Kiln: keeps a server-rendered page 
     if (logStream) logStream.close();
     logStream = null;
   }
-  // The job is done when the fresh page no longer follows a stream: take its
-  // log unless this page has already shown the same bytes as they came.
+  // The job is done when the fresh page no longer follows a stream.  A
+  // stream that has been delivering closes itself on 'end', after the last
+  // bytes (the job's event may come first); without one, take the page's log.
   function logAfterRefresh(doc) {
     var fresh = doc.getElementById('log');
     if (!log || !fresh || fresh.getAttribute('data-follow')) return;
+    if (logStream && logChunks > 0) return;
     stopFollowing();
     if (logChunks === 0) {
       var section = doc.getElementById('log-section');
