@@ -55,7 +55,7 @@ const std::string_view kPageScript = R"JS(// Kiln: keeps a server-rendered page 
     }
   }
 
-  // ---- a job's event (queued, started, shard, finished; data: job, state,
+  // ---- a job's event (queued, started, requeued, shard, finished; data: job, state,
   // outcome, ...): recolour that job's rows now, then refresh ----
   function stateOf(d) {
     if (d.outcome && DONE[d.outcome]) return d.outcome;
@@ -79,7 +79,7 @@ const std::string_view kPageScript = R"JS(// Kiln: keeps a server-rendered page 
   }
 
   // ---- the job events stream ----
-  var JOB_EVENTS = ['queued', 'started', 'shard', 'finished'];
+  var JOB_EVENTS = ['queued', 'started', 'requeued', 'shard', 'finished'];
   function listen() {
     if (!window.EventSource) return;
     var events = new EventSource('/api/v1/events');
