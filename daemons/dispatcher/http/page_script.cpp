@@ -55,8 +55,8 @@ const std::string_view kPageScript = R"JS(// Kiln: keeps a server-rendered page 
     }
   }
 
-  // ---- a job's event (queued, started, requeued, shard, finished; data: job, state,
-  // outcome, ...): recolour that job's rows now, then refresh ----
+  // ---- a job's event (queued, started, requeued, shard, finished; data:
+  // job, state, outcome, ...): recolour that job's rows now, then refresh ----
   function stateOf(d) {
     if (d.outcome && DONE[d.outcome]) return d.outcome;
     if (d.state === 'queued') return 'queued';
