@@ -37,12 +37,13 @@ constexpr std::string_view kStyle = R"(<style>
 body{font:14px/1.4 system-ui,sans-serif;margin:0 auto;max-width:72rem;padding:0 1rem;color:#222}
 nav{padding:.6rem 0;border-bottom:1px solid #ddd}nav a{margin-right:1rem}
 h1{font-size:1.3rem}h2{font-size:1.1rem;margin-top:1.6rem}
-table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.2rem .5rem;border-bottom:1px solid #eee;vertical-align:top}
-code,pre{font:12px/1.35 ui-monospace,monospace}pre{background:#f6f6f6;padding:.5rem;overflow-x:auto;white-space:pre-wrap;word-break:break-all}
+table{border-collapse:collapse;width:100%}
+td,th{text-align:left;padding:.2rem .5rem;border-bottom:1px solid #eee;vertical-align:top}
+code,pre{font:12px/1.35 ui-monospace,monospace}
+pre{background:#f6f6f6;padding:.5rem;overflow-x:auto;white-space:pre-wrap;word-break:break-all}
 .state{font-weight:600;padding:0 .3rem;border-radius:3px}
 .passed{color:#116329;background:#dafbe1}.failed,.error,.timeout{color:#a40e26;background:#ffebe9}
 .running{color:#7d4e00;background:#fff8c5}.queued,.skipped,.cancelled{color:#555;background:#eee}
-tr.failed,tr.error,tr.timeout,tr.passed,tr.running,tr.queued,tr.skipped,tr.cancelled{background:none}
 .more,.note{color:#666;font-style:italic}
 </style>
 )";
@@ -174,7 +175,8 @@ void page_end(std::string &out, int64_t now_unix_ms)
 void more_rows(std::string &out, size_t shown, size_t more, size_t columns)
 {
     if (shown == 0 && more == 0) {
-        out += "<tr><td class=\"note\" colspan=\"" + std::to_string(columns) + "\">none</td></tr>\n";
+        out += "<tr><td class=\"note\" colspan=\"" + std::to_string(columns) +
+               "\">none</td></tr>\n";
         return;
     }
     if (more == 0)

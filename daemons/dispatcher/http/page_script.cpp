@@ -3,7 +3,8 @@
 
 namespace kiln {
 
-const std::string_view kPageScript = R"JS(// Kiln: keeps a server-rendered page current.  The page works without it.
+const std::string_view kPageScript = R"JS(// Kiln: keeps a server-rendered page current.
+// The page works without it.
 (function () {
   'use strict';
   var page = document.body.getAttribute('data-page');
@@ -163,8 +164,9 @@ const std::string_view kPageScript = R"JS(// Kiln: keeps a server-rendered page 
   follow();
   // "running for" and "waiting" grow between events too (now and then:
   // the events carry every change of state).
-  setInterval(function () { if (document.querySelector('.state.running, .state.queued')) refreshSoon(); },
-              30000);
+  setInterval(function () {
+    if (document.querySelector('.state.running, .state.queued')) refreshSoon();
+  }, 30000);
 })();
 )JS";
 

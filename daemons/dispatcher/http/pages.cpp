@@ -32,7 +32,8 @@ void summary(std::string &out, const PageSources &src, size_t queued, size_t run
 {
     uint32_t slots = src.runners.slots();
     size_t n = src.runners.size();
-    out += "<p id=\"summary\" data-live>" + std::to_string(n) + (n == 1 ? " runner, " : " runners, ") +
+    out += "<p id=\"summary\" data-live>" + std::to_string(n) +
+           (n == 1 ? " runner, " : " runners, ") +
            std::to_string(running) + " of " + std::to_string(slots) + " slots busy, " +
            std::to_string(queued) + " queued.</p>\n";
 }

@@ -22,7 +22,8 @@ void outcome_section(std::string &out, const PageSources &src, const Job &job, i
     out += "</td></tr>\n<tr><th>runner</th><td>";
     page_rows::runner_link(out, job.runner);
     out += "</td></tr>\n<tr><th>attempt</th><td>" + std::to_string(job.attempt) +
-           "</td></tr>\n<tr><th>queued</th><td>" + html::utc_time(job.created_unix_ms) + "</td></tr>\n";
+           "</td></tr>\n<tr><th>queued</th><td>" + html::utc_time(job.created_unix_ms) +
+           "</td></tr>\n";
     if (job.state == JobState::done) {
         const Result &r = job.result;
         out += "<tr><th>finished</th><td>" + html::utc_time(job.finished_unix_ms) + "</td></tr>\n";

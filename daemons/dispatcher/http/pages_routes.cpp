@@ -20,8 +20,9 @@ std::vector<std::pair<std::string, std::string>> page_headers()
 {
     return {{"cache-control", "no-store"},
             {"x-content-type-options", "nosniff"},
-            {"content-security-policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; "
-                                        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"}};
+            {"content-security-policy",
+             "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; "
+             "base-uri 'none'; form-action 'none'"}};
 }
 
 bool commit_prefix(const std::string &id)
