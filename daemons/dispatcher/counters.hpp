@@ -60,8 +60,18 @@ struct Counters {
     // connection reads "idle for N ms") or otherwise.
     void runner_released(const std::string &why, size_t jobs)
     {
-        reruns[why.find("idle for") != std::string::npos ? "timeout" : "runner_lost"] += jobs;
+        reruns[silent(why) ? "timeout" : "runner_lost"] += jobs;
     }
+
+    // A registered runner is gone; `why` its connection's close reason.
+    void runner_lost(const std::string &why)
+    {
+        if (silent(why))
+            heartbeats_missed++;
+    }
+
+  private:
+    static bool silent(const std::string &why) { return why.find("idle for") != std::string::npos; }
 };
 
 } // namespace kiln

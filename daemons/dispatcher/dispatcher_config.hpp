@@ -7,6 +7,8 @@
 #include <kiln/config.hpp>
 #include <kiln/restart_keys.hpp>
 
+#include "webhook_config.hpp"
+
 namespace kiln {
 
 // What a reload (SIGHUP) may change: the running dispatcher takes these by
@@ -28,6 +30,7 @@ struct DispatcherSettings {
     std::string secret, runner_secret, observer_secret;
     std::vector<std::string> plugin_dirs;
     std::vector<ConfigTable> reports; // [[report]] tables, each naming its plugin
+    std::vector<WebhookConfig> webhooks; // [[webhook]] tables, their secrets read
 
     // The key a peer of this role ("runner", "observer", "ctl") must prove.
     const std::string &secret_for(const std::string &role) const;

@@ -83,6 +83,7 @@ void Dispatcher::record_result(Connection &conn, const Result &result)
 
 void Dispatcher::job_ended(uint64_t job_id, Store::Durable durable)
 {
+    counters_.job_finished(*jobs_.find(job_id));
     // With no report plugin there is nothing to report: one write, not two.
     if (reporter_.empty())
         jobs_.set_reported(job_id);
@@ -134,6 +135,7 @@ void Dispatcher::retry(Connection &conn, const Query &q)
                          "; only a finished job can be retried");
         return;
     }
+    counters_.reruns["retry"]++;
     log_notice("job %llu: retry requested; queued", static_cast<unsigned long long>(id));
     std::weak_ptr<Connection> weak = conn.shared_from_this();
     save(id, [this, weak, q] {
