@@ -51,7 +51,8 @@ struct Scene {
         runners.add("r1", nullptr, {}, 9000).slots = 4;
         counters.runner_released("idle for 10000 ms", 2);
         counters.runner_released("connection reset by peer", 1);
-        counters.heartbeats_missed = 1;
+        counters.runner_lost("idle for 10000 ms"); // silent: a missed heartbeat
+        counters.runner_lost("connection reset by peer");
     }
     std::string render()
     {
