@@ -17,6 +17,7 @@ Dispatcher::Dispatcher(uv_loop_t *loop, DispatcherConfig config)
       store_(loop, config_.state_dir)
 {
     reporter_.install(reporter_.load(config_));
+    add_http_routes();
 }
 
 // What was assigned when the dispatcher stopped stays with its runner for
@@ -64,6 +65,8 @@ bool Dispatcher::start()
         log_err("%s", error.c_str());
         return false;
     }
+    if (!start_http())
+        return false;
     started_unix_ms_ = unix_ms();
     heartbeat_timer_ = new uv_timer_t;
     uv_timer_init(loop_, heartbeat_timer_);
@@ -84,6 +87,7 @@ void Dispatcher::stop()
 {
     stopping_ = true;
     server_.close();
+    http_.stop();
     if (heartbeat_timer_)
         uv_timer_stop(heartbeat_timer_);
     auto conns = connections_;
@@ -148,6 +152,13 @@ void Dispatcher::on_heartbeat_timer(uv_timer_t *timer) noexcept
     guarded("heartbeat timer: runners gone after a restart", [self] { self->expire_orphans(); });
     guarded("heartbeat timer: scheduling", [self] { self->schedule(); });
     guarded("heartbeat timer: handshake deadlines", [self] { self->handshakes_.expire(self->connections_); });
+    guarded("heartbeat timer: event stream keepalive", [self] {
+        // Often enough that a subscriber gone away is noticed and dropped.
+        if (unix_ms() - self->last_keepalive_ms_ >= 15000) {
+            self->last_keepalive_ms_ = unix_ms();
+            self->events_.keepalive();
+        }
+    });
 }
 
 void Dispatcher::for_job(uint64_t job_id, const char *what,

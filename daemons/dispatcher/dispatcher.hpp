@@ -18,6 +18,8 @@
 #include "counters.hpp"
 #include "dispatcher_config.hpp"
 #include "handshakes.hpp"
+#include "http/events.hpp"
+#include "http/http_server.hpp"
 #include "job_table.hpp"
 #include "queries.hpp"
 #include "reporter.hpp"
@@ -54,6 +56,17 @@ class Dispatcher {
     {
         return queries_.answer(what, arg, error);
     }
+
+    // The dispatcher's parts, read-only, for the HTTP handlers (pages, API,
+    // metrics) that the routes in dispatcher_http.cpp add.
+    const JobTable &jobs() const { return jobs_; }
+    const RunnerRegistry &runners() const { return runners_; }
+    const Store &store() const { return store_; }
+    const DispatcherConfig &config() const { return config_; }
+    // Server-sent events of job state changes (/api/v1/events, the pages).
+    EventHub &events() { return events_; }
+    // The HTTP server's port (0 when [http] listen is "").
+    int http_port() const { return http_.port(); }
 
   private:
     // dispatcher.cpp — the loop: connections, message routing, timers.
@@ -95,6 +108,11 @@ class Dispatcher {
     void release(uint64_t job_id, const std::string &why);
     void expire_orphans();
 
+    // dispatcher_http.cpp — the HTTP routes; job state changes as events.
+    void add_http_routes();
+    bool start_http();
+    void publish_job(const char *event, const Job &job);
+
     // sharding.cpp — test lists split into shards; superseded commits cancelled.
     void on_test_list(Connection &conn, const TestList &list);
     void split_job(Connection &conn, const TestList &list);
@@ -118,6 +136,9 @@ class Dispatcher {
     bool stopping_ = false;
     Counters counters_;        // what /metrics counts since the start (counters.hpp)
     Queries queries_{config_, jobs_, runners_, store_, started_unix_ms_};
+    HttpServer http_{loop_, config_.http}; // [http]; routes added in the constructor
+    EventHub events_;                      // subscribers of /api/v1/events
+    uint64_t last_keepalive_ms_ = 0;
 };
 
 } // namespace kiln

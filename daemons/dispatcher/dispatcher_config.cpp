@@ -3,6 +3,8 @@
 #include <kiln/auth.hpp>
 #include <kiln/net.hpp>
 
+#include "http/http_auth.hpp"
+
 namespace kiln {
 
 DispatcherConfig DispatcherConfig::from(const ConfigTable &root)
@@ -44,11 +46,58 @@ DispatcherConfig DispatcherConfig::from(const ConfigTable &root)
         throw ConfigError(d.error_at("runner_timeout", "must be longer than heartbeat_interval"));
     d.reject_unknown_keys();
 
+    c.http = http_from(root.table("http"));
     c.reports = root.tables("report");
     for (const auto &report : c.reports)
         report.required_string("plugin"); // the rest of the table belongs to the plugin
     c.webhooks = webhooks_from(root);
     root.reject_unknown_keys();
+    return c;
+}
+
+HttpConfig DispatcherConfig::http_from(const ConfigTable &h)
+{
+    HttpConfig c;
+    c.listen = h.string("listen", c.listen);
+    c.auth_file = h.string("auth_file", "");
+    c.is_public = h.boolean("public", false);
+    c.max_header_bytes = static_cast<size_t>(
+        h.integer("max_header_bytes", c.max_header_bytes, 1024, 256 * 1024));
+    c.max_body_bytes =
+        static_cast<size_t>(h.integer("max_body_bytes", c.max_body_bytes, 0, 1 << 30));
+    c.max_connections =
+        static_cast<size_t>(h.integer("max_connections", c.max_connections, 1, 1000000));
+    c.request_timeout_ms = h.duration_ms("request_timeout", c.request_timeout_ms);
+    if (c.request_timeout_ms == 0)
+        throw ConfigError(h.error_at("request_timeout", "must be more than 0"));
+    c.max_stream_buffer = static_cast<size_t>(
+        h.integer("max_stream_buffer", c.max_stream_buffer, 4096, int64_t(1) << 30));
+    h.reject_unknown_keys();
+    if (c.listen.empty())
+        return c; // off
+    if (!c.auth_file.empty()) {
+        std::string accounts;
+        try {
+            accounts = read_secret_file(c.auth_file); // mode 600, like every secret file
+        } catch (const std::exception &e) {
+            throw ConfigError(h.error_at("auth_file", e.what()));
+        }
+        try {
+            parse_auth_accounts(accounts);
+        } catch (const std::exception &e) {
+            throw ConfigError(h.error_at("auth_file", c.auth_file + ": " + e.what()));
+        }
+    }
+    // Logs can hold secrets: off this host, only with accounts or on purpose.
+    std::string host, error;
+    int port = 0;
+    if (!split_host_port(c.listen, host, port, error))
+        throw ConfigError(h.error_at("listen", error));
+    if (!is_loopback_host(host) && c.auth_file.empty() && !c.is_public)
+        throw ConfigError(h.error_at(
+            "listen", "'" + c.listen +
+                          "' is not a loopback address: set auth_file (HTTP basic accounts), or "
+                          "public = true to serve pages and logs to anyone who can reach it"));
     return c;
 }
 

@@ -7,6 +7,7 @@
 #include <kiln/config.hpp>
 #include <kiln/restart_keys.hpp>
 
+#include "http/http_server.hpp"
 #include "webhook_config.hpp"
 
 namespace kiln {
@@ -41,6 +42,7 @@ struct DispatcherConfig : DispatcherSettings {
     std::string listen = "127.0.0.1:8888";
     std::string state_dir = "/var/lib/kiln/dispatcher";
     size_t max_frame = 16u << 20;
+    HttpConfig http; // [http]: all of it needs a restart
 
     // The keys above by name, for reload's warnings (restart_keys.hpp).
     static auto keys()
@@ -48,11 +50,14 @@ struct DispatcherConfig : DispatcherSettings {
         using C = DispatcherConfig;
         return std::make_tuple(restart_key("listen", &C::listen),
                                restart_key("state_dir", &C::state_dir),
-                               restart_key("max_frame", &C::max_frame));
+                               restart_key("max_frame", &C::max_frame),
+                               restart_key("http", &C::http));
     }
 
     // Throws ConfigError naming file, line, column and key.
     static DispatcherConfig from(const ConfigTable &root);
+    // [http] alone (dispatcher_config.cpp).
+    static HttpConfig http_from(const ConfigTable &http);
 };
 
 } // namespace kiln

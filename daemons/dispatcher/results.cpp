@@ -28,6 +28,7 @@ void Dispatcher::on_commit(Connection &conn, const Commit &commit)
     log_debug("job %llu: queued %s %s %.12s", static_cast<unsigned long long>(job->id),
              job->spec.repo.c_str(), job->spec.branch.c_str(), job->spec.commit.c_str());
     store_.save_job(*job, send_ack);
+    publish_job("queued", *job);
     if (job->spec.cancel_superseded)
         supersede(*job);
     schedule();
@@ -100,6 +101,7 @@ void Dispatcher::job_ended(uint64_t job_id, Store::Durable durable)
             log_notice("job %llu: %s %.12s %s by %s", static_cast<unsigned long long>(job_id),
                        job->spec.repo.c_str(), job->spec.commit.c_str(),
                        kiln_outcome_name(job->result.outcome), job->runner.c_str());
+        publish_job(job->parent ? "shard" : "finished", *job);
         if (durable)
             durable();
         if (!job->parent && !job->reported)

@@ -152,6 +152,7 @@ void Dispatcher::assign(uint64_t id, const RunnerSlotInfo &runner)
     const Job *job = jobs_.find(id);
     log_debug("job %llu: assigned to %s (attempt %u)%s", static_cast<unsigned long long>(id),
               runner.name.c_str(), job->attempt, job->listing() ? " to list its tests" : "");
+    publish_job("started", *job);
     Assign assign;
     assign.job_id = id;
     assign.attempt = job->attempt;

@@ -74,6 +74,9 @@ class Cluster:
         # More [dispatcher] / [observer] lines: limits, timeouts, ...
         self.dispatcher_extra = dispatcher_extra
         self.handshake_timeout = handshake_timeout
+        # [http]: where it listens (port 0: any free one, see http_port) and more lines.
+        self.http_listen = "127.0.0.1:0"
+        self.http_extra = ""
         self.observer_extra = observer_extra
         self.repo = GitRepo(os.path.join(self.tmp, "repo"))
         # More [runner] lines, by runner name (secret_file, sandbox, ...).
@@ -98,7 +101,22 @@ class Cluster:
         return kiln_config.write_dispatcher_config(
             self.path("dispatcher.toml"), self.address, self.path("dispatcher-state"),
             self.runner_timeout, self.handshake_timeout, self.plugin_dir, self.max_attempts,
-            self.dispatcher_extra if extra is None else extra, self.results_dir)
+            self.dispatcher_extra if extra is None else extra, self.results_dir,
+            self.http_listen, self.http_extra)
+
+    def http_port(self):
+        """The port the running dispatcher's HTTP server listens on, from its
+        log line "http: listening on ADDRESS (port N)"."""
+        d = self.daemons.get("dispatcher")
+        if d is None:
+            raise AssertionError("no dispatcher running")
+        found = re.findall(r"http: listening on \S+ \(port (\d+)\)", d.log())
+        if not found:
+            raise AssertionError("the dispatcher logged no HTTP port\n" + self.logs())
+        return int(found[-1])
+
+    def http_url(self, path="/"):
+        return "http://127.0.0.1:%d%s" % (self.http_port(), path)
 
     def write_runner_config(self, name="runner-1", slots=2):
         return kiln_config.write_runner_config(

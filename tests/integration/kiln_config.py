@@ -26,10 +26,13 @@ def write_secret(path, secret):
 
 
 def write_dispatcher_config(path, address, state_dir, runner_timeout, handshake_timeout,
-                            plugin_dir, max_attempts, extra, results_dir):
+                            plugin_dir, max_attempts, extra, results_dir, http_listen="127.0.0.1:0",
+                            http_extra=""):
     """[dispatcher] listening on `address`, heartbeats every 500 ms, and one
     files reporter writing to `results_dir`; `extra`: more [dispatcher]
-    lines.  Returns the path."""
+    lines.  [http] listens on `http_listen` (port 0: the system picks one, so
+    parallel tests never collide; the dispatcher logs it), `http_extra`: more
+    [http] lines.  Returns the path."""
     with open(path, "w") as f:
         f.write("[dispatcher]\n"
                 "listen = %s\n"
@@ -39,6 +42,9 @@ def write_dispatcher_config(path, address, state_dir, runner_timeout, handshake_
                 "handshake_timeout = %s\n"
                 "plugin_dir = %s\n"
                 "%s%s\n"
+                "[http]\n"
+                "listen = %s\n"
+                "%s\n"
                 "[[report]]\n"
                 "plugin = \"files\"\n"
                 "dir = %s\n"
@@ -46,7 +52,7 @@ def write_dispatcher_config(path, address, state_dir, runner_timeout, handshake_
                    toml_str(runner_timeout), toml_str(handshake_timeout),
                    toml_array([plugin_dir]),
                    "" if max_attempts is None else "max_attempts = %d\n" % max_attempts,
-                   extra, toml_str(results_dir)))
+                   extra, toml_str(http_listen), http_extra, toml_str(results_dir)))
     return path
 
 

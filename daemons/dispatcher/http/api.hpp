@@ -1,0 +1,22 @@
+#pragma once
+// The JSON API under /api/v1/: what `kilnctl --json` prints, from the same
+// answers (Queries), so the two never differ.
+//   GET /api/v1/status, /api/v1/runners, /api/v1/jobs
+//   GET /api/v1/commits/<id>   (a full id or a unique prefix of 4 or more)
+//   GET /api/v1/events         (server-sent events: see kiln-dispatcher(8))
+// An unknown commit is 404 {"error": "..."}.
+#include <functional>
+#include <string>
+
+#include "events.hpp"
+#include "http_server.hpp"
+
+namespace kiln {
+
+// Queries::answer's signature: packed msgpack, or "" with `error` set.
+using QueryFn = std::function<std::string(const std::string &what, const std::string &arg,
+                                          std::string &error)>;
+
+void add_api_routes(HttpServer &http, QueryFn query, EventHub &events);
+
+} // namespace kiln
