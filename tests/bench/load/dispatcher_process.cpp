@@ -45,7 +45,8 @@ bool DispatcherProcess::make_state_dir(long long hold_s)
             "heartbeat_interval = %lld\n"
             "runner_timeout = %lld\n"
             "handshake_timeout = \"60s\"\n"
-            "# no [[report]]: no report plugins\n",
+            "# no [[report]]: no report plugins\n"
+            "[http]\nlisten = \"\"  # off: its \"http: listening on\" line would be read as the port\n",
             dir_.c_str(), hold_s, hold_s * 2);
     fclose(f);
     return true;
