@@ -88,15 +88,6 @@ void queue_metrics(Exposition &out, const JobTable &jobs, int64_t now)
             out.sample("kiln_oldest_queued_job_age_seconds", {{"repo", repo}},
                        double(std::max<int64_t>(0, now - oldest)) / 1000.0);
     }
-
-    // Done commits not yet handed to every report plugin.
-    size_t backlog = 0;
-    for (const auto &[id, job] : jobs.jobs())
-        if (job.state == JobState::done && !job.parent && !job.reported)
-            backlog++;
-    out.family("kiln_report_backlog", "gauge",
-               "Finished commits not yet accepted by every report plugin.");
-    out.sample("kiln_report_backlog", {}, double(backlog));
 }
 
 void runner_metrics(Exposition &out, const JobTable &jobs, const RunnerRegistry &runners)
@@ -147,6 +138,10 @@ void counter_metrics(Exposition &out, const Counters &c)
     out.family("kiln_heartbeats_missed_total", "counter",
                "Runners dropped after runner_timeout without a message.");
     out.sample("kiln_heartbeats_missed_total", {}, double(c.heartbeats_missed));
+
+    out.family("kiln_report_backlog", "gauge",
+               "Finished commits not yet accepted by every report plugin.");
+    out.sample("kiln_report_backlog", {}, double(c.reports_in_flight));
 }
 
 void connection_metrics(Exposition &out, const std::map<std::string, size_t> &by_role)
