@@ -65,8 +65,6 @@ bool Dispatcher::start()
         log_err("%s", error.c_str());
         return false;
     }
-    if (!start_http())
-        return false;
     started_unix_ms_ = unix_ms();
     heartbeat_timer_ = new uv_timer_t;
     uv_timer_init(loop_, heartbeat_timer_);
@@ -75,6 +73,9 @@ bool Dispatcher::start()
                    config_.heartbeat_interval_ms);
     log_notice("listening on %s (port %d), %zu report plugin(s)", config_.listen.c_str(),
                server_.port(), reporter_.size());
+    // After the line above: scripts read the first "listening on" as the peers' port.
+    if (!start_http())
+        return false;
     // Results recorded before a crash but not yet reported: report them now
     // (reporting is at least once).
     for (const auto &[id, job] : jobs_.jobs())

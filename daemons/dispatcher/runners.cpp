@@ -31,6 +31,7 @@ void Dispatcher::release_runner(const std::string &name, const std::string &why)
         log_warning("job %llu: runner %s %s; requeued", static_cast<unsigned long long>(id),
                     name.c_str(), why.c_str());
         save(id);
+        publish_job("requeued", *jobs_.find(id));
     }
     for (uint64_t id : released.ended) {
         log_err("job %llu: runner %s %s; %s", static_cast<unsigned long long>(id), name.c_str(),
@@ -54,6 +55,7 @@ void Dispatcher::release(uint64_t job_id, const std::string &why)
         log_warning("job %llu: %s; requeued", static_cast<unsigned long long>(job_id),
                     why.c_str());
         save(job_id);
+        publish_job("requeued", *job);
     }
 }
 

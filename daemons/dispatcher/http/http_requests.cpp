@@ -127,7 +127,7 @@ std::string HttpRequest::param(const std::string &name) const
         for (size_t i = 0; i < s.size(); i++) {
             if (s[i] == '+')
                 out += ' ';
-            else if (s[i] == '%' && i + 2 < s.size() + 0 && std::isxdigit((unsigned char)s[i + 1]) &&
+            else if (s[i] == '%' && i + 2 < s.size() && std::isxdigit((unsigned char)s[i + 1]) &&
                      std::isxdigit((unsigned char)s[i + 2])) {
                 out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
                 i += 2;

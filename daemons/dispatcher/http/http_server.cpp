@@ -149,9 +149,18 @@ void HttpServer::Impl::on_connection(uv_stream_t *listener, int status) noexcept
 void HttpServer::Impl::on_socket_closed(uv_handle_t *handle) noexcept
 {
     auto *conn = reinterpret_cast<HttpSocket *>(handle);
-    if (conn->server)
-        conn->server->sockets.erase(conn);
+    Impl *s = conn->server;
+    if (s)
+        s->sockets.erase(conn);
     delete conn;
+    if (!s)
+        return;
+    // Stopping, and the last one gone: the grace timer need not hold the loop.
+    if (s->stop_timer && s->sockets.empty()) {
+        uv_close(reinterpret_cast<uv_handle_t *>(s->stop_timer),
+                 [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
+        s->stop_timer = nullptr;
+    }
 }
 
 void HttpServer::stop()

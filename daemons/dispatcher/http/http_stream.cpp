@@ -81,13 +81,19 @@ void H2oStream::flush()
     }
 }
 
-void H2oStream::on_proceed(h2o_generator_t *gen, h2o_req_t *) noexcept
+void H2oStream::on_proceed(h2o_generator_t *gen, h2o_req_t *req) noexcept
 {
     H2oStream *self = reinterpret_cast<Generator *>(gen)->stream;
     self->sending_ = false;
     self->in_flight_.clear();
-    if (!self->pending_.empty() || self->final_queued_)
+    if (self->cut_ && self->req_) {
+        // Cut while that write was in the kernel's buffers: end it now.
+        auto keep = self->shared_from_this();
+        self->finished();
+        h2o_send(req, nullptr, 0, H2O_SEND_STATE_ERROR);
+    } else if (!self->pending_.empty() || self->final_queued_) {
         self->flush();
+    }
 }
 
 // The connection is going away (client gone, write failed, cut()).
@@ -116,6 +122,7 @@ void H2oStream::mark_closed()
 void H2oStream::cut()
 {
     pending_.clear();
+    cut_ = true;
     if (req_ && !sending_) {
         h2o_req_t *req = req_;
         finished();

@@ -33,7 +33,7 @@ class H2oStream : public HttpStream, public std::enable_shared_from_this<H2oStre
     HttpServer::Impl *server_ = nullptr;
     h2o_req_t *req_ = nullptr; // null once H2O is done with the request
     std::string pending_, in_flight_;
-    bool sending_ = false, closed_ = false, final_queued_ = false;
+    bool sending_ = false, closed_ = false, final_queued_ = false, cut_ = false;
 };
 
 } // namespace kiln

@@ -46,7 +46,8 @@ bool DispatcherProcess::make_state_dir(long long hold_s)
             "runner_timeout = %lld\n"
             "handshake_timeout = \"60s\"\n"
             "# no [[report]]: no report plugins\n"
-            "[http]\nlisten = \"\"  # off: its \"http: listening on\" line would be read as the port\n",
+            "[http]\n"
+            "listen = \"\"\n", // off: the load is the peers' protocol
             dir_.c_str(), hold_s, hold_s * 2);
     fclose(f);
     return true;
