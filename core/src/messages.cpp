@@ -19,7 +19,7 @@ namespace {
 // Wire names, in the order of the Message alternatives.
 const char *const kTypeNames[] = {"hello",  "ack",    "error", "commit", "register",
                                   "heartbeat", "assign", "result", "query", "reply",
-                                  "test_list", "cancel", "notify", "auth"};
+                                  "test_list", "cancel", "notify", "auth", "log"};
 static_assert(std::variant_size_v<Message> == sizeof kTypeNames / sizeof kTypeNames[0]);
 
 bool valid_url(std::string_view s)
@@ -72,7 +72,16 @@ template <class IO> bool describe(IO &io, Auth &m)
 }
 template <class IO> bool describe(IO &io, Ack &m)
 {
-    return io.field("id", m.id) && io.field("job_id", m.job_id, kOptional);
+    return io.field("id", m.id) && io.field("job_id", m.job_id, kOptional) &&
+           io.field("offset", m.offset, kOptional);
+}
+template <class IO> bool describe(IO &io, LogChunk &m)
+{
+    return io.field("id", m.id) && io.field("job_id", m.job_id) && io.field("attempt", m.attempt) &&
+           io.check(m.attempt >= 1, "attempt", "must be at least 1") &&
+           io.field("offset", m.offset) && io.field("bytes", m.bytes) &&
+           io.check(!m.bytes.empty(), "bytes", "must not be empty") &&
+           io.check(m.offset <= UINT64_MAX - m.bytes.size(), "offset", "is too large");
 }
 template <class IO> bool describe(IO &io, Error &m)
 {

@@ -35,6 +35,7 @@ struct kiln_process {
 
     kiln_spawn_cb cb = nullptr;
     void *arg = nullptr;
+    kiln::SpawnTee tee;
     size_t max_output = kDefaultMaxOutput;
     std::string out, err;
     bool truncated = false;
@@ -115,6 +116,11 @@ void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) noexcept
 {
     auto *p = static_cast<kiln_process *>(stream->data);
     if (nread > 0) {
+        const bool is_out = stream == reinterpret_cast<uv_stream_t *>(&p->out_pipe);
+        if (p->tee.on_output)
+            guarded("spawn: tee", [&] {
+                p->tee.on_output(p->tee.arg, is_out ? 1 : 2, buf->base, size_t(nread));
+            });
         std::string &sink = stream == reinterpret_cast<uv_stream_t *>(&p->out_pipe) ? p->out : p->err;
         size_t room = p->max_output > sink.size() ? p->max_output - sink.size() : 0;
         size_t take = static_cast<size_t>(nread) < room ? static_cast<size_t>(nread) : room;
@@ -162,7 +168,7 @@ void on_timer(uv_timer_t *timer) noexcept
 } // namespace
 
 int spawn_process(uv_loop_t *loop, const kiln_spawn_request *req, kiln_spawn_cb cb, void *arg,
-                  kiln_process **proc, const SpawnUser *as)
+                  kiln_process **proc, const SpawnUser *as, const SpawnTee *tee)
 {
     if (!req || !req->argv || !req->argv[0] || !cb)
         return -EINVAL;
@@ -172,6 +178,8 @@ int spawn_process(uv_loop_t *loop, const kiln_spawn_request *req, kiln_spawn_cb 
     p->arg = arg;
     if (req->max_output)
         p->max_output = req->max_output;
+    if (tee)
+        p->tee = *tee;
 
     uv_timer_init(loop, &p->timer);
     uv_pipe_init(loop, &p->out_pipe, 0);

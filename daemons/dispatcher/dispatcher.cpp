@@ -259,6 +259,10 @@ void Dispatcher::on_message(Connection &conn, Message &&msg)
                 conn.role == "runner" && !conn.name.empty()
                     ? on_test_list(conn, m)
                     : conn.fail(m.id, "only a registered runner sends test lists");
+            else if constexpr (std::is_same_v<T, LogChunk>)
+                conn.role == "runner" && !conn.name.empty()
+                    ? live_logs_.on_chunk(conn, m)
+                    : conn.fail(m.id, "only a registered runner sends logs");
             else if constexpr (std::is_same_v<T, Notify>)
                 conn.role == "ctl" ? on_notify(conn, m)
                                    : conn.fail(m.id, "only kilnctl sends notify");

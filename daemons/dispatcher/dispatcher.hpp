@@ -21,6 +21,7 @@
 #include "http/events.hpp"
 #include "http/http_server.hpp"
 #include "job_table.hpp"
+#include "live_logs.hpp"
 #include "queries.hpp"
 #include "reporter.hpp"
 #include "runner_registry.hpp"
@@ -54,7 +55,7 @@ class Dispatcher {
     // What kilnctl asks for, as one packed msgpack object (see Queries).
     std::string query(const std::string &what, const std::string &arg, std::string &error) const
     {
-        return queries_.answer(what, arg, error);
+        return what == "log" ? live_logs_.answer(arg, error) : queries_.answer(what, arg, error);
     }
 
     // The dispatcher's parts, read-only, for the HTTP handlers (pages, API,
@@ -136,6 +137,7 @@ class Dispatcher {
     bool stopping_ = false;
     Counters counters_;        // what /metrics counts since the start (counters.hpp)
     Queries queries_{config_, jobs_, runners_, store_, started_unix_ms_};
+    LiveLogs live_logs_{jobs_}; // running jobs' output for followers (live_logs.hpp)
     HttpServer http_{loop_, config_.http}; // [http]; routes added in the constructor
     EventHub events_;                      // subscribers of /api/v1/events
     uint64_t last_keepalive_ms_ = 0;

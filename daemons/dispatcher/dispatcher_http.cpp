@@ -8,6 +8,7 @@
 #include <kiln/log.hpp>
 
 #include "http/api.hpp"
+#include "http/log_routes.hpp"
 #include "http/metrics.hpp"
 #include "http/webhooks.hpp"
 
@@ -21,10 +22,10 @@ void Dispatcher::add_http_routes()
         [this](const std::string &what, const std::string &arg, std::string &error) {
             return query(what, arg, error);
         },
-        events_);
+        events_, commit_log_handler(jobs_, live_logs_));
     // INTEGRATOR: the other parts' routes, one line each, e.g.
     //   add_page_routes(http_, *this);     (pages)
-    //   add_log_routes(http_, *this);      (logs)
+    //   (logs: /api/v1/commits/<id>/log is served through the API's commits route)
     add_metrics_route(http_, [this] {
         return MetricsSources{jobs_, runners_, counters_, connections_by_role()};
     });

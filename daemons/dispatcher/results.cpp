@@ -84,6 +84,7 @@ void Dispatcher::record_result(Connection &conn, const Result &result)
 
 void Dispatcher::job_ended(uint64_t job_id, Store::Durable durable)
 {
+    live_logs_.end(job_id); // followers now read the result's log
     counters_.job_finished(*jobs_.find(job_id));
     // With no report plugin there is nothing to report: one write, not two.
     if (reporter_.empty())

@@ -13,6 +13,7 @@
 #include <kiln/config.hpp>
 #include <kiln/log.hpp>
 
+#include "follow_log.hpp"
 #include "print.hpp"
 #include "session.hpp"
 
@@ -31,6 +32,8 @@ void usage(FILE *out)
             "  jobs                 every job with its state, attempt and outcome\n"
             "  result COMMIT        the result of a commit (full id or unique prefix)\n"
             "  retry COMMIT         run a finished commit's tests again\n"
+            "  log [-f] COMMIT      a commit's log; -f: its tests' output as it comes, until the\n"
+            "                       result\n"
             "  notify REPO [BRANCH] make the observers poll REPO (only BRANCH) now\n\n"
             "Options:\n"
             "  -d, --dispatcher HOST:PORT  dispatcher address (default $KILN_DISPATCHER or "
@@ -38,6 +41,7 @@ void usage(FILE *out)
             "  -s, --secret-file FILE      prove to the dispatcher that we hold this secret\n"
             "                              (default $KILN_SECRET_FILE; none: no authentication)\n"
             "  -j, --json                  print JSON instead of a table\n"
+            "  -f, --follow                log: follow a running job until its result\n"
             "  -t, --timeout SECONDS       give up after this long (default 10)\n"
             "  -v, --verbose               log debug messages\n"
             "  -h, --help                  show this help and exit\n"
@@ -50,6 +54,7 @@ struct Invocation {
     std::string address;
     std::string secret_file;
     bool json = false;
+    bool follow = false;
     bool verbose = false;
     long timeout_s = 10;
     std::string command;
@@ -61,6 +66,7 @@ int parse_options(int argc, char **argv, Invocation &inv)
 {
     static const option longopts[] = {
         {"dispatcher", required_argument, nullptr, 'd'}, {"json", no_argument, nullptr, 'j'},
+        {"follow", no_argument, nullptr, 'f'},
         {"secret-file", required_argument, nullptr, 's'},
         {"timeout", required_argument, nullptr, 't'},    {"verbose", no_argument, nullptr, 'v'},
         {"help", no_argument, nullptr, 'h'},             {"version", no_argument, nullptr, 'V'},
@@ -71,11 +77,12 @@ int parse_options(int argc, char **argv, Invocation &inv)
     const char *secret_env = getenv("KILN_SECRET_FILE");
     inv.secret_file = secret_env ? secret_env : "";
     int c;
-    while ((c = getopt_long(argc, argv, "d:s:jt:vhV", longopts, nullptr)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:s:jft:vhV", longopts, nullptr)) != -1) {
         switch (c) {
         case 'd': inv.address = optarg; break;
         case 's': inv.secret_file = optarg; break;
         case 'j': inv.json = true; break;
+        case 'f': inv.follow = true; break;
         case 't': inv.timeout_s = strtol(optarg, nullptr, 10); break;
         case 'v': inv.verbose = true; break;
         case 'h': usage(stdout); return 0;
@@ -110,6 +117,13 @@ bool make_request(const Invocation &inv, Message &request)
     } else if (cmd == "result" || cmd == "retry") {
         if (n != 1)
             return fail(n ? "unexpected argument '" + inv.args[1] + "'" : cmd + " needs a COMMIT");
+        request = Query{2, cmd, inv.args[0]};
+    } else if (cmd == "log") {
+        if (n != 1)
+            return fail(n ? "unexpected argument '" + inv.args[1] + "'" : "log needs a COMMIT");
+        // '@' separates the offset in the query: not part of a commit prefix.
+        if (inv.args[0].find('@') != std::string::npos)
+            return fail("log: '" + inv.args[0] + "' is not a commit id or prefix");
         request = Query{2, cmd, inv.args[0]};
     } else if (cmd == "notify") {
         if (n < 1 || n > 2)
@@ -146,6 +160,13 @@ int main(int argc, char **argv)
     } catch (const ConfigError &e) {
         fprintf(stderr, "kilnctl: %s\n", e.what());
         return 1;
+    }
+    if (inv.command == "log")
+        return print_log({inv.address, secret, inv.args[0], inv.follow,
+                          static_cast<uint64_t>(inv.timeout_s) * 1000});
+    if (inv.follow) {
+        fprintf(stderr, "kilnctl: -f is for log only\n");
+        return 2;
     }
     return ask_dispatcher(inv.address, secret, request,
                           static_cast<uint64_t>(inv.timeout_s) * 1000,

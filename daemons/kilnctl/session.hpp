@@ -20,4 +20,14 @@ using ReplyHandler = std::function<int(const std::string &body)>;
 int ask_dispatcher(const std::string &address, const std::string &secret, const Message &request,
                    uint64_t timeout_ms, const ReplyHandler &on_reply);
 
+// Asks `request`, then again for as long as `next` says, on one
+// connection: `next` gets each Reply's body and either sets the next
+// request (its id 2) and returns true — it is sent `pause_ms` later — or
+// returns false after setting the exit status.  A dropped connection is
+// made again (a dispatcher that restarts) and the pending request asked
+// again; only `timeout_ms` without a Reply, or an Error, ends it with 1.
+using NextRequest = std::function<bool(const std::string &body, Message &request, int &status)>;
+int poll_dispatcher(const std::string &address, const std::string &secret, Message request,
+                    uint64_t timeout_ms, uint64_t pause_ms, const NextRequest &next);
+
 } // namespace kiln

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
+#include <cstring>
 
 #include <kiln/atomic_file.hpp>
 #include <kiln/log.hpp>
@@ -125,9 +126,17 @@ int Runner::spawn_test(const std::string &plugin, const kiln_spawn_request &req,
     // The group is recorded while it runs (group_record.hpp): a runner
     // started after this one crashed kills it.  The plugin's callback is
     // wrapped to drop the record first.
-    auto *watch = new TestWatch{alive_, cb, arg, 0};
+    auto *watch = new TestWatch{alive_, cb, arg, 0, job->live_log(), {}, false};
+    // `ctest --show-only=json-v1` (the ctest plugin picking a shard's
+    // tests) writes data on stdout, not output: its stderr alone is log.
+    for (const char *const *a = req.argv; *a; a++)
+        if (std::strncmp(*a, "--show-only", 11) == 0)
+            watch->stdout_is_data = true;
+    // The output is also streamed to the dispatcher as it comes (live_log.hpp).
+    SpawnTee tee{on_test_output, watch};
     kiln_process *started = nullptr;
-    int rc = spawn_process(loop_, &r, on_test_ended, watch, &started, as_user ? &as : nullptr);
+    int rc = spawn_process(loop_, &r, on_test_ended, watch, &started, as_user ? &as : nullptr,
+                           job->live_log() ? &tee : nullptr);
     if (rc != 0) {
         delete watch;
         return rc;
@@ -145,6 +154,22 @@ void Runner::on_test_ended(void *arg, int status, const kiln_spawn_result *res) 
     if (auto alive = watch->runner.lock(); alive && *alive)
         guarded("test ended", [&] { (*alive)->groups_.remove(watch->pid); });
     watch->cb(watch->arg, status, res);
+}
+
+void Runner::on_test_output(void *arg, int fd, const char *data, size_t len) noexcept
+{
+    auto *watch = static_cast<TestWatch *>(arg);
+    auto log = watch->log.lock();
+    if (!log)
+        return;
+    guarded("live log", [&] {
+        if (fd == 1 && watch->stdout_is_data)
+            return;
+        if (fd == 1)
+            watch->stdout_filter.feed(data, len, [&](std::string_view s) { log->append(s); });
+        else
+            log->append(std::string_view(data, len));
+    });
 }
 
 } // namespace kiln

@@ -236,6 +236,8 @@ void JobRun::run_tests()
     if (assign_.list)
         return list_tests();
     step_ = Step::running;
+    if (send_log_)
+        live_ = std::make_shared<LiveLog>(loop_, job_id(), attempt(), max_log_, send_log_);
     // "job N: running tests" is what the integration tests look for in logs.
     log_info("job %llu: running tests with %s%s", static_cast<unsigned long long>(job_id()),
              exec_.name().c_str(),
@@ -259,7 +261,14 @@ void JobRun::run_tests()
             Result &r = self->result_;
             r.outcome = outcome_from_plugin(res->outcome);
             r.error = res->error ? res->error : "";
-            r.log = bounded_log(res->log, res->log_len, self->max_log_);
+            // What followers saw is the log: the same bytes.  A plugin whose
+            // tests wrote nothing through the host has only its own log.
+            if (self->live_ && !self->live_->bytes().empty()) {
+                self->live_->flush();
+                r.log = self->live_->bytes();
+            } else {
+                r.log = bounded_log(res->log, res->log_len, self->max_log_);
+            }
             for (size_t i = 0; i < res->n_tests; i++) {
                 const kiln_test_result &t = res->tests[i];
                 r.tests.push_back({t.name ? t.name : "?", outcome_from_plugin(t.outcome),

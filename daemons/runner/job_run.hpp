@@ -17,6 +17,7 @@
 #include <kiln/spawn.hpp>
 
 #include "delivery.hpp"
+#include "live_log.hpp"
 
 namespace kiln {
 
@@ -38,6 +39,9 @@ class JobRun {
     // user (chown -R in a child, never following symlinks) so that tests
     // running as it can write there.
     void isolate(bool sandbox, std::optional<SpawnUser> owner);
+    // Before start(): stream the tests' output through `send` while they
+    // run (live_log.hpp); the Result's log is then those bytes.
+    void stream_log(LiveLog::Send send) { send_log_ = std::move(send); }
     void start();
     // Stop whatever step is running; done still follows, with "cancelled"
     // (a TestList with error "cancelled") — or with the real outcome when the
@@ -50,6 +54,8 @@ class JobRun {
     const std::string &workspace() const { return workspace_; }
     bool network() const { return assign_.spec.network; }
     const std::vector<std::string> &read_only() const { return read_only_; }
+    // While the tests run (not for a listing): where their output goes.
+    const std::shared_ptr<LiveLog> &live_log() const { return live_; }
 
     // Keep a log within max bytes: its head and (most of) its tail, with a
     // line saying how much of the middle was dropped.
@@ -85,6 +91,8 @@ class JobRun {
     std::shared_ptr<JobRun *> alive_ = std::make_shared<JobRun *>(this);
     bool cancelled_ = false;
     Result result_;
+    LiveLog::Send send_log_;
+    std::shared_ptr<LiveLog> live_; // shared with the test processes' tees, which hold it weakly
     std::vector<std::string> listed_; // a listing job's tests
 };
 

@@ -55,6 +55,7 @@ void Runner::on_disconnected(const std::string &why)
         log_warning("dispatcher %s: disconnected: %s%s", client_.address().c_str(), why.c_str(),
                     running_.empty() ? "" : "; running jobs go on, their results are spooled");
     registered_ = false;
+    log_chunks_.clear(); // resent from the last acknowledged offset on the next connection
     check_drained(); // a stopping runner need not wait to deliver what is spooled
 }
 
@@ -283,6 +284,8 @@ void Runner::on_message(Connection &conn, Message &&msg)
         else if (ack->id == register_id_)
             log_info("runner %s: registration updated: %u slot(s)", config_.name.c_str(),
                      config_.slots);
+        else if (log_chunks_.count(ack->id))
+            on_log_acked(ack->id, *ack);
         else
             on_acked(ack->id);
     } else if (auto *assign = std::get_if<Assign>(&msg)) {
@@ -293,6 +296,13 @@ void Runner::on_message(Connection &conn, Message &&msg)
         on_dispatcher_hello(conn, *hello);
     } else if (auto *error = std::get_if<Error>(&msg)) {
         log_err("dispatcher %s: error: %s", conn.peer().c_str(), error->message.c_str());
+        // A dispatcher older than live logs closes on them: stop sending
+        // them (results still carry the whole log) rather than reconnect forever.
+        if (error->message == "unknown message type 'log'" && !old_dispatcher_) {
+            old_dispatcher_ = true;
+            log_warning("dispatcher %s: takes no live logs; logs arrive with the results",
+                        conn.peer().c_str());
+        }
     } else if (!std::holds_alternative<Heartbeat>(msg)) {
         conn.fail(0, std::string("unexpected message ") + message_type(msg));
     }
@@ -314,6 +324,11 @@ void Runner::on_registered(Connection &conn)
                  delivery_attempt(pending.what));
         client_.send(to_message(pending.what));
     }
+    // Live logs go on from what the dispatcher acknowledged (it may have
+    // restarted and hold nothing: it takes the bytes from there on).
+    for (const auto &[id, run] : running_)
+        if (run->live_log())
+            run->live_log()->resume();
     send_heartbeat();
 }
 

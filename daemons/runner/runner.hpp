@@ -69,8 +69,14 @@ class Runner {
         kiln_spawn_cb cb;
         void *arg;
         pid_t pid;
+        std::weak_ptr<LiveLog> log; // its job's live log, while the tests run
+        RecordFilter stdout_filter;
+        bool stdout_is_data; // a listing's stdout (ctest --show-only): not teed
     };
     static void on_test_ended(void *arg, int status, const kiln_spawn_result *res) noexcept;
+    static void on_test_output(void *arg, int fd, const char *data, size_t len) noexcept;
+    bool send_log_chunk(LogChunk &&chunk);
+    void on_log_acked(uint64_t request_id, const Ack &ack);
     void configure_client();
     void apply_settings(const RunnerSettings &before);
     void prepare_isolation();
@@ -112,6 +118,8 @@ class Runner {
     bool stopped_ = false;  // disconnected for good
     std::map<uint64_t, std::unique_ptr<JobRun>> running_; // by job id
     std::map<uint64_t, Pending> unacked_;                 // by request id
+    std::map<uint64_t, uint64_t> log_chunks_; // log chunks in flight: request id → job id
+    bool old_dispatcher_ = false; // it refused a log message: send none until we restart
     std::vector<std::string> hidden_;       // covered in every sandbox (work_dir, /etc/kiln, /run)
     std::vector<std::string> hidden_files_; // the secret file, when outside those
     std::vector<std::string> net_read_only_; // bound back when a repo allows the network (DNS)

@@ -76,6 +76,7 @@ void Runner::on_assign(const Assign &assign)
     if (!config_.test_user.empty())
         owner = SpawnUser{config_.test_uid, config_.test_gid};
     run->isolate(config_.sandbox, owner);
+    run->stream_log([this](LogChunk &&chunk) { return send_log_chunk(std::move(chunk)); });
     JobRun &ref = *run;
     running_[assign.job_id] = std::move(run);
     ref.start();
@@ -162,6 +163,27 @@ void Runner::on_spooled(uint64_t id, int status)
     pending.ready = true;
     if (registered_ && !stopped_)
         client_.send(to_message(pending.what));
+}
+
+// ---- live logs ----
+
+bool Runner::send_log_chunk(LogChunk &&chunk)
+{
+    if (!registered_ || old_dispatcher_)
+        return false;
+    chunk.id = next_request_id_++;
+    log_chunks_[chunk.id] = chunk.job_id;
+    client_.send(chunk);
+    return true;
+}
+
+void Runner::on_log_acked(uint64_t request_id, const Ack &ack)
+{
+    auto it = log_chunks_.find(request_id);
+    auto run = running_.find(it->second);
+    log_chunks_.erase(it);
+    if (run != running_.end() && run->second->live_log())
+        run->second->live_log()->acked(ack.offset);
 }
 
 void Runner::on_acked(uint64_t id)

@@ -102,6 +102,8 @@ int main(int argc, char **argv)
     msgs.emplace_back("testlist", kiln::TestList{11, 18, 1, sha1, {"test_a", "test_b"}, ""});
     msgs.emplace_back("cancel", kiln::Cancel{17, 2});
     msgs.emplace_back("notify", kiln::Notify{12, "kiln", "main"});
+    msgs.emplace_back("log", kiln::LogChunk{13, 18, 1, 4096, std::string("tick 3\n\0\xff", 9)});
+    msgs.emplace_back("ack-log", kiln::Ack{13, 18, 4105});
 
     std::string all;
     for (auto &[name, m] : msgs) {

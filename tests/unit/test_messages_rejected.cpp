@@ -190,9 +190,32 @@ static void test_validators(void **)
     assert_int_equal(outcome_from_plugin(-1), KILN_ERROR);
 }
 
+// A log chunk is checked like the rest: every field required, attempt at
+// least 1, no empty chunk, no offset that would wrap around.
+static void test_log_chunk_fields(void **)
+{
+    const Kvs chunk = {{"type", P("log")}, {"id", P(1)},     {"job_id", P(4)},
+                       {"attempt", P(1)},  {"offset", P(0)}, {"bytes", P("out\n")}};
+    assert_string_equal(S(decode_err(map_of(chunk))), "OK");
+    for (const char *f : {"id", "job_id", "attempt", "offset", "bytes"})
+        assert_string_equal(S(decode_err(map_of(without(chunk, f)))),
+                            S(std::string("log: missing field '") + f + "'"));
+    assert_string_equal(S(decode_err(map_of(with(chunk, "attempt", P(0))))),
+                        "log: field 'attempt' must be at least 1");
+    assert_string_equal(S(decode_err(map_of(with(chunk, "bytes", P(""))))),
+                        "log: field 'bytes' must not be empty");
+    assert_string_equal(S(decode_err(map_of(with(chunk, "bytes", P(3))))),
+                        "log: field 'bytes' must be a string");
+    assert_string_equal(S(decode_err(map_of(with(chunk, "offset", P(-1))))),
+                        "log: field 'offset' must be an unsigned integer");
+    assert_string_equal(S(decode_err(map_of(with(chunk, "offset", P(UINT64_MAX - 1))))),
+                        "log: field 'offset' is too large");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_log_chunk_fields),
         cmocka_unit_test(test_bad_frames),      cmocka_unit_test(test_missing_fields),
         cmocka_unit_test(test_mistyped_fields), cmocka_unit_test(test_out_of_range),
         cmocka_unit_test(test_hostile_values),  cmocka_unit_test(test_bombs),

@@ -216,6 +216,19 @@ static void test_type_names(void **)
     assert_string_equal(message_type(Query{}), "query");
     assert_string_equal(message_type(Reply{}), "reply");
     assert_string_equal(message_type(Auth{}), "auth");
+    assert_string_equal(message_type(LogChunk{}), "log");
+}
+
+// A live log chunk carries any bytes (NUL, invalid UTF-8) unchanged; its
+// ack carries the offset the dispatcher holds.
+static void test_round_trip_log(void **)
+{
+    const std::string bytes("line 1\n\0\xff\x1b[31mred\n", 16);
+    LogChunk c = round_trip<LogChunk>(LogChunk{31, 7, 2, 1u << 20, bytes});
+    assert_true(c.id == 31 && c.job_id == 7 && c.attempt == 2 && c.offset == (1u << 20));
+    assert_true(c.bytes == bytes);
+    Ack a = round_trip<Ack>(Ack{31, 7, (1u << 20) + 16});
+    assert_true(a.id == 31 && a.job_id == 7 && a.offset == (1u << 20) + 16);
 }
 
 int main(void)
@@ -225,7 +238,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_sharding),
         cmocka_unit_test(test_round_trip_result), cmocka_unit_test(test_reply_body_raw),
         cmocka_unit_test(test_type_first),        cmocka_unit_test(test_optional_and_extra),
-        cmocka_unit_test(test_type_names),
+        cmocka_unit_test(test_type_names),        cmocka_unit_test(test_round_trip_log),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -12,7 +12,7 @@
 // Strings may be msgpack str or bin.
 //
 // Optional on decode (absent means the default shown in the struct):
-//   hello.name, hello.nonce, hello.proof, ack.job_id, error.id, register.slots, register.labels,
+//   hello.name, hello.nonce, hello.proof, ack.job_id, ack.offset, error.id, register.slots, register.labels,
 //   heartbeat.jobs, query.arg, reply.body, commit/assign vcs, exec,
 //   timeout_ms, labels, shards, cancel_superseded and network,
 //   result.error, .log, .tests, .started_unix_ms, .finished_unix_ms, and in
@@ -74,6 +74,7 @@ struct Auth {           // peer → dispatcher after the dispatcher's hello; ack
 struct Ack {            // positive answer to the request with this id
     uint64_t id = 0;
     uint64_t job_id = 0; // for commit acks: the job created (0 if none)
+    uint64_t offset = 0; // for log acks: the bytes of the job's log the dispatcher now holds
 };
 // Negative answer (id 0: about the connection); the sender closes after it,
 // except for a commit refused by max_queued_per_repo (the commit's id; the
@@ -143,6 +144,18 @@ struct Result {         // runner → dispatcher; acked once recorded
     int64_t started_unix_ms = 0;
     int64_t finished_unix_ms = 0;
 };
+// Runner → dispatcher while a job's tests run: the next bytes of their
+// output, which start `offset` bytes into the attempt's log (the bytes the
+// final Result.log holds, in the same order).  Acked with Ack.offset, the
+// end of what the dispatcher holds; a runner that reconnects resends from
+// the last acknowledged offset.  The frame is bounded by max_frame.
+struct LogChunk {
+    uint64_t id = 0;
+    uint64_t job_id = 0;
+    uint32_t attempt = 1;
+    uint64_t offset = 0;
+    std::string bytes;   // not empty; any content
+};
 struct Query {          // kilnctl → dispatcher: "status", "runners", "jobs", "result"
     uint64_t id = 0;
     std::string what;
@@ -155,7 +168,7 @@ struct Reply {          // dispatcher → kilnctl
 };
 
 using Message = std::variant<Hello, Ack, Error, Commit, Register, Heartbeat, Assign, Result,
-                             Query, Reply, TestList, Cancel, Notify, Auth>;
+                             Query, Reply, TestList, Cancel, Notify, Auth, LogChunk>;
 
 // The wire name of a message's type ("hello", "ack", ...).
 const char *message_type(const Message &msg);

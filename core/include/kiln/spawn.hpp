@@ -19,11 +19,22 @@ struct SpawnUser {
     gid_t gid;
 };
 
+// A copy of the output as it arrives, for the runner's live logs: called
+// from the loop with each read of stdout (fd 1) or stderr (fd 2), before
+// max_output applies, until the callback has run.  Not part of the plugin
+// ABI: the host adds it to the spawns of the exec plugins.
+struct SpawnTee {
+    void (*on_output)(void *arg, int fd, const char *data, size_t len) = nullptr;
+    void *arg = nullptr;
+};
+
 // 0 or -errno (then cb is never called).  cb runs exactly once, from the
 // loop, after the process has exited and both pipes are drained.  `as`:
-// run as that user (the caller must be root); NULL: as the daemon.
+// run as that user (the caller must be root); NULL: as the daemon.  `tee`:
+// see SpawnTee (copied; its arg must outlive the process).
 int spawn_process(uv_loop_t *loop, const kiln_spawn_request *req, kiln_spawn_cb cb, void *arg,
-                  kiln_process **proc, const SpawnUser *as = nullptr);
+                  kiln_process **proc, const SpawnUser *as = nullptr,
+                  const SpawnTee *tee = nullptr);
 
 // The pid of a process spawn_process() started, which is also its process
 // group and session id; valid until its callback has run.

@@ -3,6 +3,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "log_routes.hpp"
+
 namespace kiln {
 
 namespace {
@@ -30,7 +32,7 @@ void answer_query(HttpResponder &r, const QueryFn &query, const std::string &wha
 
 } // namespace
 
-void add_api_routes(HttpServer &http, QueryFn query, EventHub &events)
+void add_api_routes(HttpServer &http, QueryFn query, EventHub &events, HttpHandler commit_log)
 {
     for (const char *what : {"status", "runners", "jobs"}) {
         std::string path = std::string("/api/v1/") + what;
@@ -41,7 +43,10 @@ void add_api_routes(HttpServer &http, QueryFn query, EventHub &events)
                 answer_query(r, query, what, "");
         });
     }
-    http.route("GET", "/api/v1/commits/", [query](const HttpRequest &req, HttpResponder &r) {
+    http.route("GET", "/api/v1/commits/", [query, commit_log](const HttpRequest &req,
+                                                              HttpResponder &r) {
+        if (commit_log && is_commit_log_path(req.path))
+            return commit_log(req, r);
         std::string id = req.path.substr(std::string("/api/v1/commits/").size());
         // A commit id is hex: anything else (a '/', "..", '%') names no commit.
         bool hex = !id.empty() && id.size() <= 64 &&

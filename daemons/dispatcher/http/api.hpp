@@ -17,6 +17,9 @@ namespace kiln {
 using QueryFn = std::function<std::string(const std::string &what, const std::string &arg,
                                           std::string &error)>;
 
-void add_api_routes(HttpServer &http, QueryFn query, EventHub &events);
+// `commit_log`: the handler of /api/v1/commits/<id>/log (log_routes.hpp),
+// which shares the commits prefix.
+void add_api_routes(HttpServer &http, QueryFn query, EventHub &events,
+                    HttpHandler commit_log = nullptr);
 
 } // namespace kiln
