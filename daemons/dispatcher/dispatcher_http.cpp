@@ -10,6 +10,7 @@
 #include "http/api.hpp"
 #include "http/log_routes.hpp"
 #include "http/metrics.hpp"
+#include "http/pages_routes.hpp"
 #include "http/webhooks.hpp"
 
 namespace kiln {
@@ -23,8 +24,13 @@ void Dispatcher::add_http_routes()
             return query(what, arg, error);
         },
         events_, commit_log_handler(jobs_, live_logs_));
+    // The pages show a running job's live tail; the script follows the rest.
+    add_page_routes(http_, PageSources{jobs_, runners_, [this](uint64_t job_id) {
+                                           const LiveLogs::Tail *tail = live_logs_.find(job_id);
+                                           return tail ? LiveLogView{tail->start, tail->bytes}
+                                                       : LiveLogView{};
+                                       }});
     // INTEGRATOR: the other parts' routes, one line each, e.g.
-    //   add_page_routes(http_, *this);     (pages)
     //   (logs: /api/v1/commits/<id>/log is served through the API's commits route)
     add_metrics_route(http_, [this] {
         return MetricsSources{jobs_, runners_, counters_, connections_by_role()};
