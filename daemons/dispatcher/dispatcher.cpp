@@ -218,8 +218,10 @@ void Dispatcher::on_close(Connection &conn, const std::string &why)
     // When the dispatcher itself stops, runners keep their jobs: they are
     // still assigned in the store and wait for their runner after the restart.
     if (conn.role == "runner" && !stopping_) {
-        if (runners_.on(conn))
+        if (runners_.on(conn)) {
+            counters_.runner_lost(why);
             lose_runner(conn.name, why);
+        }
     }
     handshakes_.forget(conn);
     intake_.forget(conn);
@@ -280,12 +282,7 @@ void Dispatcher::on_message(Connection &conn, Message &&msg)
 // kilnctl notify: every connected observer polls that repository now.
 void Dispatcher::on_notify(Connection &conn, const Notify &notify)
 {
-    size_t relayed = 0;
-    for (const auto &peer : connections_)
-        if (peer->role == "observer") {
-            peer->send(notify);
-            relayed++;
-        }
+    size_t relayed = relay_notify(notify);
     log_info("notify %s %s: relayed to %zu observer(s)", notify.repo.c_str(),
              notify.branch.empty() ? "(all branches)" : notify.branch.c_str(), relayed);
     msgpack::sbuffer buf;
@@ -293,6 +290,25 @@ void Dispatcher::on_notify(Connection &conn, const Notify &notify)
     pk.pack_map(1);
     pk.pack("observers"), pk.pack(relayed);
     conn.send(Reply{notify.id, std::string(buf.data(), buf.size())});
+}
+
+size_t Dispatcher::relay_notify(const Notify &notify)
+{
+    size_t relayed = 0;
+    for (const auto &peer : connections_)
+        if (peer->role == "observer") {
+            peer->send(notify);
+            relayed++;
+        }
+    return relayed;
+}
+
+std::map<std::string, size_t> Dispatcher::connections_by_role() const
+{
+    std::map<std::string, size_t> by_role;
+    for (const auto &conn : connections_)
+        by_role[conn->role]++;
+    return by_role;
 }
 
 // A query that cannot be answered ("no job for commit X", an unknown query)

@@ -15,6 +15,7 @@
 #include <kiln/net.hpp>
 
 #include "commit_intake.hpp"
+#include "counters.hpp"
 #include "dispatcher_config.hpp"
 #include "handshakes.hpp"
 #include "http/events.hpp"
@@ -79,6 +80,10 @@ class Dispatcher {
     void on_query(Connection &conn, const Query &query);
     void refuse_query(Connection &conn, const Query &query, const std::string &why);
     void on_notify(Connection &conn, const Notify &notify);
+    // Send `notify` to every connected observer; how many got it.
+    size_t relay_notify(const Notify &notify);
+    // Open connections by role ("" before the handshake ends), for /metrics.
+    std::map<std::string, size_t> connections_by_role() const;
     static void on_heartbeat_timer(uv_timer_t *timer) noexcept;
     // Work on one job: an exception fails that job (outcome error, with the
     // reason), never the daemon.
@@ -132,6 +137,7 @@ class Dispatcher {
     uv_timer_t *heartbeat_timer_ = nullptr;
     int64_t started_unix_ms_ = 0; // restart_grace counts from here
     bool stopping_ = false;
+    Counters counters_;        // what /metrics counts since the start (counters.hpp)
     Queries queries_{config_, jobs_, runners_, store_, started_unix_ms_};
     LiveLogs live_logs_{jobs_}; // running jobs' output for followers (live_logs.hpp)
     HttpServer http_{loop_, config_.http}; // [http]; routes added in the constructor

@@ -50,6 +50,7 @@ DispatcherConfig DispatcherConfig::from(const ConfigTable &root)
     c.reports = root.tables("report");
     for (const auto &report : c.reports)
         report.required_string("plugin"); // the rest of the table belongs to the plugin
+    c.webhooks = webhooks_from(root);
     root.reject_unknown_keys();
     return c;
 }

@@ -8,6 +8,7 @@
 #include <kiln/restart_keys.hpp>
 
 #include "http/http_server.hpp"
+#include "webhook_config.hpp"
 
 namespace kiln {
 
@@ -30,6 +31,7 @@ struct DispatcherSettings {
     std::string secret, runner_secret, observer_secret;
     std::vector<std::string> plugin_dirs;
     std::vector<ConfigTable> reports; // [[report]] tables, each naming its plugin
+    std::vector<WebhookConfig> webhooks; // [[webhook]] tables, their secrets read
 
     // The key a peer of this role ("runner", "observer", "ctl") must prove.
     const std::string &secret_for(const std::string &role) const;

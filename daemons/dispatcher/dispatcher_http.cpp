@@ -9,7 +9,9 @@
 
 #include "http/api.hpp"
 #include "http/log_routes.hpp"
+#include "http/metrics.hpp"
 #include "http/pages_routes.hpp"
+#include "http/webhooks.hpp"
 
 namespace kiln {
 
@@ -30,7 +32,10 @@ void Dispatcher::add_http_routes()
                                        }});
     // INTEGRATOR: the other parts' routes, one line each, e.g.
     //   (logs: /api/v1/commits/<id>/log is served through the API's commits route)
-    //   add_metrics_routes(http_, *this);  (metrics+hooks)
+    add_metrics_route(http_, [this] {
+        return MetricsSources{jobs_, runners_, counters_, connections_by_role()};
+    });
+    add_webhook_routes(http_, config_.webhooks, [this](const Notify &n) { return relay_notify(n); });
 }
 
 bool Dispatcher::start_http()

@@ -85,6 +85,7 @@ void Dispatcher::record_result(Connection &conn, const Result &result)
 void Dispatcher::job_ended(uint64_t job_id, Store::Durable durable)
 {
     live_logs_.end(job_id); // followers now read the result's log
+    counters_.job_finished(*jobs_.find(job_id));
     // With no report plugin there is nothing to report: one write, not two.
     if (reporter_.empty())
         jobs_.set_reported(job_id);
@@ -116,7 +117,9 @@ void Dispatcher::job_ended(uint64_t job_id, Store::Durable durable)
 // restart does not report it again.
 void Dispatcher::report(const Job &job)
 {
+    counters_.reports_in_flight++;
     reporter_.report(job, [this, id = job.id] {
+        counters_.reports_in_flight--;
         jobs_.set_reported(id);
         save(id);
     });
@@ -137,6 +140,7 @@ void Dispatcher::retry(Connection &conn, const Query &q)
                          "; only a finished job can be retried");
         return;
     }
+    counters_.reruns["retry"]++;
     log_notice("job %llu: retry requested; queued", static_cast<unsigned long long>(id));
     std::weak_ptr<Connection> weak = conn.shared_from_this();
     save(id, [this, weak, q] {

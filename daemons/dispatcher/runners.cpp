@@ -26,6 +26,7 @@ void Dispatcher::expire_orphans()
 void Dispatcher::release_runner(const std::string &name, const std::string &why)
 {
     auto released = jobs_.release_runner(name, config_.max_attempts, unix_ms());
+    counters_.runner_released(why, released.requeued.size());
     for (uint64_t id : released.requeued) {
         log_warning("job %llu: runner %s %s; requeued", static_cast<unsigned long long>(id),
                     name.c_str(), why.c_str());
@@ -50,6 +51,7 @@ void Dispatcher::release(uint64_t job_id, const std::string &why)
                 job->result.error.c_str());
         job_ended(job_id);
     } else {
+        counters_.runner_released(why, 1);
         log_warning("job %llu: %s; requeued", static_cast<unsigned long long>(job_id),
                     why.c_str());
         save(job_id);
