@@ -94,15 +94,7 @@ void running(std::string &out, const PageSources &src, size_t total, int64_t now
             const Job *job = src.jobs.find(id);
             if (!job || !rows.room())
                 continue;
-            page_rows::job_row_start(out, *job);
-            out += "<td>";
-            page_rows::commit_link(out, job->spec.commit);
-            out += page_rows::shard_label(*job);
-            out += "</td><td>";
-            html::escape_capped(out, job->spec.repo, page_limits::text_bytes);
-            out += "</td><td>";
-            html::escape_capped(out, job->spec.branch, page_limits::text_bytes);
-            out += "</td><td>";
+            page_rows::job_row_cells(out, *job);
             page_rows::runner_link(out, name);
             out += "</td><td><span class=\"state running\">running</span> ";
             out += html::duration(now - job->assigned_unix_ms);
@@ -118,22 +110,14 @@ void queue(std::string &out, const PageSources &src, size_t total, int64_t now)
     out += "<section id=\"queue\" data-live><h2>Queue</h2>\n<table><tr><th>commit</th>"
            "<th>repository</th><th>branch</th><th>waiting</th></tr>\n";
     CappedRows rows(out, page_limits::queue, 4);
-    for (const auto &[repo, ids] : src.jobs.queues())
+    for (const auto &[_, ids] : src.jobs.queues())
         for (uint64_t id : ids) {
             if (!rows.room())
                 break;
             const Job *job = src.jobs.find(id);
             if (!job)
                 continue;
-            page_rows::job_row_start(out, *job);
-            out += "<td>";
-            page_rows::commit_link(out, job->spec.commit);
-            out += page_rows::shard_label(*job);
-            out += "</td><td>";
-            html::escape_capped(out, repo, page_limits::text_bytes);
-            out += "</td><td>";
-            html::escape_capped(out, job->spec.branch, page_limits::text_bytes);
-            out += "</td><td>";
+            page_rows::job_row_cells(out, *job);
             out += html::duration(now - job->created_unix_ms);
             out += "</td></tr>\n";
             rows.shown();

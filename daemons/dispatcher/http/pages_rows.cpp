@@ -69,6 +69,19 @@ void job_row_start(std::string &out, const Job &job)
     out += "\">";
 }
 
+void job_row_cells(std::string &out, const Job &job)
+{
+    job_row_start(out, job);
+    out += "<td>";
+    commit_link(out, job.spec.commit);
+    out += shard_label(job);
+    out += "</td><td>";
+    html::escape_capped(out, job.spec.repo, page_limits::text_bytes);
+    out += "</td><td>";
+    html::escape_capped(out, job.spec.branch, page_limits::text_bytes);
+    out += "</td><td>";
+}
+
 void CappedRows::finish(size_t total)
 {
     html::more_rows(out_, shown_, total > shown_ ? total - shown_ : 0, columns_);

@@ -25,6 +25,9 @@ std::string shard_label(const Job &job);
 // The opening <tr> of a job's row: data-job and data-commit, so the script
 // can find the row and recolour its state badge when the job ends.
 void job_row_start(std::string &out, const Job &job);
+// job_row_start, then the cells every job table starts with: the commit
+// (link and shard), its repository and its branch; leaves a <td> open.
+void job_row_cells(std::string &out, const Job &job);
 
 // Rows of one table, within its limits: call room() before each row and
 // shown() after it; finish() writes "and N more" from the total.

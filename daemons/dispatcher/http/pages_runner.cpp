@@ -34,15 +34,7 @@ void details(std::string &out, const PageSources &src, const RunnerSlotInfo *run
 
 void job_row(std::string &out, const PageSources &src, const Job &job, std::string when)
 {
-    page_rows::job_row_start(out, job);
-    out += "<td>";
-    page_rows::commit_link(out, job.spec.commit);
-    out += page_rows::shard_label(job);
-    out += "</td><td>";
-    html::escape_capped(out, job.spec.repo, page_limits::text_bytes);
-    out += "</td><td>";
-    html::escape_capped(out, job.spec.branch, page_limits::text_bytes);
-    out += "</td><td>";
+    page_rows::job_row_cells(out, job);
     page_rows::state_badge(out, src.jobs, job);
     out += "</td><td>" + when + "</td></tr>\n";
 }
