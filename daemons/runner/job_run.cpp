@@ -264,7 +264,7 @@ void JobRun::run_tests()
             // What followers saw is the log: the same bytes.  A plugin whose
             // tests wrote nothing through the host has only its own log.
             if (self->live_ && !self->live_->bytes().empty()) {
-                self->live_->flush();
+                self->live_->finish();
                 r.log = self->live_->bytes();
             } else {
                 r.log = bounded_log(res->log, res->log_len, self->max_log_);

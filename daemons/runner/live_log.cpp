@@ -25,16 +25,29 @@ LiveLog::~LiveLog()
 
 void LiveLog::append(std::string_view more)
 {
-    if (more.empty())
+    if (more.empty() || finished_)
         return;
-    if (dropped_ > 0 || bytes_.size() + more.size() > max_log_) {
-        size_t room = bytes_.size() < max_log_ ? max_log_ - bytes_.size() : 0;
+    // The start of a log says what the run was, its end why it failed
+    // (as JobRun::bounded_log keeps them): the first quarter of max_log is
+    // streamed, the output after it is held back, and finish() appends its
+    // last three quarters.
+    const size_t head = max_log_ / 4;
+    if (dropped_ > 0 || bytes_.size() + more.size() > head) {
+        size_t room = bytes_.size() < head ? head - bytes_.size() : 0;
         size_t take = dropped_ > 0 ? 0 : std::min(room, more.size());
         bytes_.append(more.substr(0, take));
         if (dropped_ == 0)
-            bytes_ += "\n[kiln: output beyond max_log (" + std::to_string(max_log_) +
-                      " bytes) dropped]\n";
-        dropped_ += more.size() - take;
+            bytes_ += "\n[kiln: output beyond max_log / 4 (" + std::to_string(head) +
+                      " bytes) is held back; its last " + std::to_string(max_log_ - head) +
+                      " bytes follow when the tests end]\n";
+        more.remove_prefix(take);
+        dropped_ += more.size();
+        // Keep the newest bytes only, trimming now and then rather than at
+        // every append.
+        tail_.append(more);
+        const size_t keep = max_log_ - head;
+        if (tail_.size() > 2 * keep)
+            tail_.erase(0, tail_.size() - keep);
     } else {
         bytes_.append(more);
     }
@@ -76,6 +89,23 @@ void LiveLog::flush()
             return; // not connected: resume() sends it
         sent_ += n;
     }
+}
+
+void LiveLog::finish()
+{
+    if (finished_)
+        return;
+    finished_ = true;
+    if (dropped_ > 0) {
+        const size_t keep = max_log_ - max_log_ / 4;
+        if (tail_.size() > keep)
+            tail_.erase(0, tail_.size() - keep);
+        bytes_ += "[kiln: " + std::to_string(dropped_ - tail_.size()) +
+                  " bytes of log dropped]\n" + tail_;
+        tail_.clear();
+        tail_.shrink_to_fit();
+    }
+    flush();
 }
 
 void LiveLog::acked(uint64_t offset)

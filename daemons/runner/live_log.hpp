@@ -7,7 +7,8 @@
 // prints a megabyte costs a few dozen frames.  The dispatcher acks
 // each chunk with the offset it holds; after a reconnect the runner resends
 // from the last acknowledged offset.  bytes() is what the final
-// Result.log carries: the same bytes, in the same order.
+// Result.log carries: the same bytes, in the same order.  Over max_log,
+// the head is streamed and the end of the output follows at finish().
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -34,10 +35,15 @@ class LiveLog {
     LiveLog(const LiveLog &) = delete;
     LiveLog &operator=(const LiveLog &) = delete;
 
-    // More output.  Beyond max_log the rest is dropped, and the log says
-    // so once, with a line counted in max_log's place.
+    // More output.  The first quarter of max_log is streamed; beyond it
+    // the log says once that the rest is held back, and only the newest
+    // three quarters of max_log of it are kept, for finish().
     void append(std::string_view bytes);
-    // Send everything not yet sent, now (the tests ended; a reconnect).
+    // The tests ended: append what was held back (the dropped byte count,
+    // then the end of the output) and send everything.  Later output is
+    // ignored.
+    void finish();
+    // Send everything not yet sent, now (a reconnect, the coalescing timer).
     void flush();
     // The dispatcher holds the log up to `offset`.
     void acked(uint64_t offset);
@@ -65,7 +71,9 @@ class LiveLog {
     std::string bytes_;   // from offset 0, all of it (max_log bounds it)
     uint64_t sent_ = 0;   // bytes handed to a connection
     uint64_t acked_ = 0;  // bytes the dispatcher said it holds
-    uint64_t dropped_ = 0;
+    uint64_t dropped_ = 0; // bytes beyond the streamed head (tail_ included)
+    std::string tail_;     // the newest of them, for finish()
+    bool finished_ = false;
 };
 
 // The unittest plugin's records (result lines on stdout that begin with

@@ -9,7 +9,9 @@
 - across a dispatcher restart the runner resumes from the offset the
   dispatcher acknowledged, and a follower that reconnects prints every
   byte once: no duplicate, no gap;
-- a log over the runner's max_log stops there and says so once;
+- a log over the runner's max_log streams its first quarter, says so
+  once, and ends with the last three quarters of the output (the start
+  says what ran, the end why it failed);
 - a `log` message from a peer that is not a registered runner, or a
   malformed one, gets an error and a close; one for a job the runner does
   not hold is acknowledged with offset 0 and the connection stays;
@@ -23,6 +25,7 @@ Run with ctest (label "integration"), or directly from a build:
 import http.client
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -156,10 +159,14 @@ class LiveLogTest(kf.ClusterTestCase):
         res = c.wait_result(commit)
         self.assertEqual(res["outcome"], "passed")
         log = self.final_log(c, commit)
-        note = b"[kiln: output beyond max_log (4096 bytes) dropped]"
-        self.assertEqual(log.count(note), 1, log[-200:])
+        held = b"[kiln: output beyond max_log / 4 (1024 bytes) is held back"
+        self.assertEqual(log.count(held), 1, log[-200:])
         self.assertTrue(log.startswith(b"line 0 of a chatty test\n"), log[:100])
-        self.assertLessEqual(len(log), 4096 + len(note) + 2)
+        # The end of the output follows (it says why a run failed).
+        self.assertEqual(len(re.findall(rb"\[kiln: \d+ bytes of log dropped\]\n", log)), 1,
+                         log[-200:])
+        self.assertTrue(log.endswith(b"line 399 of a chatty test\n"), log[-100:])
+        self.assertLessEqual(len(log), 4096 + 200)
         self.assertEqual(c.ctl("log", commit, json_output=False).stdout.encode(), log)
 
     def test_http_follow_streams_events_until_the_end(self):

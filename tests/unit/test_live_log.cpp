@@ -88,13 +88,22 @@ static void test_max_log(void **)
     Sink sink;
     {
         LiveLog log(&loop, 1, 1, 1024, to(sink));
-        log.append(std::string(1000, 'a'));
-        log.append(std::string(1000, 'b'));
-        log.append(std::string(500, 'c'));
-        const std::string note = "\n[kiln: output beyond max_log (1024 bytes) dropped]\n";
-        assert_true(log.bytes() == std::string(1000, 'a') + std::string(24, 'b') + note);
-        assert_int_equal(log.dropped(), 976 + 500);
-        log.flush();
+        log.append(std::string(200, 'a'));
+        log.append(std::string(100, 'b')); // 56 fit in the streamed quarter (256)
+        const std::string held = "\n[kiln: output beyond max_log / 4 (256 bytes) is held back; "
+                                 "its last 768 bytes follow when the tests end]\n";
+        assert_true(log.bytes() == std::string(200, 'a') + std::string(56, 'b') + held);
+        log.append(std::string(1000, 'c'));
+        log.append(std::string(500, 'd'));
+        assert_int_equal(log.dropped(), 44 + 1000 + 500);
+        log.flush(); // what was held back stays back until the tests end
+        assert_true(log.bytes() == std::string(200, 'a') + std::string(56, 'b') + held);
+        log.finish();
+        log.append("late"); // after the end: ignored
+        // The head, then how much was dropped, then the last 768 bytes.
+        assert_true(log.bytes() == std::string(200, 'a') + std::string(56, 'b') + held +
+                                       "[kiln: 776 bytes of log dropped]\n" +
+                                       std::string(268, 'c') + std::string(500, 'd'));
         std::string streamed;
         for (const LogChunk &c : sink.chunks)
             streamed += c.bytes;
