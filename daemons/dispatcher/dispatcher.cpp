@@ -52,7 +52,7 @@ Dispatcher::~Dispatcher()
 {
     if (heartbeat_timer_)
         uv_close(reinterpret_cast<uv_handle_t *>(heartbeat_timer_),
-                 [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
+                 [](uv_handle_t *h) noexcept { delete reinterpret_cast<uv_timer_t *>(h); });
 }
 
 bool Dispatcher::start()

@@ -56,7 +56,7 @@ void Observer::close_timer(uv_timer_t *&timer)
 {
     if (timer)
         uv_close(reinterpret_cast<uv_handle_t *>(timer),
-                 [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
+                 [](uv_handle_t *h) noexcept { delete reinterpret_cast<uv_timer_t *>(h); });
     timer = nullptr;
 }
 

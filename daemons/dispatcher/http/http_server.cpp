@@ -79,7 +79,7 @@ bool HttpServer::start(std::string &error)
     if (rc != 0) {
         error = "http: listen " + s.config.listen + ": " + uv_strerror(rc);
         uv_close(reinterpret_cast<uv_handle_t *>(s.listener),
-                 [](uv_handle_t *h) { delete reinterpret_cast<uv_tcp_t *>(h); });
+                 [](uv_handle_t *h) noexcept { delete reinterpret_cast<uv_tcp_t *>(h); });
         s.listener = nullptr;
         return false;
     }
@@ -135,7 +135,7 @@ void HttpServer::Impl::on_connection(uv_stream_t *listener, int status) noexcept
                         "closing new ones (%zu so far)",
                         s.sockets.size(), s.config.max_connections, s.refused);
         uv_close(reinterpret_cast<uv_handle_t *>(&conn->tcp),
-                 [](uv_handle_t *h) { delete reinterpret_cast<HttpSocket *>(h); });
+                 [](uv_handle_t *h) noexcept { delete reinterpret_cast<HttpSocket *>(h); });
         return;
     }
     if (s.sockets.empty() || s.sockets.size() < s.config.max_connections / 2)
@@ -158,7 +158,7 @@ void HttpServer::Impl::on_socket_closed(uv_handle_t *handle) noexcept
     // Stopping, and the last one gone: the grace timer need not hold the loop.
     if (s->stop_timer && s->sockets.empty()) {
         uv_close(reinterpret_cast<uv_handle_t *>(s->stop_timer),
-                 [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
+                 [](uv_handle_t *h) noexcept { delete reinterpret_cast<uv_timer_t *>(h); });
         s->stop_timer = nullptr;
     }
 }
@@ -171,7 +171,7 @@ void HttpServer::stop()
     s.stopping = true;
     if (s.listener) {
         uv_close(reinterpret_cast<uv_handle_t *>(s.listener),
-                 [](uv_handle_t *h) { delete reinterpret_cast<uv_tcp_t *>(h); });
+                 [](uv_handle_t *h) noexcept { delete reinterpret_cast<uv_tcp_t *>(h); });
         s.listener = nullptr;
     }
     if (!s.context_ready)
@@ -204,7 +204,7 @@ void HttpServer::Impl::on_stop_grace(uv_timer_t *timer) noexcept
             shutdown(fd, SHUT_RDWR); // the pending write fails; H2O closes the connection
     }
     uv_close(reinterpret_cast<uv_handle_t *>(timer),
-             [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
+             [](uv_handle_t *h) noexcept { delete reinterpret_cast<uv_timer_t *>(h); });
     s.stop_timer = nullptr;
 }
 
