@@ -30,8 +30,7 @@ void Dispatcher::add_http_routes()
                                            return tail ? LiveLogView{tail->start, tail->bytes}
                                                        : LiveLogView{};
                                        }});
-    // INTEGRATOR: the other parts' routes, one line each, e.g.
-    //   (logs: /api/v1/commits/<id>/log is served through the API's commits route)
+    // (/api/v1/commits/<id>/log is served through the API's commits route.)
     add_metrics_route(http_, [this] {
         return MetricsSources{jobs_, runners_, counters_, connections_by_role()};
     });
