@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "job_spec_fixture.hpp"
 #include "job_table.hpp"
 
 using namespace kiln;
@@ -17,16 +18,6 @@ uint64_t head(const JobTable &t)
 {
     auto it = t.queues().find("r");
     return it == t.queues().end() ? 0 : it->second.front();
-}
-
-JobSpec spec(const std::string &repo, char fill)
-{
-    JobSpec s;
-    s.repo = repo;
-    s.url = "/srv/git/" + repo;
-    s.branch = "main";
-    s.commit = std::string(40, fill);
-    return s;
 }
 
 Result result_for(const Job &job, kiln_outcome outcome = KILN_PASSED)

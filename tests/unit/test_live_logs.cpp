@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "job_spec_fixture.hpp"
 #include "live_logs.hpp"
 #include "test.hpp"
 
@@ -14,15 +15,7 @@ using namespace kiln;
 
 namespace {
 
-JobSpec spec(char fill)
-{
-    JobSpec s;
-    s.repo = "r";
-    s.url = "/srv/git/r";
-    s.branch = "main";
-    s.commit = std::string(40, fill);
-    return s;
-}
+JobSpec spec(char fill) { return ::spec("r", fill); }
 
 LogChunk chunk(uint64_t job, uint64_t offset, const std::string &bytes, uint32_t attempt = 1)
 {

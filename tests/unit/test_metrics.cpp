@@ -4,22 +4,13 @@
 // The Kiln headers first: cmocka.h defines a fail() macro.
 #include "counters.hpp"
 #include "http/metrics.hpp"
+#include "job_spec_fixture.hpp"
 
 #include "test.hpp"
 
 using namespace kiln;
 
 namespace {
-
-JobSpec spec(const std::string &repo, char fill)
-{
-    JobSpec s;
-    s.repo = repo;
-    s.url = "/srv/git/" + repo;
-    s.branch = "main";
-    s.commit = std::string(40, fill);
-    return s;
-}
 
 bool has_line(const std::string &text, const std::string &line)
 {
