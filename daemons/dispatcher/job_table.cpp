@@ -63,6 +63,7 @@ std::pair<const Job *, bool> JobTable::add(const JobSpec &spec, int64_t now)
     job.spec = spec;
     job.created_unix_ms = now;
     by_commit_[key] = id;
+    by_commit_id_.emplace(spec.commit, id);
     queues_[spec.repo].push_back(id);
     return {&job, true};
 }
@@ -335,9 +336,10 @@ void JobTable::set_reported(uint64_t job_id)
 void JobTable::restore(Job job)
 {
     uint64_t id = job.id;
-    if (job.parent == 0)
+    if (job.parent == 0) {
         by_commit_[commit_key(job.spec)] = id;
-    else if (Job *parent = get(job.parent); parent && parent->state == JobState::split)
+        by_commit_id_.emplace(job.spec.commit, id);
+    } else if (Job *parent = get(job.parent); parent && parent->state == JobState::split)
         parent->children.push_back(id);
     if (id >= next_id_)
         next_id_ = id + 1;
@@ -353,12 +355,13 @@ const Job *JobTable::find_commit(const std::string &prefix) const
     if (prefix.size() < 4)
         return nullptr;
     const Job *best = nullptr;
-    for (const auto &[id, job] : jobs_) {
-        if (job.parent != 0 || job.spec.commit.compare(0, prefix.size(), prefix) != 0)
-            continue;
-        if (best && best->spec.commit != job.spec.commit)
+    for (auto it = by_commit_id_.lower_bound(prefix);
+         it != by_commit_id_.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+        const Job *job = find(it->second);
+        if (best && best->spec.commit != job->spec.commit)
             return nullptr; // ambiguous prefix
-        best = &job;        // ids grow: the newest wins
+        if (!best || job->id > best->id)
+            best = job; // the newest of the repositories that share it
     }
     return best;
 }

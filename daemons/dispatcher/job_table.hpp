@@ -132,6 +132,9 @@ class JobTable {
 
     std::map<uint64_t, Job> jobs_;
     std::map<std::string, uint64_t> by_commit_;              // "repo\ncommit" → job
+    // Commit id → its jobs (one per repository): find_commit looks up a
+    // prefix in it instead of walking every job.
+    std::multimap<std::string, uint64_t> by_commit_id_;
     std::map<std::string, std::deque<uint64_t>> queues_;     // per repository
     std::map<std::string, std::set<uint64_t>> by_runner_;    // assigned jobs per runner
     uint64_t next_id_ = 1;

@@ -231,6 +231,24 @@ void test_find_commit_by_prefix(void **)
     s3.repo = "other";
     t.add(s3, 3);
     assert_string_equal(t.find_commit("abcd")->spec.repo.c_str(), "other"); // the newest
+    assert_null(t.find_commit("abc0")); // between the two: none
+    assert_string_equal(t.find_commit(s2.commit)->spec.commit.c_str(), s2.commit.c_str());
+
+    // Jobs put back at start-up are found the same way; a shard is never
+    // the commit's job.
+    JobTable u;
+    for (uint64_t id : {1, 2, 3}) {
+        Job job = *t.find(id);
+        u.restore(job);
+    }
+    Job shard = *t.find(1);
+    shard.id = 4;
+    shard.parent = 1;
+    u.restore(shard);
+    assert_int_equal(u.find_commit("abcd")->id, 3);
+    assert_int_equal(u.find_commit(s1.commit.substr(0, 10))->id, 3);
+    assert_int_equal(u.find_commit("abce")->id, 2);
+    assert_null(u.find_commit("abc0"));
 }
 
 // max_queued_per_repo: a new commit is admitted while its repository has

@@ -286,8 +286,9 @@ void test_home_with_100000_jobs_is_fast(void **)
     std::printf("/ with %zu jobs: first %.2f ms (indexes the history), then p50 %.2f ms, "
                 "max %.2f ms, %zu bytes\n",
                 jobs.jobs().size(), cold, warm[warm.size() / 2], warm.back(), page.size());
-    // The other pages find their jobs by walking the table (find_commit; a
-    // runner's last results from the newest job back): measured, not bounded here.
+    // The other pages: a commit through the job table's commit index
+    // (find_commit), a runner's last results from the newest job back;
+    // measured, not bounded here.
     std::string other;
     auto t1 = Clock::now();
     assert_true(render_commit(src, commit_id(5000), kNow, other));
