@@ -70,7 +70,7 @@ void Dispatcher::publish_job(const char *event, const Job &job)
         data["outcome"] = kiln_outcome_name(job.result.outcome);
         data["error"] = job.result.error;
     }
-    events_.publish(event, data.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    events_.publish(event, data);
 }
 
 } // namespace kiln

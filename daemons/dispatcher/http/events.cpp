@@ -12,9 +12,15 @@ void EventHub::subscribe(std::shared_ptr<HttpStream> stream)
         streams_.push_back(std::move(stream));
 }
 
-void EventHub::publish(const std::string &event, const std::string &json)
+std::string sse_event(const std::string &event, const nlohmann::json &data)
 {
-    send_all("event: " + event + "\ndata: " + json + "\n\n");
+    return "event: " + event + "\ndata: " +
+           data.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n\n";
+}
+
+void EventHub::publish(const std::string &event, const nlohmann::json &data)
+{
+    send_all(sse_event(event, data));
 }
 
 void EventHub::keepalive() { send_all(":\n\n"); }

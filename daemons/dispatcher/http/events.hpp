@@ -6,16 +6,22 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "http_server.hpp"
 
 namespace kiln {
+
+// One server-sent event: "event: EVENT\ndata: JSON\n\n", the data on one
+// line, invalid UTF-8 in it (a test's output may be any bytes) replaced.
+std::string sse_event(const std::string &event, const nlohmann::json &data);
 
 class EventHub {
   public:
     // Start sending events to `stream` (an open text/event-stream).
     void subscribe(std::shared_ptr<HttpStream> stream);
-    // "event: EVENT\ndata: JSON\n\n" to every subscriber; `json` is one line.
-    void publish(const std::string &event, const std::string &json);
+    // sse_event(event, data) to every subscriber.
+    void publish(const std::string &event, const nlohmann::json &data);
     // A comment line, so that a subscriber that went away is noticed (its
     // write fails) and proxies keep the stream open.
     void keepalive();

@@ -7,6 +7,8 @@
 
 #include <kiln/plugin.h>
 
+#include "events.hpp"
+
 namespace kiln {
 
 namespace {
@@ -20,16 +22,9 @@ std::string commit_of(const std::string &path)
     return path.substr(p, path.size() - p - s);
 }
 
-std::string sse(const char *event, const nlohmann::json &data)
-{
-    // A test's output may be any bytes: invalid UTF-8 is replaced, as in the API.
-    return std::string("event: ") + event + "\ndata: " +
-           data.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n\n";
-}
-
 std::string log_event(uint32_t attempt, uint64_t offset, std::string_view text)
 {
-    return sse("log", {{"offset", offset}, {"text", std::string(text)}, {"attempt", attempt}});
+    return sse_event("log", {{"offset", offset}, {"text", std::string(text)}, {"attempt", attempt}});
 }
 
 // One follower: where it is in the log, so that the end sends only the rest.
@@ -50,7 +45,7 @@ void end_follow(Follow &f, const Job &job)
         if (from < log.size())
             f.stream->write(log_event(job.attempt, from, std::string_view(log).substr(from)));
     }
-    f.stream->write(sse("end", {{"state", job_state_name(job.state)},
+    f.stream->write(sse_event("end", {{"state", job_state_name(job.state)},
                                 {"outcome", job.state == JobState::done
                                                 ? kiln_outcome_name(job.result.outcome)
                                                 : ""}}));
