@@ -42,11 +42,6 @@ struct Counters {
     std::map<std::string, DurationHistogram> durations;               // per repository
     std::map<std::string, uint64_t> reruns;                           // reason → jobs
     uint64_t heartbeats_missed = 0; // runners dropped after runner_timeout without a message
-    // Commits handed to the report plugins and not yet done by all of them
-    // (after a restart, every unreported one is handed again): the report
-    // backlog, kept here because counting it in the JobTable at each scrape
-    // walks every job (10 ms with 100,000).
-    uint64_t reports_in_flight = 0;
 
     // A commit's job has ended (shards are parts of it and not counted).
     void job_finished(const Job &job)

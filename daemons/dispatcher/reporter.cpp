@@ -38,6 +38,11 @@ void Reporter::free_unused()
 
 void Reporter::report(const Job &job, std::function<void()> all_done)
 {
+    in_flight_++;
+    all_done = [this, done = std::move(all_done)] {
+        in_flight_--;
+        done();
+    };
     std::vector<kiln_test_result> tests;
     tests.reserve(job.result.tests.size());
     for (const auto &t : job.result.tests)

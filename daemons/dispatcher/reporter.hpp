@@ -37,9 +37,14 @@ class Reporter {
     // answered (failures are logged: reporting is at least once, not
     // guaranteed to succeed).
     void report(const Job &job, std::function<void()> all_done);
+    // Reports handed to the plugins and not yet done by all of them (after
+    // a restart, every unreported commit is handed again): the report
+    // backlog, without walking the job table.
+    size_t in_flight() const { return in_flight_; }
 
   private:
     uv_loop_t *loop_;
+    size_t in_flight_ = 0;
     std::shared_ptr<Plugins> plugins_ = std::make_shared<Plugins>();
     std::vector<std::shared_ptr<Plugins>> old_;
 };

@@ -117,9 +117,7 @@ void Dispatcher::job_ended(uint64_t job_id, Store::Durable durable)
 // restart does not report it again.
 void Dispatcher::report(const Job &job)
 {
-    counters_.reports_in_flight++;
     reporter_.report(job, [this, id = job.id] {
-        counters_.reports_in_flight--;
         jobs_.set_reported(id);
         save(id);
     });

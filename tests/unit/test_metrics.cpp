@@ -44,12 +44,12 @@ struct Scene {
         counters.runner_released("connection reset by peer", 1);
         counters.runner_lost("idle for 10000 ms"); // silent: a missed heartbeat
         counters.runner_lost("connection reset by peer");
-        counters.reports_in_flight = 1; // the failed commit, with its report plugins
     }
     std::string render()
     {
-        return render_metrics({jobs, runners, counters, {{"runner", 1}, {"ctl", 2}, {"", 3}}},
-                               61000);
+        // A report backlog of 1: the failed commit, with its report plugins.
+        return render_metrics(
+            {jobs, runners, counters, {{"runner", 1}, {"ctl", 2}, {"", 3}}, 1}, 61000);
     }
 };
 

@@ -138,10 +138,13 @@ void counter_metrics(Exposition &out, const Counters &c)
     out.family("kiln_heartbeats_missed_total", "counter",
                "Runners dropped after runner_timeout without a message.");
     out.sample("kiln_heartbeats_missed_total", {}, double(c.heartbeats_missed));
+}
 
+void backlog_metric(Exposition &out, size_t report_backlog)
+{
     out.family("kiln_report_backlog", "gauge",
                "Finished commits not yet accepted by every report plugin.");
-    out.sample("kiln_report_backlog", {}, double(c.reports_in_flight));
+    out.sample("kiln_report_backlog", {}, double(report_backlog));
 }
 
 void connection_metrics(Exposition &out, const std::map<std::string, size_t> &by_role)
@@ -164,6 +167,7 @@ std::string render_metrics(const MetricsSources &s, int64_t now_unix_ms)
     queue_metrics(out, s.jobs, now_unix_ms);
     runner_metrics(out, s.jobs, s.runners);
     counter_metrics(out, s.counters);
+    backlog_metric(out, s.report_backlog);
     connection_metrics(out, s.connections_by_role);
     return out.take();
 }

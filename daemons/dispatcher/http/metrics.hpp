@@ -23,6 +23,7 @@ struct MetricsSources {
     // Open connections by role ("runner", "observer", "ctl"; "" before the
     // handshake ends).
     std::map<std::string, size_t> connections_by_role;
+    size_t report_backlog = 0; // Reporter::in_flight()
 };
 
 inline constexpr const char *kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
