@@ -305,8 +305,10 @@ void Connection::set_idle_timeout(uint64_t ms)
 void Connection::on_idle(uv_timer_t *timer) noexcept
 {
     auto *conn = static_cast<Connection *>(timer->data);
-    guarded("idle timeout",
-            [&] { conn->close("idle for " + std::to_string(conn->idle_ms_) + " ms"); });
+    guarded("idle timeout", [&] {
+        conn->idled_out_ = !conn->closing_;
+        conn->close("idle for " + std::to_string(conn->idle_ms_) + " ms");
+    });
 }
 
 void Connection::handshake_done()

@@ -56,22 +56,19 @@ struct Counters {
     }
 
     // `jobs` went back to the queue because their runner went away: after
-    // runner_timeout without a word (the close reason of an idle
-    // connection reads "idle for N ms") or otherwise.
-    void runner_released(const std::string &why, size_t jobs)
+    // runner_timeout without a word (`silent`: its connection idled out)
+    // or otherwise.
+    void runner_released(bool silent, size_t jobs)
     {
-        reruns[silent(why) ? "timeout" : "runner_lost"] += jobs;
+        reruns[silent ? "timeout" : "runner_lost"] += jobs;
     }
 
-    // A registered runner is gone; `why` its connection's close reason.
-    void runner_lost(const std::string &why)
+    // A registered runner is gone; `silent`: its connection idled out.
+    void runner_lost(bool silent)
     {
-        if (silent(why))
+        if (silent)
             heartbeats_missed++;
     }
-
-  private:
-    static bool silent(const std::string &why) { return why.find("idle for") != std::string::npos; }
 };
 
 } // namespace kiln

@@ -219,8 +219,8 @@ void Dispatcher::on_close(Connection &conn, const std::string &why)
     // still assigned in the store and wait for their runner after the restart.
     if (conn.role == "runner" && !stopping_) {
         if (runners_.on(conn)) {
-            counters_.runner_lost(why);
-            lose_runner(conn.name, why);
+            counters_.runner_lost(conn.idled_out());
+            lose_runner(conn.name, why, conn.idled_out());
         }
     }
     handshakes_.forget(conn);

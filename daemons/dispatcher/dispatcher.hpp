@@ -106,8 +106,9 @@ class Dispatcher {
     void on_heartbeat(Connection &conn, const Heartbeat &hb);
     void schedule();
     void assign(uint64_t job_id, const RunnerSlotInfo &runner);
-    void lose_runner(const std::string &name, const std::string &why);
-    void release_runner(const std::string &name, const std::string &why);
+    // `silent`: its connection idled out (runner_timeout), for the metrics.
+    void lose_runner(const std::string &name, const std::string &why, bool silent = false);
+    void release_runner(const std::string &name, const std::string &why, bool silent = false);
     void release(uint64_t job_id, const std::string &why);
     void expire_orphans();
 

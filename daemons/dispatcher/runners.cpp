@@ -23,10 +23,10 @@ void Dispatcher::expire_orphans()
 }
 
 // Every job the runner holds goes back to the queue (or ends), persisted.
-void Dispatcher::release_runner(const std::string &name, const std::string &why)
+void Dispatcher::release_runner(const std::string &name, const std::string &why, bool silent)
 {
     auto released = jobs_.release_runner(name, config_.max_attempts, unix_ms());
-    counters_.runner_released(why, released.requeued.size());
+    counters_.runner_released(silent, released.requeued.size());
     for (uint64_t id : released.requeued) {
         log_warning("job %llu: runner %s %s; requeued", static_cast<unsigned long long>(id),
                     name.c_str(), why.c_str());
@@ -51,7 +51,7 @@ void Dispatcher::release(uint64_t job_id, const std::string &why)
                 job->result.error.c_str());
         job_ended(job_id);
     } else {
-        counters_.runner_released(why, 1);
+        counters_.runner_released(false, 1);
         log_warning("job %llu: %s; requeued", static_cast<unsigned long long>(job_id),
                     why.c_str());
         save(job_id);
@@ -59,7 +59,7 @@ void Dispatcher::release(uint64_t job_id, const std::string &why)
     }
 }
 
-void Dispatcher::lose_runner(const std::string &name, const std::string &why)
+void Dispatcher::lose_runner(const std::string &name, const std::string &why, bool silent)
 {
     if (!runners_.find(name))
         return;
@@ -68,7 +68,7 @@ void Dispatcher::lose_runner(const std::string &name, const std::string &why)
         log_warning("runner %s: lost (%s); requeueing %zu job(s)", name.c_str(), why.c_str(),
                     held);
     runners_.remove(name);
-    release_runner(name, "lost (" + why + ")");
+    release_runner(name, "lost (" + why + ")", silent);
     schedule();
 }
 

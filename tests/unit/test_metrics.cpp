@@ -40,10 +40,10 @@ struct Scene {
         uint64_t held = jobs.add(spec("b", '4'), 6000).first->id;
         jobs.assign(held, "r1", 11000);
         runners.add("r1", nullptr, {}, 9000).slots = 4;
-        counters.runner_released("idle for 10000 ms", 2);
-        counters.runner_released("connection reset by peer", 1);
-        counters.runner_lost("idle for 10000 ms"); // silent: a missed heartbeat
-        counters.runner_lost("connection reset by peer");
+        counters.runner_released(/*silent=*/true, 2);  // idled out: timeout
+        counters.runner_released(/*silent=*/false, 1); // connection reset by peer
+        counters.runner_lost(true); // silent: a missed heartbeat
+        counters.runner_lost(false);
     }
     std::string render()
     {

@@ -66,6 +66,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::function<void()> on_handshake_done; // for the Client
 
     bool closing() const { return closing_; }
+    // Closed because nothing arrived for the idle timeout (a silent peer),
+    // rather than by either side or an error.
+    bool idled_out() const { return idled_out_; }
     // "peer 127.0.0.1:4242 (runner r1)", for log lines.
     std::string describe() const;
     const std::string &peer() const { return peer_; }
@@ -100,6 +103,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::string peer_;
     std::string close_reason_;
     bool closing_ = false;
+    bool idled_out_ = false;
     bool close_after_write_ = false;
     size_t queued_bytes_ = 0;
     size_t max_queued_ = 0;
