@@ -410,7 +410,7 @@ const char *const kConfigKeys[] = {"cmake", "ctest", nullptr};
 const kiln_plugin kDescriptor = {
     KILN_PLUGIN_ABI, sizeof(kiln_plugin), KILN_PLUGIN_EXEC, "ctest",
     "the tests directory is a CMake project: configure, build, run its ctest tests",
-    kConfigKeys, ct_init, ct_fini, ct_cancel, nullptr, &kOps, nullptr, {}};
+    kConfigKeys, ct_init, ct_fini, ct_cancel, nullptr, &kOps, nullptr, {}, nullptr};
 
 } // namespace
 

@@ -376,7 +376,7 @@ const kiln_report_ops report_ops = {files_report};
 const kiln_plugin descriptor = {
     KILN_PLUGIN_ABI, sizeof(kiln_plugin), KILN_PLUGIN_REPORT, "files",
     "results as files: DIR/<commit>.json and DIR/<commit>.log",
-    config_keys, files_init, files_fini, files_cancel, nullptr, nullptr, &report_ops, {}};
+    config_keys, files_init, files_fini, files_cancel, nullptr, nullptr, &report_ops, {}, nullptr};
 
 } // namespace
 

@@ -114,7 +114,7 @@ const kiln_vcs_ops vcs_ops = {git_poll, git_prepare};
 const kiln_plugin descriptor = {
     KILN_PLUGIN_ABI, sizeof(kiln_plugin), KILN_PLUGIN_VCS, "git",
     "git repositories: poll branch heads, prepare workspaces from a local mirror",
-    config_keys, git_init, git_fini, git_cancel, &vcs_ops, nullptr, nullptr, {}};
+    config_keys, git_init, git_fini, git_cancel, &vcs_ops, nullptr, nullptr, {}, nullptr};
 
 } // namespace
 

@@ -358,7 +358,7 @@ const char *const kConfigKeys[] = {"parallel", nullptr};
 const kiln_plugin kDescriptor = {
     KILN_PLUGIN_ABI, sizeof(kiln_plugin), KILN_PLUGIN_EXEC, "script",
     "each executable file in the tests directory is a test; exit 0 passes, 77 skips",
-    kConfigKeys, sc_init, sc_fini, sc_cancel, nullptr, &kOps, nullptr, {}};
+    kConfigKeys, sc_init, sc_fini, sc_cancel, nullptr, &kOps, nullptr, {}, nullptr};
 
 } // namespace
 

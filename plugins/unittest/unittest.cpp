@@ -314,7 +314,7 @@ const char *const kConfigKeys[] = {"python", "pattern", nullptr};
 const kiln_plugin kDescriptor = {
     KILN_PLUGIN_ABI, sizeof(kiln_plugin), KILN_PLUGIN_EXEC, "unittest",
     "Python unittest over the workspace's tests directory, one result per test",
-    kConfigKeys, ut_init, ut_fini, ut_cancel, nullptr, &kOps, nullptr, {}};
+    kConfigKeys, ut_init, ut_fini, ut_cancel, nullptr, &kOps, nullptr, {}, nullptr};
 
 } // namespace
 

@@ -8,7 +8,7 @@
  * a process spawner.  A plugin links libuv and nothing of Kiln.
  *
  * Contract for every asynchronous operation (poll, prepare, run, list,
- * report):
+ * report, event):
  *   - it returns 0 once started, or a negative errno if it could not start;
  *     an operation that failed to start never calls its callback;
  *   - a started operation calls its callback exactly once, later, from the
@@ -33,8 +33,10 @@
  * the dispatcher's routing key `plugin` (see kiln.toml(5)).  Keys a plugin
  * does not list in config_keys are refused when the daemon starts.
  *
- * The host table grows at its end: a plugin built against a newer header
- * checks a field added after ABI 1's with KILN_HOST_HAS before using it.
+ * The host table, the descriptor and the report event grow at their end: a
+ * plugin built against a newer header checks a field added after ABI 1's
+ * with KILN_HOST_HAS before using it, the host checks the plugin's with
+ * KILN_PLUGIN_HAS, and a plugin checks an event's with KILN_EVENT_HAS.
  */
 #ifndef KILN_PLUGIN_H
 #define KILN_PLUGIN_H
@@ -61,7 +63,7 @@ extern "C" {
 enum kiln_plugin_kind {
     KILN_PLUGIN_VCS = 1,    /* polls repositories, prepares workspaces */
     KILN_PLUGIN_EXEC = 2,   /* runs (and lists) the tests of a workspace */
-    KILN_PLUGIN_REPORT = 3, /* hands a final result to the outside world */
+    KILN_PLUGIN_REPORT = 3, /* hands results (and events) to the outside world */
 };
 
 /* syslog priorities, as the host's log understands them */
@@ -294,6 +296,103 @@ struct kiln_report_ops {
                   void **op);
 };
 
+/* ---- report events (grown after ABI 1's first release) ----
+ *
+ * A report plugin that sets `events` in its descriptor (see struct
+ * kiln_plugin) hears a commit's events, not only its final result: queued,
+ * started, failing and finished.  The host then calls event() for every
+ * kind, FINISHED included, and never report().  A plugin built without
+ * `events` (an older header) keeps getting report() for final results.
+ *
+ * Delivery is the host's job: it keeps each event in a durable outbox per
+ * receiver (one [[report]] table) until the plugin says it is delivered, and
+ * calls again later, with back-off, after a failure.  So a plugin makes one
+ * attempt per call and says how it went; it keeps no queue of its own.
+ * Events of one commit reach one receiver in order, one at a time: a
+ * FINISHED never goes out before that commit's QUEUED has been delivered. */
+
+enum kiln_event_kind {
+    KILN_EVENT_QUEUED = 1,   /* the commit waits for a runner */
+    KILN_EVENT_STARTED = 2,  /* a runner took it */
+    KILN_EVENT_FAILING = 3,  /* a test failed; the run goes on (tests: those failed so far) */
+    KILN_EVENT_FINISHED = 4, /* the final result: what report() gets */
+};
+
+/* The outcome of a commit that has none yet (QUEUED, STARTED), and
+ * previous_outcome of a branch's first commit. */
+#define KILN_OUTCOME_NONE (-1)
+
+struct kiln_report_event {
+    uint32_t size; /* sizeof(struct kiln_report_event) of the host: see KILN_EVENT_HAS */
+    int kind;      /* enum kiln_event_kind */
+    /* The commit as it is at this event: repo, branch, commit, job_id,
+     * attempt always; runner from STARTED on; outcome KILN_OUTCOME_NONE for
+     * QUEUED and STARTED, KILN_FAILED for FAILING, the result for FINISHED;
+     * tests, log, error and finished_unix_ms for FINISHED (FAILING: the
+     * failed tests so far). */
+    const struct kiln_report *report;
+    /* The outbox entry's id: the same on every attempt to deliver this
+     * event to this receiver, across dispatcher restarts (an idempotency key
+     * for receivers, e.g. a delivery header). */
+    uint64_t delivery_id;
+    /* Attempts made before this one (0 on the first). */
+    uint32_t retries;
+    int64_t event_unix_ms;   /* when the event happened */
+    int64_t queued_unix_ms;  /* when the commit was queued */
+    /* The commit's page on the dispatcher's web page ([http] base_url +
+     * "/commit/<id>"), or NULL when no base_url is configured. */
+    const char *url;
+    /* The final outcome of the branch's previous finished commit (before
+     * this one), or KILN_OUTCOME_NONE: lets a plugin tell "broke" and
+     * "fixed" from "still failing". */
+    int previous_outcome;
+    /* Tests counted by outcome (index: enum kiln_outcome), FINISHED only
+     * (and FAILING: counted so far). */
+    uint32_t counts[6];
+    /* Fields added later go here: check with KILN_EVENT_HAS. */
+};
+
+#define KILN_EVENT_HAS(ev, field)                                                          \
+    ((ev)->size >= offsetof(struct kiln_report_event, field) +                             \
+                       sizeof(((struct kiln_report_event *)0)->field))
+
+/* How one attempt to deliver went. */
+struct kiln_delivery {
+    /* 0: delivered (the receiver has it; never sent again).
+     * -ECANCELED: after cancel(); the host tries again later.
+     * another -errno: not delivered this time (-ECONNREFUSED, -ETIMEDOUT, an
+     * HTTP 5xx or 429 as -EAGAIN, ...): the host tries again after back-off. */
+    int status;
+    /* 1 with a negative status: the receiver refused it for good (an HTTP
+     * 4xx other than 429, a bad address): logged with `error`, counted, and
+     * not sent again. */
+    int rejected;
+    /* With a negative status: the receiver asked to wait this long before
+     * the next attempt (HTTP Retry-After); 0: the host's own back-off. */
+    uint64_t retry_after_ms;
+    /* One line (for a refusal: the response's status and first bytes), NULL
+     * when delivered.  The host logs it; never put a secret in it. */
+    const char *error;
+};
+
+typedef void (*kiln_delivery_cb)(void *arg, const struct kiln_delivery *res);
+
+struct kiln_report_event_ops {
+    uint32_t size; /* sizeof(struct kiln_report_event_ops) of the plugin */
+    /* wants: non-zero when this instance (its config: e.g. an `events` key)
+     * wants events of `kind`.  Asked when the event happens, before anything
+     * is queued for it; must not block.  NULL: every kind. */
+    int (*wants)(void *self, int kind);
+    /* event: make one attempt to deliver one event.
+     *   ev   borrowed (copy what outlives the call); ev->report non-NULL as
+     *        described there.
+     *   op   may be NULL; set only when 0 is returned.
+     *   cb   once, later, with res never NULL (see struct kiln_delivery).
+     * A non-zero return (could not start) counts as a failed attempt. */
+    int (*event)(void *self, const struct kiln_report_event *ev, kiln_delivery_cb cb,
+                 void *arg, void **op);
+};
+
 /* ---- the descriptor ---- */
 
 struct kiln_plugin {
@@ -317,13 +416,26 @@ struct kiln_plugin {
      * it was already ending.  An op whose callback has run is ignored. */
     void (*cancel)(void *self, void *op);
 
-    /* exactly the one matching `kind` is non-NULL */
+    /* exactly the one matching `kind` is non-NULL (a report plugin that
+     * sets `events` below may leave `report` NULL) */
     const struct kiln_vcs_ops *vcs;
     const struct kiln_exec_ops *exec;
     const struct kiln_report_ops *report;
 
     void *reserved[4];
+
+    /* Grown after ABI 1's first release: a descriptor from an older header
+     * ends before these (its size says so; the host checks with
+     * KILN_PLUGIN_HAS).  A report plugin that hears events sets `events`
+     * (its report op may then be NULL). */
+    const struct kiln_report_event_ops *events;
 };
+
+#define KILN_PLUGIN_HAS(desc, field)                                                       \
+    ((desc)->size >= offsetof(struct kiln_plugin, field) + sizeof(((struct kiln_plugin *)0)->field))
+
+/* The size of ABI 1's first descriptor: a host accepts any size from here. */
+#define KILN_PLUGIN_SIZE_V1_0 (offsetof(struct kiln_plugin, reserved) + 4 * sizeof(void *))
 
 typedef const struct kiln_plugin *(*kiln_plugin_entry_fn)(void);
 
