@@ -27,7 +27,7 @@ int Bench::run()
     result_ack_ms_.reserve(o_.commits);
     // Heartbeats and runner timeouts far beyond the run: synthetic runners
     // send no heartbeats; their results keep the connections busy anyway.
-    if (!dispatcher_.make_state_dir(static_cast<long long>(o_.timeout_s) + 600))
+    if (!dispatcher_.make_state_dir(static_cast<long long>(o_.timeout_s) + 600, o_.config_extra))
         return 1;
     uv_timer_init(loop_, &deadline_);
     deadline_.data = this;

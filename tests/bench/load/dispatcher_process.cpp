@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <system_error>
 #include <vector>
 
@@ -20,8 +21,18 @@ DispatcherProcess::DispatcherProcess(uv_loop_t *loop, std::string program)
 {
 }
 
-bool DispatcherProcess::make_state_dir(long long hold_s)
+bool DispatcherProcess::make_state_dir(long long hold_s, const std::string &extra_file)
 {
+    std::string extra;
+    if (!extra_file.empty()) {
+        std::ifstream in(extra_file);
+        if (!in) {
+            fprintf(stderr, "kiln-bench-load: --config-extra %s: %s\n", extra_file.c_str(),
+                    strerror(errno));
+            return false;
+        }
+        extra.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
     const char *tmp = getenv("TMPDIR");
     std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/kiln-bench-load.XXXXXX";
     std::vector<char> buf(tmpl.begin(), tmpl.end());
@@ -45,10 +56,11 @@ bool DispatcherProcess::make_state_dir(long long hold_s)
             "heartbeat_interval = %lld\n"
             "runner_timeout = %lld\n"
             "handshake_timeout = \"60s\"\n"
-            "# no [[report]]: no report plugins\n"
+            "%s\n"
             "[http]\n"
             "listen = \"\"\n", // off: the load is the peers' protocol
-            dir_.c_str(), hold_s, hold_s * 2);
+            dir_.c_str(), hold_s, hold_s * 2,
+            extra.empty() ? "# no [[report]]: no report plugins" : extra.c_str());
     fclose(f);
     return true;
 }

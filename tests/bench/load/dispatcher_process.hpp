@@ -24,9 +24,10 @@ class DispatcherProcess {
     std::function<void(const std::string &why)> on_failure;
 
     // A temp dir under $TMPDIR with dispatcher.toml: listen on 127.0.0.1:0,
-    // state in the dir, no report plugins, heartbeats every `hold_s` seconds
-    // and runner timeouts of twice that (synthetic runners send none).
-    bool make_state_dir(long long hold_s);
+    // state in the dir, heartbeats every `hold_s` seconds and runner
+    // timeouts of twice that (synthetic runners send none), no report
+    // plugins unless the text of `extra_file` (if not empty) adds them.
+    bool make_state_dir(long long hold_s, const std::string &extra_file = "");
     // Spawn it (argv, no shell) and watch its log for the port.
     bool start();
     // Stop watching the log; SIGTERM, then SIGKILL if it is up 10 s later.

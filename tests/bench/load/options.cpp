@@ -19,7 +19,10 @@ void usage(FILE *f)
             "                    0: unbounded, only --window limits the observer)\n"
             "  --dispatcher PATH kiln-dispatcher to start (%s)\n"
             "  --timeout S       hard bound on the whole run in seconds (300)\n"
-            "  --keep            keep the temporary state dir and dispatcher log\n",
+            "  --keep            keep the temporary state dir and dispatcher log\n"
+            "  --config-extra F  put F's text into dispatcher.toml after the [dispatcher]\n"
+            "                    keys (bare keys join [dispatcher]; e.g. plugin_dir and a\n"
+            "                    [[report]] table: reporting under load)\n",
             KILN_BENCH_DISPATCHER);
 }
 
@@ -59,6 +62,8 @@ void parse_args(int argc, char **argv, Options &o)
             o.timeout_s = number("--timeout", 1, 86400);
         else if (a == "--dispatcher")
             o.dispatcher = value("--dispatcher");
+        else if (a == "--config-extra")
+            o.config_extra = value("--config-extra");
         else if (a == "--keep")
             o.keep = true;
         else if (a == "-h" || a == "--help") {

@@ -19,6 +19,7 @@ struct Options {
     unsigned connect_batch = 50; // runners connecting at once
     std::string dispatcher = KILN_BENCH_DISPATCHER;
     bool keep = false;
+    std::string config_extra; // a file whose text goes into dispatcher.toml (e.g. [[report]])
 };
 
 // Fill `o` from argv; prints the usage and exits (0 for --help, 2 for a bad
