@@ -77,15 +77,17 @@ std::string summary(const Report &r)
     return s.empty() ? kiln_outcome_name(r.outcome) : s;
 }
 
-// Every count, for the body: "10 passed, 2 failed, 1 skipped".
+// Every count, for the body: "10 passed, 2 failed, 1 error".
 std::string all_counts(const Report &r)
 {
-    static const char *const names[6] = {"passed", "failed", "errors", "skipped", "timed out",
-                                         "cancelled"};
+    static const char *const names[6][2] = {{"passed", "passed"},       {"failed", "failed"},
+                                            {"error", "errors"},        {"skipped", "skipped"},
+                                            {"timed out", "timed out"}, {"cancelled", "cancelled"}};
     std::string s;
     for (int i = 0; i < 6; i++)
         if (r.counts[i])
-            s += (s.empty() ? "" : ", ") + std::to_string(r.counts[i]) + " " + names[i];
+            s += (s.empty() ? "" : ", ") + std::to_string(r.counts[i]) + " " +
+                 names[i][r.counts[i] == 1 ? 0 : 1];
     return s.empty() ? "none" : s;
 }
 
