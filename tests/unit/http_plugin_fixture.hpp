@@ -161,25 +161,40 @@ inline void on_done(void *arg, int status, const char *error)
 }
 
 // Runs the loop until every result has its callback, at most `limit_ms`;
-// false when the limit ran out.
+// false when the limit ran out.  A prepare handle stops the loop as soon as
+// they all have: a UV_RUN_ONCE turn whose only work was a timer callback
+// would otherwise go on to block in poll.
 inline bool run_until(uv_loop_t *loop, const std::vector<Result *> &results, uint64_t limit_ms = 20000)
 {
+    struct Wait {
+        const std::vector<Result *> *results;
+        bool expired = false;
+        bool done() const
+        {
+            for (Result *r : *results)
+                if (r->calls == 0)
+                    return false;
+            return true;
+        }
+    } wait;
+    wait.results = &results;
     uv_timer_t guard;
-    bool expired = false;
+    uv_prepare_t check;
     uv_timer_init(loop, &guard);
-    guard.data = &expired;
-    uv_timer_start(&guard, [](uv_timer_t *t) { *static_cast<bool *>(t->data) = true; }, limit_ms, 0);
-    auto all_done = [&] {
-        for (Result *r : results)
-            if (r->calls == 0)
-                return false;
-        return true;
-    };
-    while (!all_done() && !expired)
+    uv_prepare_init(loop, &check);
+    guard.data = check.data = &wait;
+    uv_timer_start(&guard, [](uv_timer_t *t) { static_cast<Wait *>(t->data)->expired = true; },
+                   limit_ms, 0);
+    uv_prepare_start(&check, [](uv_prepare_t *p) {
+        if (static_cast<Wait *>(p->data)->done())
+            uv_stop(p->loop);
+    });
+    while (!wait.done() && !wait.expired)
         uv_run(loop, UV_RUN_ONCE);
     uv_close(reinterpret_cast<uv_handle_t *>(&guard), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t *>(&check), nullptr);
     uv_run(loop, UV_RUN_NOWAIT);
-    return !expired;
+    return wait.done();
 }
 
 inline std::unique_ptr<kiln::Plugin> load(uv_loop_t *loop, const std::string &name,
