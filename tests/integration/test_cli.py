@@ -246,8 +246,8 @@ class ShippedConfigTest(unittest.TestCase):
                 for line in self.read(daemon).splitlines():
                     if re.match(r"^#(\[|[a-z_]+ = )", line) and not line.startswith("#plugin_dir"):
                         line = line[1:]
-                    # Secret files named there do not exist here: a real one.
-                    m = re.match(r"^([a-z_]*secret_file) = ", line)
+                    # Secret and token files named there do not exist here: a real one.
+                    m = re.match(r"^([a-z_]*(?:secret|token)_file) = ", line)
                     if m:
                         line = "%s = %s" % (m.group(1), kf.toml_str(self.secret_file()))
                     lines.append(line)
