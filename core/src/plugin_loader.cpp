@@ -16,6 +16,7 @@
 namespace kiln {
 
 const char kReportRoutingKey[] = "plugin";
+const char kReportReposKey[] = "repos";
 
 struct Plugin::Impl {
     kiln_host host{};
@@ -23,7 +24,7 @@ struct Plugin::Impl {
     std::string daemon;
     ConfigTable config;
     std::map<std::string, std::string> strings; // keeps config strings alive until fini
-    const char *routing_key = nullptr;          // the daemon's key, hidden from the plugin
+    bool routed = false; // a [[report]] table: the dispatcher's keys are hidden from the plugin
     Plugin::SpawnHook spawn;                    // empty: spawn_process
 };
 
@@ -31,12 +32,12 @@ namespace {
 
 Plugin::Impl &impl_of(const kiln_host *host) { return *static_cast<Plugin::Impl *>(host->host_data); }
 
-// The plugin sees its table without the daemon's routing key: asking for it
-// is asking for an absent key.
+// The plugin sees its table without the daemon's routing keys: asking for
+// one is asking for an absent key.
 bool hidden(const kiln_host *host, const char *key)
 {
-    const char *routing = impl_of(host).routing_key;
-    return !key || (routing && strcmp(key, routing) == 0);
+    return !key || (impl_of(host).routed &&
+                    (strcmp(key, kReportRoutingKey) == 0 || strcmp(key, kReportReposKey) == 0));
 }
 
 // The host table's functions are called from plugin code, C or C++: none
@@ -149,11 +150,31 @@ bool ops_complete(const kiln_plugin &d, std::string &missing)
         missing = "exec ops (run)";
         return d.exec && d.exec->run; // list is optional
     case KILN_PLUGIN_REPORT:
-        missing = "report ops (report)";
-        return d.report && d.report->report;
+        // A plugin that hears events may leave report NULL.
+        missing = "report ops (report, or event ops)";
+        return (d.report && d.report->report) || (KILN_PLUGIN_HAS(&d, events) && d.events);
     }
     missing = "a known kind";
     return false;
+}
+
+// The event ops of a descriptor that has them (its size covers `events`):
+// nullptr when absent; a set table must hold event() and say a size that
+// covers it (a newer header's larger table is fine).
+const kiln_report_event_ops *event_ops(const kiln_plugin &d, std::string &why)
+{
+    if (!KILN_PLUGIN_HAS(&d, events) || !d.events)
+        return nullptr;
+    const kiln_report_event_ops *ops = d.events;
+    constexpr size_t need = offsetof(kiln_report_event_ops, event) + sizeof ops->event;
+    if (d.kind != KILN_PLUGIN_REPORT)
+        why = "sets event ops but is not a report plugin";
+    else if (ops->size < need || ops->size > 65536)
+        why = "event ops table says it is " + std::to_string(ops->size) +
+              " bytes, expected at least " + std::to_string(need);
+    else if (!ops->event)
+        why = "event ops table lacks event()";
+    return ops;
 }
 
 bool plain_name(const std::string &name)
@@ -244,37 +265,46 @@ std::unique_ptr<Plugin> load_plugin(uv_loop_t *loop, const std::vector<std::stri
     if (desc->abi != KILN_PLUGIN_ABI)
         fail("descriptor says ABI " + std::to_string(desc->abi) + ", this daemon loads ABI " +
              std::to_string(KILN_PLUGIN_ABI));
-    if (desc->size < sizeof(kiln_plugin))
+    // ABI 1.0's descriptor (an older header) ends before `events`: its size
+    // says so, and the fields after it are never read.
+    if (desc->size < KILN_PLUGIN_SIZE_V1_0)
         fail("descriptor is " + std::to_string(desc->size) + " bytes, expected at least " +
-             std::to_string(sizeof(kiln_plugin)));
+             std::to_string(KILN_PLUGIN_SIZE_V1_0));
     if (desc->kind != kind)
         fail(std::string("is of kind ") + plugin_kind_name(desc->kind) + ", not " +
              plugin_kind_name(kind));
     if (!desc->name || name != desc->name)
         fail(std::string("calls itself '") + (desc->name ? desc->name : "(null)") +
              "', expected its file stem '" + name + "'");
-    std::string missing;
+    std::string missing, bad_events;
+    const kiln_report_event_ops *events = event_ops(*desc, bad_events);
+    if (!bad_events.empty())
+        fail(bad_events);
     if (!ops_complete(*desc, missing))
         fail("descriptor lacks " + missing);
 
     // Keys the plugin does not declare are a config error, reported with
     // their place in the file like any other unknown key.  A report
     // plugin's [[report]] table holds the dispatcher's routing key too
-    // (plugin = "NAME"): that one is the daemon's, never the plugin's.
-    const char *routing_key = kind == KILN_PLUGIN_REPORT ? kReportRoutingKey : nullptr;
-    if (routing_key)
-        config.accept(routing_key);
+    // (plugin = "NAME", repos = [...]): those are the daemon's, never the
+    // plugin's.
+    bool routed = kind == KILN_PLUGIN_REPORT;
+    if (routed) {
+        config.accept(kReportRoutingKey);
+        config.accept(kReportReposKey);
+    }
     for (const char *const *key = desc->config_keys; key && *key; key++)
         config.accept(*key);
     config.reject_unknown_keys();
 
     plugin->desc_ = desc;
+    plugin->events_ = events;
     plugin->impl_ = std::make_unique<Plugin::Impl>();
     Plugin::Impl &impl = *plugin->impl_;
     impl.name = name;
     impl.daemon = daemon;
     impl.config = config;
-    impl.routing_key = routing_key;
+    impl.routed = routed;
     kiln_host &host = impl.host;
     host.abi = KILN_PLUGIN_ABI;
     host.size = sizeof(kiln_host);

@@ -137,6 +137,75 @@ void test_incomplete_ops(void **)
     assert_true(contains(m, "lacks report ops"));
 }
 
+// A plugin built against ABI 1.0's header (its descriptor ends before
+// `events`) loads and has no event ops: it gets report() for final results.
+void test_old_header_plugin_loads(void **)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    {
+        auto plugin = load_plugin(&loop, kDirs, "old_header", KILN_PLUGIN_REPORT, ConfigTable(),
+                                  "test");
+        assert_int_equal(plugin->descriptor().size, KILN_PLUGIN_SIZE_V1_0);
+        assert_true(plugin->descriptor().size < sizeof(kiln_plugin));
+        assert_null(plugin->events());
+        assert_non_null(plugin->descriptor().report);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+// A report plugin with event ops may leave report NULL; its event() runs.
+void test_events_only_plugin_loads(void **)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    {
+        auto plugin = load_plugin(&loop, kDirs, "events_only", KILN_PLUGIN_REPORT,
+                                  ConfigTable(), "test");
+        assert_null(plugin->descriptor().report);
+        const kiln_report_event_ops *ops = plugin->events();
+        assert_non_null(ops);
+        assert_int_equal(ops->size, sizeof(kiln_report_event_ops));
+        kiln_report rep{};
+        rep.commit = "c0ffee";
+        kiln_report_event ev{};
+        ev.size = sizeof ev;
+        ev.kind = KILN_EVENT_QUEUED;
+        ev.report = &rep;
+        done_calls = 0;
+        done_status = -1;
+        int rc = ops->event(
+            plugin->self(), &ev,
+            [](void *, const kiln_delivery *res) {
+                done_calls++;
+                done_status = res->status;
+            },
+            nullptr, nullptr);
+        assert_int_equal(rc, 0);
+        assert_int_equal(done_calls, 0);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        assert_int_equal(done_calls, 1);
+        assert_int_equal(done_status, 0);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+void test_event_ops_without_event(void **)
+{
+    std::string m = refusal("bad_events", KILN_PLUGIN_REPORT);
+    assert_true(contains(m, "bad_events.so"));
+    assert_true(contains(m, "event ops table lacks event()"));
+}
+
+void test_descriptor_shorter_than_abi_1_0(void **)
+{
+    std::string m = refusal("short", KILN_PLUGIN_REPORT);
+    assert_true(contains(m, "short.so"));
+    assert_true(contains(m, "expected at least " + std::to_string(KILN_PLUGIN_SIZE_V1_0)));
+}
+
 void test_bad_name_is_not_a_path(void **)
 {
     std::string m = refusal("../good", KILN_PLUGIN_REPORT);
@@ -159,20 +228,22 @@ void test_config_of_wrong_type_fails_init(void **)
     assert_true(contains(m, "good.so: init failed"));
 }
 
-// A [[report]] table reaches its plugin without the dispatcher's routing key
-// `plugin`: the plugin need not declare it (the fixture does not) and reads
-// it as absent, while its own keys read as usual.
+// A [[report]] table reaches its plugin without the dispatcher's routing
+// keys `plugin` and `repos`: the plugin need not declare them (the fixture
+// does not) and reads them as absent, while its own keys read as usual.
 void test_report_table_without_routing_key(void **)
 {
     uv_loop_t loop;
     uv_loop_init(&loop);
     {
-        ConfigTable config = parse_config_string("plugin = \"good\"\nanswer = 7\n", "d.toml");
+        ConfigTable config = parse_config_string(
+            "plugin = \"good\"\nrepos = [\"a\"]\nanswer = 7\n", "d.toml");
         auto plugin = load_plugin(&loop, kDirs, "good", KILN_PLUGIN_REPORT, config, "test");
         const kiln_host *host = static_cast<FixtureState *>(plugin->self())->host;
         const char *name = nullptr;
         assert_int_equal(host->config_string(host, "plugin", &name), -ENOENT);
         assert_null(name);
+        assert_int_equal(host->config_string(host, "repos", &name), -ENOENT);
         int64_t answer = 0;
         assert_int_equal(host->config_int(host, "answer", &answer), 0);
         assert_int_equal(answer, 7);
@@ -274,6 +345,10 @@ int main()
         cmocka_unit_test(test_entry_of_another_abi),
         cmocka_unit_test(test_wrong_kind),
         cmocka_unit_test(test_incomplete_ops),
+        cmocka_unit_test(test_old_header_plugin_loads),
+        cmocka_unit_test(test_events_only_plugin_loads),
+        cmocka_unit_test(test_event_ops_without_event),
+        cmocka_unit_test(test_descriptor_shorter_than_abi_1_0),
         cmocka_unit_test(test_bad_name_is_not_a_path),
         cmocka_unit_test(test_unknown_config_key),
         cmocka_unit_test(test_config_of_wrong_type_fails_init),

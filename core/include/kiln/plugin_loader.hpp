@@ -3,7 +3,9 @@
 // checks the ABI promises, each failing start-up with a PluginError that
 // names the plugin and the path: file missing, dlopen failure, entry symbol
 // missing, ABI version or descriptor size wrong, kind not the one
-// configured, name not the file stem, ops table incomplete, init failure.
+// configured, name not the file stem, ops table incomplete (a report
+// plugin's event ops included), init failure.  A descriptor from ABI 1.0's
+// header (shorter: no `events`) is accepted.
 #include <functional>
 #include <memory>
 #include <stdexcept>
@@ -36,7 +38,11 @@ class Plugin {
     void *self() const { return self_; }
     const kiln_vcs_ops &vcs() const { return *desc_->vcs; }
     const kiln_exec_ops &exec() const { return *desc_->exec; }
+    // report() only when the plugin has it: one with event ops may not.
     const kiln_report_ops &report() const { return *desc_->report; }
+    // The report event ops, nullptr when the plugin has none (an ABI 1.0
+    // descriptor, or a plugin that only hears final results).
+    const kiln_report_event_ops *events() const { return events_; }
     void cancel(void *op) const { desc_->cancel(self_, op); }
 
     // What the plugin's host->spawn does: spawn_process() unless the daemon
@@ -56,18 +62,21 @@ class Plugin {
     std::string name_, path_;
     void *dl_ = nullptr;
     const kiln_plugin *desc_ = nullptr;
+    const kiln_report_event_ops *events_ = nullptr;
     void *self_ = nullptr;
     std::unique_ptr<Impl> impl_;
 };
 
-// The key of a [[report]] table that names its plugin (plugin = "files").
-// It routes the table to the plugin and is the dispatcher's: the plugin
-// neither declares nor sees it.
+// The keys of a [[report]] table that route it: the plugin it goes to
+// (plugin = "files") and the repositories whose events it hears (repos =
+// ["a", "b"]; absent: all).  They are the dispatcher's: the plugin neither
+// declares nor sees them.
 extern const char kReportRoutingKey[];
+extern const char kReportReposKey[];
 
 // Find NAME.so in `dirs` (first match wins), load and check it, init() it
 // with `config` as its config table (keys it does not declare are refused;
-// for a report plugin, the table without kReportRoutingKey).  `kind` is the
+// for a report plugin, the table without the routing keys).  `kind` is the
 // enum kiln_plugin_kind the caller needs.  Throws PluginError.
 std::unique_ptr<Plugin> load_plugin(uv_loop_t *loop, const std::vector<std::string> &dirs,
                                     const std::string &name, int kind, const ConfigTable &config,
