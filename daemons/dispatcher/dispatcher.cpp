@@ -17,6 +17,7 @@ Dispatcher::Dispatcher(uv_loop_t *loop, DispatcherConfig config)
       store_(loop, config_.state_dir)
 {
     reporter_.install(reporter_.load(config_));
+    deliveries_.configure(config_.report_retry_max_ms, config_.http.base_url);
     add_http_routes();
 }
 
@@ -34,6 +35,7 @@ bool Dispatcher::load_store()
             jobs_.restore(std::move(job));
             loaded++;
         }
+        deliveries_.restore(store_.load_deliveries());
         if (loaded)
             log_notice("store %s: %zu job(s): %zu queued, %zu assigned, %zu done",
                        store_.path().c_str(), loaded, jobs_.count(JobState::queued),
@@ -76,11 +78,7 @@ bool Dispatcher::start()
     // After the line above: scripts read the first "listening on" as the peers' port.
     if (!start_http())
         return false;
-    // Results recorded before a crash but not yet reported: report them now
-    // (reporting is at least once).
-    for (const auto &[id, job] : jobs_.jobs())
-        if (job.state == JobState::done && !job.reported)
-            for_job(id, "reporting", [&, &job = job] { report(job); });
+    restore_reports();
     return true;
 }
 
@@ -89,6 +87,7 @@ void Dispatcher::stop()
     stopping_ = true;
     server_.close();
     http_.stop();
+    deliveries_.stop(); // cancels the attempts in flight; their rows stay queued
     if (heartbeat_timer_)
         uv_timer_stop(heartbeat_timer_);
     auto conns = connections_;
@@ -104,6 +103,8 @@ void Dispatcher::reload(DispatcherConfig c)
     warn_needs_restart(config_, c);
 
     reporter_.install(std::move(fresh));
+    deliveries_.configure(c.report_retry_max_ms, config_.http.base_url);
+    deliveries_.kick(); // rows of a receiver configured now go out
 
     bool heartbeat = c.heartbeat_interval_ms != config_.heartbeat_interval_ms;
     bool timeout = c.runner_timeout_ms != config_.runner_timeout_ms;

@@ -16,6 +16,7 @@
 
 #include "commit_intake.hpp"
 #include "counters.hpp"
+#include "deliveries.hpp"
 #include "dispatcher_config.hpp"
 #include "handshakes.hpp"
 #include "http/events.hpp"
@@ -44,8 +45,8 @@ class Dispatcher {
     void stop();
 
     // SIGHUP: load the new report plugins (throws PluginError, changing
-    // nothing), then swap them in — the old set is unloaded once its reports
-    // in flight are done — and take every DispatcherSettings value (to what
+    // nothing), then swap them in — the old set is unloaded once its
+    // deliveries in flight are done — and take every DispatcherSettings value (to what
     // comes next: open connections and queued jobs are kept).  listen,
     // state_dir and max_frame need a restart (a warning each).
     void reload(DispatcherConfig config);
@@ -68,6 +69,8 @@ class Dispatcher {
     EventHub &events() { return events_; }
     // The running jobs' log tails (for a page's log, a metric of their memory).
     const LiveLogs &live_logs() const { return live_logs_; }
+    // The report receivers' outbox and deliveries (kilnctl reports, pages, metrics).
+    const Deliveries &deliveries() const { return deliveries_; }
     // The HTTP server's port (0 when [http] listen is "").
     int http_port() const { return http_.port(); }
 
@@ -94,12 +97,20 @@ class Dispatcher {
     void on_result(Connection &conn, const Result &result);
     void record_result(Connection &conn, const Result &result);
     // A job has ended (result recorded, or ended by the dispatcher): persist
-    // it, and for a commit's job log and report it; for a shard, finish its
-    // commit when it was the last.
+    // it, and for a commit's job log it and raise FINISHED; for a shard,
+    // finish its commit when it was the last.
     void job_ended(uint64_t job_id, Store::Durable durable = {});
-    void report(const Job &job);
     void retry(Connection &conn, const Query &query);
     void save(uint64_t job_id, Store::Durable durable = {});
+
+    // report_events.cpp — report events raised with the job change that
+    // causes them.  Persist the job with the outbox rows of event `kind`
+    // (a commit's job only; a shard raises none) in one batch; the rows are
+    // delivered once it is durable, then `durable` runs.
+    void save_event(uint64_t job_id, int kind, Store::Durable durable = {});
+    // Start-up: the stored outbox back into the engine; finished commits of
+    // an older database that were never reported get their FINISHED rows.
+    void restore_reports();
 
     // runners.cpp — runners registering, taking jobs, lost and found again.
     void on_register(Connection &conn, const Register &reg);
@@ -134,12 +145,13 @@ class Dispatcher {
     std::set<std::shared_ptr<Connection>> connections_; // every open connection
     CommitIntake intake_;      // repositories refused per observer connection
     Handshakes handshakes_{config_}; // peers that have not finished hello/auth
-    Reporter reporter_{loop_}; // report plugins, old sets until unused
+    Reporter reporter_{loop_}; // report receivers and their plugins, old sets until unused
+    Deliveries deliveries_{loop_, reporter_, store_, jobs_}; // the outbox, per receiver
     uv_timer_t *heartbeat_timer_ = nullptr;
     int64_t started_unix_ms_ = 0; // restart_grace counts from here
     bool stopping_ = false;
     Counters counters_;        // what /metrics counts since the start (counters.hpp)
-    Queries queries_{config_, jobs_, runners_, store_, started_unix_ms_};
+    Queries queries_{config_, jobs_, runners_, store_, deliveries_, started_unix_ms_};
     LiveLogs live_logs_{jobs_}; // running jobs' output for followers (live_logs.hpp)
     HttpServer http_{loop_, config_.http}; // [http]; routes added in the constructor
     EventHub events_;                      // subscribers of /api/v1/events

@@ -1,5 +1,8 @@
 #include "dispatcher_config.hpp"
 
+#include <algorithm>
+#include <map>
+
 #include <kiln/auth.hpp>
 #include <kiln/net.hpp>
 
@@ -42,14 +45,15 @@ DispatcherConfig DispatcherConfig::from(const ConfigTable &root)
                           "' is not a loopback address: set secret_file so that every peer "
                           "must authenticate"));
     c.plugin_dirs = d.strings("plugin_dir", {});
+    c.report_retry_max_ms = d.duration_ms("report_retry_max", c.report_retry_max_ms);
+    if (c.report_retry_max_ms < 1000)
+        throw ConfigError(d.error_at("report_retry_max", "must be at least 1s (the first retry's wait)"));
     if (c.runner_timeout_ms <= c.heartbeat_interval_ms)
         throw ConfigError(d.error_at("runner_timeout", "must be longer than heartbeat_interval"));
     d.reject_unknown_keys();
 
     c.http = http_from(root.table("http"));
-    c.reports = root.tables("report");
-    for (const auto &report : c.reports)
-        report.required_string("plugin"); // the rest of the table belongs to the plugin
+    c.reports = reports_from(root);
     c.webhooks = webhooks_from(root);
     root.reject_unknown_keys();
     return c;
@@ -68,6 +72,13 @@ HttpConfig DispatcherConfig::http_from(const ConfigTable &h)
     c.max_connections =
         static_cast<size_t>(h.integer("max_connections", c.max_connections, 1, 1000000));
     c.request_timeout_ms = h.duration_ms("request_timeout", c.request_timeout_ms);
+    c.base_url = h.string("base_url", "");
+    while (!c.base_url.empty() && c.base_url.back() == '/')
+        c.base_url.pop_back();
+    if (!h.string("base_url", "").empty() && c.base_url.rfind("http://", 0) != 0 &&
+        c.base_url.rfind("https://", 0) != 0)
+        throw ConfigError(h.error_at("base_url", "must start with http:// or https:// (the "
+                                                 "address people open the pages at)"));
     if (c.request_timeout_ms == 0)
         throw ConfigError(h.error_at("request_timeout", "must be more than 0"));
     c.max_stream_buffer = static_cast<size_t>(
@@ -99,6 +110,27 @@ HttpConfig DispatcherConfig::http_from(const ConfigTable &h)
                           "' is not a loopback address: set auth_file (HTTP basic accounts), or "
                           "public = true to serve pages and logs to anyone who can reach it"));
     return c;
+}
+
+std::vector<ReportTable> DispatcherConfig::reports_from(const ConfigTable &root)
+{
+    std::vector<ReportTable> reports;
+    std::map<std::string, int> seen; // tables per plugin so far
+    for (const auto &table : root.tables("report")) {
+        ReportTable r;
+        r.config = table;
+        r.plugin = table.required_string("plugin"); // the rest belongs to the plugin
+        r.repos = table.strings("repos", {});
+        int n = ++seen[r.plugin];
+        r.identity = n == 1 ? r.plugin : r.plugin + "#" + std::to_string(n);
+        reports.push_back(std::move(r));
+    }
+    return reports;
+}
+
+bool ReportTable::hears(const std::string &repo) const
+{
+    return repos.empty() || std::find(repos.begin(), repos.end(), repo) != repos.end();
 }
 
 const std::string &DispatcherSettings::secret_for(const std::string &role) const

@@ -12,6 +12,20 @@
 
 namespace kiln {
 
+// One [[report]] table: a receiver of report events.  The dispatcher reads
+// its routing keys; the plugin gets the table without them.
+struct ReportTable {
+    ConfigTable config;              // the whole table, for the plugin loader
+    std::string plugin;              // `plugin`
+    std::vector<std::string> repos;  // `repos`: events of these repositories; empty: all
+    // "<plugin>" for the first table of a plugin, "<plugin>#N" for its Nth
+    // (1-based): the receiver's name in the outbox, logs and kilnctl.
+    // Reordering a plugin's tables renames them.
+    std::string identity;
+
+    bool hears(const std::string &repo) const;
+};
+
 // What a reload (SIGHUP) may change: the running dispatcher takes these by
 // assignment.
 struct DispatcherSettings {
@@ -30,7 +44,9 @@ struct DispatcherSettings {
     // its own uses `secret`; a role with none at all is not authenticated.
     std::string secret, runner_secret, observer_secret;
     std::vector<std::string> plugin_dirs;
-    std::vector<ConfigTable> reports; // [[report]] tables, each naming its plugin
+    std::vector<ReportTable> reports; // [[report]] tables, each naming its plugin
+    // A failed delivery is tried again after 1 s, doubling per failure up to this.
+    uint64_t report_retry_max_ms = 60000;
     std::vector<WebhookConfig> webhooks; // [[webhook]] tables, their secrets read
 
     // The key a peer of this role ("runner", "observer", "ctl") must prove.
@@ -58,6 +74,8 @@ struct DispatcherConfig : DispatcherSettings {
     static DispatcherConfig from(const ConfigTable &root);
     // [http] alone (dispatcher_config.cpp).
     static HttpConfig http_from(const ConfigTable &http);
+    // The [[report]] tables, their routing keys read and identities given.
+    static std::vector<ReportTable> reports_from(const ConfigTable &root);
 };
 
 } // namespace kiln

@@ -33,7 +33,7 @@ void Dispatcher::add_http_routes()
     // (/api/v1/commits/<id>/log is served through the API's commits route.)
     add_metrics_route(http_, [this] {
         return MetricsSources{jobs_, runners_, counters_, connections_by_role(),
-                              reporter_.in_flight()};
+                              deliveries_.status(unix_ms())};
     });
     add_webhook_routes(http_, config_.webhooks, [this](const Notify &n) { return relay_notify(n); });
 }

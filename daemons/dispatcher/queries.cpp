@@ -1,4 +1,4 @@
-// Answers to kilnctl: status, runners, jobs, result — each one packed
+// Answers to kilnctl: status, runners, jobs, result, reports — each one packed
 // msgpack object that kilnctl prints as a table or as JSON.
 #include <array>
 #include <map>
@@ -150,8 +150,25 @@ std::string Queries::answer(const std::string &what, const std::string &arg,
             return {};
         }
         pack_result(pk, jobs_, *job);
+    } else if (what == "reports") {
+        auto receivers = deliveries_.status(unix_ms());
+        pk.pack_array(static_cast<uint32_t>(receivers.size()));
+        for (const auto &r : receivers) {
+            pk.pack_map(11);
+            pk.pack("receiver"), pk.pack(r.receiver);
+            pk.pack("plugin"), pk.pack(r.plugin);
+            pk.pack("configured"), pk.pack(r.configured);
+            pk.pack("pending"), pk.pack(r.pending);
+            pk.pack("in_flight"), pk.pack(r.in_flight);
+            pk.pack("rejected"), pk.pack(r.rejected);
+            pk.pack("delivered"), pk.pack(r.delivered);
+            pk.pack("retries"), pk.pack(r.failed);
+            pk.pack("refused"), pk.pack(r.refused);
+            pk.pack("next_attempt_unix_ms"), pk.pack(r.next_attempt_unix_ms);
+            pk.pack("last_error"), pk.pack(r.last_error);
+        }
     } else {
-        error = "unknown query '" + what + "' (status, runners, jobs, result)";
+        error = "unknown query '" + what + "' (status, runners, jobs, result, reports)";
         return {};
     }
     return std::string(buf.data(), buf.size());

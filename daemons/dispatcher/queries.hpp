@@ -1,10 +1,11 @@
 #pragma once
-// Answers to kilnctl (status, runners, jobs, result): each one packed
+// Answers to kilnctl (status, runners, jobs, result, reports): each one packed
 // msgpack object that kilnctl prints as a table or as JSON.  Owns nothing:
 // it reads the dispatcher's parts.
 #include <cstdint>
 #include <string>
 
+#include "deliveries.hpp"
 #include "dispatcher_config.hpp"
 #include "job_table.hpp"
 #include "runner_registry.hpp"
@@ -15,9 +16,9 @@ namespace kiln {
 class Queries {
   public:
     Queries(const DispatcherConfig &config, const JobTable &jobs, const RunnerRegistry &runners,
-            const Store &store, const int64_t &started_unix_ms)
+            const Store &store, const Deliveries &deliveries, const int64_t &started_unix_ms)
         : config_(config), jobs_(jobs), runners_(runners), store_(store),
-          started_unix_ms_(started_unix_ms) {}
+          deliveries_(deliveries), started_unix_ms_(started_unix_ms) {}
 
     // The answer, or "" with `error` set ("no job for commit X", an unknown query).
     std::string answer(const std::string &what, const std::string &arg, std::string &error) const;
@@ -27,6 +28,7 @@ class Queries {
     const JobTable &jobs_;
     const RunnerRegistry &runners_;
     const Store &store_;
+    const Deliveries &deliveries_;
     const int64_t &started_unix_ms_;
 };
 

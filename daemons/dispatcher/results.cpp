@@ -1,6 +1,6 @@
 // A job from commit to report: queueing a commit, recording its result
-// (idempotent by job and attempt), acknowledging once durable, handing it to
-// the report plugins, and kilnctl retry.
+// (idempotent by job and attempt), acknowledging once durable, raising its
+// report events (QUEUED, FINISHED), and kilnctl retry.
 #include "dispatcher.hpp"
 
 #include <kiln/daemon.hpp>
@@ -27,7 +27,7 @@ void Dispatcher::on_commit(Connection &conn, const Commit &commit)
     }
     log_debug("job %llu: queued %s %s %.12s", static_cast<unsigned long long>(job->id),
              job->spec.repo.c_str(), job->spec.branch.c_str(), job->spec.commit.c_str());
-    store_.save_job(*job, send_ack);
+    save_event(job->id, KILN_EVENT_QUEUED, send_ack);
     publish_job("queued", *job);
     if (job->spec.cancel_superseded)
         supersede(*job);
@@ -86,10 +86,13 @@ void Dispatcher::job_ended(uint64_t job_id, Store::Durable durable)
 {
     live_logs_.end(job_id); // followers now read the result's log
     counters_.job_finished(*jobs_.find(job_id));
-    // With no report plugin there is nothing to report: one write, not two.
-    if (reporter_.empty())
+    // A commit's result and its FINISHED rows commit together: "reported"
+    // means its report is queued in the outbox.
+    const Job *ended = jobs_.find(job_id);
+    bool finish = !ended->parent && !ended->reported;
+    if (finish)
         jobs_.set_reported(job_id);
-    save(job_id, [this, job_id, durable] { for_job(job_id, "reporting", [&] {
+    save_event(job_id, finish ? KILN_EVENT_FINISHED : 0, [this, job_id, durable] { for_job(job_id, "logging a result", [&] {
         // Logged once durable: the line means "recorded", which the chaos
         // test counts across crashes (one per commit: shards log differently).
         const Job *job = jobs_.find(job_id);
@@ -105,22 +108,10 @@ void Dispatcher::job_ended(uint64_t job_id, Store::Durable durable)
         publish_job(job->parent ? "shard" : "finished", *job);
         if (durable)
             durable();
-        if (!job->parent && !job->reported)
-            report(*job);
     }); });
     const Job *job = jobs_.find(job_id);
     if (job->parent && jobs_.finish_if_complete(job->parent, unix_ms()))
         job_ended(job->parent);
-}
-
-// Once every plugin has it, the job is marked reported (persisted), so a
-// restart does not report it again.
-void Dispatcher::report(const Job &job)
-{
-    reporter_.report(job, [this, id = job.id] {
-        jobs_.set_reported(id);
-        save(id);
-    });
 }
 
 void Dispatcher::retry(Connection &conn, const Query &q)
@@ -141,7 +132,7 @@ void Dispatcher::retry(Connection &conn, const Query &q)
     counters_.reruns["retry"]++;
     log_notice("job %llu: retry requested; queued", static_cast<unsigned long long>(id));
     std::weak_ptr<Connection> weak = conn.shared_from_this();
-    save(id, [this, weak, q] {
+    save_event(id, KILN_EVENT_QUEUED, [this, weak, q] {
         std::string error;
         std::string body = query("result", q.arg, error);
         if (auto c = weak.lock())

@@ -166,7 +166,7 @@ void Dispatcher::assign(uint64_t id, const RunnerSlotInfo &runner)
     // Tell the runner once the assignment is on disk, so that after a
     // crash the dispatcher never forgets a job a runner is running.
     std::weak_ptr<Connection> weak = runner.conn;
-    save(id, [this, weak, assign, name = runner.name] {
+    save_event(id, KILN_EVENT_STARTED, [this, weak, assign, name = runner.name] {
         for_job(assign.job_id, "sending an assignment", [&] {
             const Job *now = jobs_.find(assign.job_id);
             auto conn = weak.lock();

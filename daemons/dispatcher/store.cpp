@@ -16,13 +16,15 @@ namespace kiln {
 using namespace sql;
 
 struct Store::Change {
-    enum class Kind { job, runner, durations, barrier } kind = Kind::barrier;
+    enum class Kind { job, runner, durations, barrier, delivery_update, delivery_delete } kind =
+        Kind::barrier;
     std::vector<TestOutcome> tests; // durations
     Job job;
     std::string name;
     uint32_t slots = 0;
     std::string labels;
     int64_t seen_unix_ms = 0;
+    std::vector<OutboxRow> rows; // job: inserted with it; delivery_*: the one row
     Durable durable;
 };
 
@@ -63,6 +65,7 @@ void Store::open()
         Statement q(db_, "SELECT repo, name, duration_ms FROM test_durations");
         while (q.step(db_))
             durations_[q.text(0)][q.text(1)] = static_cast<uint64_t>(q.integer(2));
+        next_delivery_id_ = last_delivery_id(db_) + 1;
     } catch (const StoreError &e) {
         sqlite3_close(db_);
         db_ = nullptr;
@@ -148,12 +151,35 @@ std::vector<Job> Store::load_jobs()
     return jobs;
 }
 
-void Store::save_job(const Job &job, Durable durable)
+void Store::save_job(const Job &job, Durable durable) { save_job(job, {}, std::move(durable)); }
+
+void Store::save_job(const Job &job, std::vector<OutboxRow> rows, Durable durable)
 {
     Change c;
     c.kind = Change::Kind::job;
     c.job = job;
+    c.rows = std::move(rows);
     c.durable = std::move(durable);
+    queued_.push_back(std::move(c));
+    schedule();
+}
+
+void Store::update_delivery(const OutboxRow &row)
+{
+    Change c;
+    c.kind = Change::Kind::delivery_update;
+    c.rows.push_back(row);
+    queued_.push_back(std::move(c));
+    schedule();
+}
+
+void Store::delete_delivery(uint64_t id)
+{
+    Change c;
+    c.kind = Change::Kind::delivery_delete;
+    OutboxRow row;
+    row.id = id;
+    c.rows.push_back(std::move(row));
     queued_.push_back(std::move(c));
     schedule();
 }
@@ -245,8 +271,14 @@ void Store::commit_batch()
             try {
                 exec(self->db_, "BEGIN IMMEDIATE");
                 for (const Change &c : self->committing_) {
-                    if (c.kind == Change::Kind::job)
+                    if (c.kind == Change::Kind::job) {
                         write_job(*self->prepared_, c.job);
+                        for (const auto &row : c.rows)
+                            insert_delivery(*self->prepared_, row);
+                    } else if (c.kind == Change::Kind::delivery_update)
+                        update_delivery_row(*self->prepared_, c.rows.front());
+                    else if (c.kind == Change::Kind::delivery_delete)
+                        delete_delivery_row(*self->prepared_, c.rows.front().id);
                     else if (c.kind == Change::Kind::durations)
                         for (const auto &t : c.tests)
                             Statement(*self->prepared_, "INSERT OR REPLACE INTO test_durations (repo, name,"

@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "job_table.hpp"
+#include "outbox.hpp"
 
 struct sqlite3;
 
@@ -27,7 +28,7 @@ class StoreError : public std::runtime_error {
 };
 
 // The schema version this build writes; older databases are migrated.
-constexpr int kStoreSchemaVersion = 3;
+constexpr int kStoreSchemaVersion = 4;
 
 class Store {
   public:
@@ -51,6 +52,20 @@ class Store {
 
     // Record the job as it is now (its result too, when done).
     void save_job(const Job &job, Durable durable = {});
+    // The same, with the outbox rows its change raised, in one transaction:
+    // when `durable` runs, the job and its rows are on disk together.
+    void save_job(const Job &job, std::vector<OutboxRow> rows, Durable durable);
+
+    // ---- the report outbox (store_outbox.cpp) ----
+    // An id for a new outbox row: above every id this database has ever
+    // held (the table is AUTOINCREMENT), so a receiver never sees one twice.
+    uint64_t next_delivery_id() { return next_delivery_id_++; }
+    // The outbox, pending and rejected rows, in id order.  Blocking: start-up only.
+    std::vector<OutboxRow> load_deliveries();
+    // A row's retries, next attempt, state and last error changed.
+    void update_delivery(const OutboxRow &row);
+    // A row is done with (delivered, or superseded).
+    void delete_delivery(uint64_t id);
     // Remember the durations of a result's tests (here and on disk).
     void save_durations(const std::string &repo, const std::vector<TestOutcome> &tests);
     void save_runner(const std::string &name, uint32_t slots,
@@ -87,6 +102,7 @@ class Store {
     std::string batch_error_;
     uint64_t batches_ = 0;
     std::map<std::string, std::map<std::string, uint64_t>> durations_; // per repository
+    uint64_t next_delivery_id_ = 1;
 };
 
 } // namespace kiln

@@ -47,6 +47,18 @@ const char *const kMigrations[] = {
     "  PRIMARY KEY (repo, name));",
     // 2 → 3: the repository lets its sandboxed tests reach the network.
     "ALTER TABLE jobs ADD COLUMN network INTEGER NOT NULL DEFAULT 0;",
+    // 3 → 4: the report outbox, one row per (receiver, event) until
+    // delivered.  AUTOINCREMENT: an id (a receiver's idempotency key) is
+    // never handed out twice, even after its row is gone.  jobs.reported now
+    // means "its FINISHED rows are queued"; a done job of an older database
+    // that is not reported gets them at the next start.
+    "CREATE TABLE deliveries ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  receiver TEXT NOT NULL, job_id INTEGER NOT NULL, attempt INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL, event_unix_ms INTEGER NOT NULL,"
+    "  retries INTEGER NOT NULL DEFAULT 0, next_attempt_unix_ms INTEGER NOT NULL DEFAULT 0,"
+    "  state TEXT NOT NULL DEFAULT 'pending', last_error TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX deliveries_by_receiver ON deliveries (receiver, id);",
 };
 static_assert(sizeof kMigrations / sizeof *kMigrations == kStoreSchemaVersion,
               "one migration per schema version");

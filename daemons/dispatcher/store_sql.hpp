@@ -111,5 +111,12 @@ const char *migration(int from);
 // Insert or replace a job's row (and its result's, when done).
 void write_job(Store::Prepared &db, const Job &job);
 
+// The outbox (store_outbox.cpp).
+// The highest delivery id the database has ever held (0: none).
+uint64_t last_delivery_id(sqlite3 *db);
+void insert_delivery(Store::Prepared &db, const OutboxRow &row);
+void update_delivery_row(Store::Prepared &db, const OutboxRow &row);
+void delete_delivery_row(Store::Prepared &db, uint64_t id);
+
 } // namespace sql
 } // namespace kiln

@@ -98,7 +98,8 @@ class AfterResultsTest(MetricsTestCase):
         self.assertEqual(v("kiln_job_reruns_total", reason="timeout"), 0)
         self.assertEqual(v("kiln_heartbeats_missed_total"), 0)
         # The files reporter wrote both results: nothing waits to be reported.
-        self.assertEqual(v("kiln_report_backlog"), 0)
+        self.assertEqual(v("kiln_report_backlog", receiver="files"), 0)
+        self.assertEqual(v("kiln_report_deliveries_total", receiver="files", result="delivered"), 2)
 
 
 class SilentRunnerTest(MetricsTestCase):

@@ -47,9 +47,18 @@ struct Scene {
     }
     std::string render()
     {
-        // A report backlog of 1: the failed commit, with its report plugins.
+        // Two receivers: files with one event waiting, 5 delivered and 2
+        // failed attempts; a second forge table that refused one.
+        ReceiverStatus files, forge;
+        files.receiver = files.plugin = "files";
+        files.pending = 1;
+        files.delivered = 5;
+        files.failed = 2;
+        forge.receiver = "forge#2";
+        forge.plugin = "forge";
+        forge.refused = 1;
         return render_metrics(
-            {jobs, runners, counters, {{"runner", 1}, {"ctl", 2}, {"", 3}}, 1}, 61000);
+            {jobs, runners, counters, {{"runner", 1}, {"ctl", 2}, {"", 3}}, {files, forge}}, 61000);
     }
 };
 
@@ -77,7 +86,14 @@ void test_families_carry_the_parts_values(void **)
     assert_true(has_line(text, "kiln_connections{role=\"observer\"} 0"));
     assert_true(has_line(text, "kiln_connections{role=\"ctl\"} 2"));
     assert_true(has_line(text, "kiln_connections{role=\"handshake\"} 3"));
-    assert_true(has_line(text, "kiln_report_backlog 1"));
+    assert_true(has_line(text, "kiln_report_backlog{receiver=\"files\"} 1"));
+    assert_true(has_line(text, "kiln_report_backlog{receiver=\"forge#2\"} 0"));
+    assert_true(
+        has_line(text, "kiln_report_deliveries_total{receiver=\"files\",result=\"delivered\"} 5"));
+    assert_true(
+        has_line(text, "kiln_report_deliveries_total{receiver=\"files\",result=\"failed\"} 2"));
+    assert_true(has_line(
+        text, "kiln_report_deliveries_total{receiver=\"forge#2\",result=\"rejected\"} 1"));
 }
 
 void test_label_values_are_escaped(void **)
@@ -102,7 +118,8 @@ from prometheus_client.parser import text_string_to_metric_families
 fams = {f.name: f for f in text_string_to_metric_families(open(sys.argv[1]).read())}
 want = ['kiln_jobs_queued', 'kiln_oldest_queued_job_age_seconds', 'kiln_runners_connected',
         'kiln_runner_slots', 'kiln_runner_slots_busy', 'kiln_jobs_finished', 'kiln_job_duration_seconds',
-        'kiln_job_reruns', 'kiln_heartbeats_missed', 'kiln_connections', 'kiln_report_backlog']
+        'kiln_job_reruns', 'kiln_heartbeats_missed', 'kiln_connections', 'kiln_report_backlog',
+        'kiln_report_deliveries']
 missing = [w for w in want if w not in fams]
 assert not missing, missing
 assert fams['kiln_job_duration_seconds'].type == 'histogram'

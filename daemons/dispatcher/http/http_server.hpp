@@ -27,6 +27,9 @@ struct HttpConfig {
     size_t max_header_bytes = 16384, max_body_bytes = 1 << 20, max_connections = 1024;
     uint64_t request_timeout_ms = 10000;
     size_t max_stream_buffer = 1 << 20; // bytes queued to one stream before it is dropped
+    // How people reach the pages ("https://ci.example.com", no trailing '/'):
+    // report events link a commit's page from it.  "": no links.
+    std::string base_url;
 
     bool operator==(const HttpConfig &o) const
     {
@@ -34,7 +37,7 @@ struct HttpConfig {
                max_header_bytes == o.max_header_bytes && max_body_bytes == o.max_body_bytes &&
                max_connections == o.max_connections &&
                request_timeout_ms == o.request_timeout_ms &&
-               max_stream_buffer == o.max_stream_buffer;
+               max_stream_buffer == o.max_stream_buffer && base_url == o.base_url;
     }
 };
 

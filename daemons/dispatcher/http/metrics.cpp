@@ -140,11 +140,23 @@ void counter_metrics(Exposition &out, const Counters &c)
     out.sample("kiln_heartbeats_missed_total", {}, double(c.heartbeats_missed));
 }
 
-void backlog_metric(Exposition &out, size_t report_backlog)
+void report_metrics(Exposition &out, const std::vector<ReceiverStatus> &receivers)
 {
     out.family("kiln_report_backlog", "gauge",
-               "Finished commits not yet accepted by every report plugin.");
-    out.sample("kiln_report_backlog", {}, double(report_backlog));
+               "Report events in the outbox not yet delivered, per receiver ([[report]] table).");
+    for (const auto &r : receivers)
+        out.sample("kiln_report_backlog", {{"receiver", r.receiver}}, double(r.pending));
+    out.family("kiln_report_deliveries_total", "counter",
+               "Attempts to deliver a report event since the start, per receiver, by result "
+               "(failed: retried later; rejected: refused for good).");
+    for (const auto &r : receivers) {
+        out.sample("kiln_report_deliveries_total", {{"receiver", r.receiver}, {"result", "delivered"}},
+                   double(r.delivered));
+        out.sample("kiln_report_deliveries_total", {{"receiver", r.receiver}, {"result", "failed"}},
+                   double(r.failed));
+        out.sample("kiln_report_deliveries_total", {{"receiver", r.receiver}, {"result", "rejected"}},
+                   double(r.refused));
+    }
 }
 
 void connection_metrics(Exposition &out, const std::map<std::string, size_t> &by_role)
@@ -167,7 +179,7 @@ std::string render_metrics(const MetricsSources &s, int64_t now_unix_ms)
     queue_metrics(out, s.jobs, now_unix_ms);
     runner_metrics(out, s.jobs, s.runners);
     counter_metrics(out, s.counters);
-    backlog_metric(out, s.report_backlog);
+    report_metrics(out, s.receivers);
     connection_metrics(out, s.connections_by_role);
     return out.take();
 }

@@ -9,6 +9,7 @@
 
 #include "counters.hpp"
 #include "job_table.hpp"
+#include "outbox.hpp"
 #include "runner_registry.hpp"
 
 namespace kiln {
@@ -23,7 +24,8 @@ struct MetricsSources {
     // Open connections by role ("runner", "observer", "ctl"; "" before the
     // handshake ends).
     std::map<std::string, size_t> connections_by_role;
-    size_t report_backlog = 0; // Reporter::in_flight()
+    // The report receivers: backlog and deliveries (Deliveries::status()).
+    std::vector<ReceiverStatus> receivers = {};
 };
 
 inline constexpr const char *kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
