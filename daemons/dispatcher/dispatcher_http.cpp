@@ -29,7 +29,8 @@ void Dispatcher::add_http_routes()
                                            const LiveLogs::Tail *tail = live_logs_.find(job_id);
                                            return tail ? LiveLogView{tail->start, tail->bytes}
                                                        : LiveLogView{};
-                                       }});
+                                       },
+                                       [this] { return deliveries_.status(unix_ms()); }});
     // (/api/v1/commits/<id>/log is served through the API's commits route.)
     add_metrics_route(http_, [this] {
         return MetricsSources{jobs_, runners_, counters_, connections_by_role(),

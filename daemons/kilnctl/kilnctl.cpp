@@ -30,6 +30,8 @@ void usage(FILE *out)
             "  status               queue and runner counts\n"
             "  runners              registered runners and their slots\n"
             "  jobs                 every job with its state, attempt and outcome\n"
+            "  reports              report receivers: events pending, in flight, rejected,\n"
+            "                       delivered, retries, next attempt, last error\n"
             "  result COMMIT        the result of a commit (full id or unique prefix)\n"
             "  retry COMMIT         run a finished commit's tests again\n"
             "  log [-f] COMMIT      a commit's log; -f: its tests' output as it comes, until the\n"
@@ -110,7 +112,7 @@ bool make_request(const Invocation &inv, Message &request)
         fprintf(stderr, "kilnctl: %s\n", why.c_str());
         return false;
     };
-    if (cmd == "status" || cmd == "runners" || cmd == "jobs") {
+    if (cmd == "status" || cmd == "runners" || cmd == "jobs" || cmd == "reports") {
         if (n > 0)
             return fail("unexpected argument '" + inv.args[0] + "'");
         request = Query{2, cmd, ""};

@@ -1,6 +1,8 @@
 // Tables for kilnctl: columns sized to their widest cell.
 #include "print.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <vector>
 
@@ -40,6 +42,32 @@ std::string seconds(int64_t ms)
     char buf[32];
     snprintf(buf, sizeof buf, "%.2fs", static_cast<double>(ms) / 1000.0);
     return buf;
+}
+
+// A receiver's next attempt as "in 4.0s" (it is paused after a failure), or "-".
+std::string next_attempt(int64_t unix_ms_at)
+{
+    if (!unix_ms_at)
+        return "-";
+    auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+    return "in " + seconds(std::max<int64_t>(0, unix_ms_at - now));
+}
+
+void print_reports(const nlohmann::json &body)
+{
+    std::vector<Row> rows = {{"RECEIVER", "PLUGIN", "PENDING", "IN-FLIGHT", "REJECTED",
+                              "DELIVERED", "RETRIES", "NEXT", "LAST-ERROR"}};
+    for (const auto &r : body) {
+        std::string error = str(r, "last_error");
+        rows.push_back({str(r, "receiver") + (r.at("configured").get<bool>() ? "" : " (gone)"),
+                        str(r, "plugin"), str(r, "pending"), str(r, "in_flight"),
+                        str(r, "rejected"), str(r, "delivered"), str(r, "retries"),
+                        next_attempt(r.at("next_attempt_unix_ms").get<int64_t>()),
+                        error.empty() ? "-" : error});
+    }
+    print_table(rows);
 }
 
 void print_result(const nlohmann::json &r)
@@ -103,6 +131,8 @@ bool print_answer(const std::string &what, const nlohmann::json &body, bool json
             print_table(rows);
         } else if (what == "result") {
             print_result(body);
+        } else if (what == "reports") {
+            print_reports(body);
         } else if (what == "retry") {
             printf("job %s (%s %s) queued again\n", str(body, "job_id").c_str(),
                    str(body, "repo").c_str(), str(body, "commit").substr(0, 12).c_str());

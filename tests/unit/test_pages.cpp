@@ -216,9 +216,18 @@ void test_pages_stay_under_50_kb(void **)
     for (int r = 0; r < 300; ++r)
         runners.add("r" + std::to_string(r), nullptr, {}, kNow).labels = {std::string(200, '<')};
 
-    PageSources src{jobs, runners};
+    // 200 report receivers, each with a long error.
+    std::vector<ReceiverStatus> receivers(200);
+    for (size_t i = 0; i < receivers.size(); i++) {
+        receivers[i].receiver = "webhook#" + std::to_string(i + 1);
+        receivers[i].pending = i;
+        receivers[i].last_error = std::string(1000, '<');
+    }
+    PageSources src{jobs, runners, {}, [&] { return receivers; }};
     BranchIndex index;
     std::string home = render_home(src, index, kNow), commit, runner;
+    assert_true(contains(home, "<td>webhook#1</td><td>0</td>"));
+    assert_true(contains(home, " more"));
     assert_true(render_commit(src, big.spec.commit, kNow, commit));
     assert_true(render_runner(src, "r0", kNow, runner));
     std::printf("page weights: / %zu bytes, /commit %zu bytes, /runner %zu bytes, script %zu "

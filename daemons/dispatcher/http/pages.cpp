@@ -150,6 +150,35 @@ void runners(std::string &out, const PageSources &src)
     out += "</table></section>\n";
 }
 
+// The report receivers: what waits in the outbox for each, and why the
+// last attempt failed.
+void reports(std::string &out, const PageSources &src)
+{
+    if (!src.receivers)
+        return;
+    auto receivers = src.receivers();
+    if (receivers.empty())
+        return;
+    out += "<section id=\"reports\" data-live><h2>Reports</h2>\n<table><tr><th>receiver</th>"
+           "<th>backlog</th><th>in flight</th><th>rejected</th><th>delivered</th>"
+           "<th>last error</th></tr>\n";
+    CappedRows rows(out, page_limits::reports, 6);
+    for (const auto &r : receivers) {
+        if (!rows.room())
+            break;
+        out += "<tr><td>";
+        html::escape_capped(out, r.receiver, page_limits::text_bytes);
+        out += "</td><td>" + std::to_string(r.pending) + "</td><td>" +
+               std::to_string(r.in_flight) + "</td><td>" + std::to_string(r.rejected) +
+               "</td><td>" + std::to_string(r.delivered) + "</td><td>";
+        html::escape_capped(out, r.last_error, page_limits::text_bytes);
+        out += "</td></tr>\n";
+        rows.shown();
+    }
+    rows.finish(receivers.size());
+    out += "</table></section>\n";
+}
+
 } // namespace
 
 std::string render_home(const PageSources &src, BranchIndex &index, int64_t now_unix_ms)
@@ -170,6 +199,7 @@ std::string render_home(const PageSources &src, BranchIndex &index, int64_t now_
     running(out, src, busy, now_unix_ms);
     queue(out, src, queued, now_unix_ms);
     runners(out, src);
+    reports(out, src);
     html::page_end(out, now_unix_ms);
     return out;
 }

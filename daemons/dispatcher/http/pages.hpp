@@ -2,7 +2,8 @@
 // The dispatcher's read-only web pages, rendered on the server as complete
 // HTML (nothing needs JavaScript; /static/kiln.js only keeps them current):
 //   /               every repository and branch with its latest outcome,
-//                   the queue, running jobs, runners and their busy slots;
+//                   the queue, running jobs, runners and their busy slots,
+//                   the report receivers' backlog;
 //   /commit/<id>    a commit's outcome, shards, failing tests first with
 //                   their messages, the rest, its log;
 //   /runner/<name>  a runner's slots, labels, current jobs, last results.
@@ -20,6 +21,7 @@
 #include <utility>
 
 #include "job_table.hpp"
+#include "outbox.hpp"
 #include "runner_registry.hpp"
 
 namespace kiln {
@@ -62,6 +64,8 @@ struct PageSources {
     const JobTable &jobs;
     const RunnerRegistry &runners;
     std::function<LiveLogView(uint64_t job_id)> live_log = {};
+    // The report receivers' backlog (`/` shows it when there are any).
+    std::function<std::vector<ReceiverStatus>()> receivers = {};
 };
 
 // `/`.  Updates `index` first.
@@ -84,7 +88,8 @@ struct SectionLimits {
 namespace page_limits {
 constexpr SectionLimits branches{100, 12 * 1024}, queue{25, 5 * 1024}, running{40, 7 * 1024},
     runners{40, 7 * 1024}, shards{64, 5 * 1024}, failing_tests{40, 14 * 1024},
-    other_tests{150, 6 * 1024}, runner_jobs{40, 7 * 1024}, runner_results{20, 7 * 1024};
+    other_tests{150, 6 * 1024}, runner_jobs{40, 7 * 1024}, runner_results{20, 7 * 1024},
+    reports{20, 4 * 1024};
 constexpr size_t test_message_bytes = 1536, log_tail_bytes = 11 * 1024, text_bytes = 300;
 } // namespace page_limits
 
