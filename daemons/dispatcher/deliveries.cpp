@@ -17,7 +17,6 @@ namespace {
 // A receiver's Retry-After is honoured up to this: a peer's number is not
 // trusted to park a receiver for days.
 constexpr uint64_t kMaxRetryAfterMs = 3600 * 1000;
-constexpr uint64_t kFirstBackoffMs = 1000;
 
 } // namespace
 
@@ -45,9 +44,11 @@ Deliveries::~Deliveries()
                  [](uv_handle_t *h) noexcept { delete reinterpret_cast<uv_timer_t *>(h); });
 }
 
-void Deliveries::configure(uint64_t retry_max_ms, std::string base_url, size_t max_in_flight)
+void Deliveries::configure(uint64_t retry_max_ms, std::string base_url, size_t max_in_flight,
+                           uint64_t first_backoff_ms)
 {
-    retry_max_ms_ = std::max<uint64_t>(retry_max_ms, kFirstBackoffMs);
+    first_backoff_ms_ = std::max<uint64_t>(first_backoff_ms, 1);
+    retry_max_ms_ = std::max(retry_max_ms, first_backoff_ms_);
     base_url_ = std::move(base_url);
     max_in_flight_ = std::max<size_t>(max_in_flight, 1);
 }
@@ -263,9 +264,17 @@ void Deliveries::finished(Call *raw, int status, bool rejected, uint64_t retry_a
     } else {
         q.failed++;
         q.last_error = why;
-        q.backoff_ms = q.backoff_ms ? std::min(q.backoff_ms * 2, retry_max_ms_) : kFirstBackoffMs;
-        uint64_t wait = retry_after_ms ? std::min(retry_after_ms, kMaxRetryAfterMs) : q.backoff_ms;
-        q.paused_until = unix_ms() + static_cast<int64_t>(wait);
+        // Attempts that were in flight together fail together: one pause,
+        // doubled once (a failure while paused already joins that pause).
+        int64_t now = unix_ms();
+        if (q.paused_until <= now || retry_after_ms) {
+            q.backoff_ms =
+                q.backoff_ms ? std::min(q.backoff_ms * 2, retry_max_ms_) : first_backoff_ms_;
+            uint64_t wait =
+                retry_after_ms ? std::min(retry_after_ms, kMaxRetryAfterMs) : q.backoff_ms;
+            q.paused_until = std::max(q.paused_until, now + static_cast<int64_t>(wait));
+        }
+        uint64_t wait = static_cast<uint64_t>(q.paused_until - now);
         row.retries++;
         row.next_attempt_unix_ms = q.paused_until;
         row.last_error = why;

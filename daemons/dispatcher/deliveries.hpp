@@ -39,9 +39,13 @@ class Deliveries {
     Deliveries(const Deliveries &) = delete;
     Deliveries &operator=(const Deliveries &) = delete;
 
-    // report_retry_max, [http] base_url, attempts at once per receiver.
+    static constexpr uint64_t kFirstBackoffMs = 1000;
+
+    // report_retry_max, [http] base_url, attempts at once per receiver, the
+    // first failure's pause (tests shorten it).
     void configure(uint64_t retry_max_ms, std::string base_url,
-                   size_t max_in_flight = kDefaultMaxInFlight);
+                   size_t max_in_flight = kDefaultMaxInFlight,
+                   uint64_t first_backoff_ms = kFirstBackoffMs);
 
     // An event of a commit's (top-level) job: a row for each receiver whose
     // `repos` has the job's repository and whose plugin wants `kind`, with
@@ -87,6 +91,7 @@ class Deliveries {
     Store &store_;
     const JobTable &jobs_;
     uint64_t retry_max_ms_ = 60000;
+    uint64_t first_backoff_ms_ = kFirstBackoffMs;
     std::string base_url_;
     size_t max_in_flight_ = kDefaultMaxInFlight;
     std::map<std::string, Queue> queues_; // by receiver identity
