@@ -18,9 +18,14 @@ std::shared_ptr<Reporter::Receivers> Reporter::load(const DispatcherSettings &se
 {
     auto receivers = std::make_shared<Receivers>();
     auto dirs = plugin_dirs(settings.plugin_dirs);
-    for (const auto &table : settings.reports)
+    for (const auto &table : settings.reports) {
         receivers->push_back({table, load_plugin(loop_, dirs, table.plugin, KILN_PLUGIN_REPORT,
                                                  table.config, "kiln-dispatcher")});
+        const Plugin &p = *receivers->back().plugin;
+        log_info("report %s: %s, %s%s", table.identity.c_str(), p.path().c_str(),
+                 p.events() ? "hears events" : "final results only (report())",
+                 table.repos.empty() ? "" : ", some repositories");
+    }
     return receivers;
 }
 

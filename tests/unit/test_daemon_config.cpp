@@ -56,6 +56,37 @@ void test_dispatcher_errors(void **)
                            "dispatcher.max_queued_per_repo: expected an integer"));
 }
 
+// [[report]] routing keys, receiver identities, report_retry_max, base_url.
+void test_dispatcher_reports(void **)
+{
+    DispatcherConfig c = DispatcherConfig::from(parse_config_string(
+        "[dispatcher]\nreport_retry_max = \"5m\"\n[http]\nbase_url = \"https://ci.example.com/\"\n"
+        "[[report]]\nplugin = \"forge\"\nrepos = [\"a\", \"b\"]\n"
+        "[[report]]\nplugin = \"files\"\n[[report]]\nplugin = \"forge\"\n",
+        "x.toml"));
+    assert_int_equal(c.report_retry_max_ms, 300000);
+    assert_string_equal(c.http.base_url.c_str(), "https://ci.example.com");
+    assert_int_equal(c.reports.size(), 3);
+    assert_string_equal(c.reports[0].identity.c_str(), "forge");
+    assert_string_equal(c.reports[1].identity.c_str(), "files");
+    assert_string_equal(c.reports[2].identity.c_str(), "forge#2");
+    assert_true(c.reports[0].hears("b") && !c.reports[0].hears("c"));
+    assert_true(c.reports[1].hears("c")); // no repos: every repository
+
+    DispatcherConfig d = DispatcherConfig::from(parse_config_string("", "x.toml"));
+    assert_int_equal(d.report_retry_max_ms, 60000);
+    assert_true(d.http.base_url.empty());
+
+    assert_string_equal(S(error_of<DispatcherConfig>("[dispatcher]\nreport_retry_max = \"10ms\"\n")),
+                        "x.toml:2:20: dispatcher.report_retry_max: must be at least 1s (the first "
+                        "retry's wait)");
+    assert_non_null(strstr(S(error_of<DispatcherConfig>("[http]\nbase_url = \"ci.example.com\"\n")),
+                           "http.base_url: must start with http:// or https://"));
+    assert_non_null(strstr(
+        S(error_of<DispatcherConfig>("[[report]]\nplugin = \"files\"\nrepos = [1]\n")),
+        "report[0].repos"));
+}
+
 void test_observer_repos(void **)
 {
     ObserverConfig c = ObserverConfig::from(parse_config_string(
@@ -169,6 +200,7 @@ int main()
     const CMUnitTest tests[] = {
         cmocka_unit_test(test_dispatcher_defaults),
         cmocka_unit_test(test_dispatcher_errors),
+        cmocka_unit_test(test_dispatcher_reports),
         cmocka_unit_test(test_observer_repos),
         cmocka_unit_test(test_observer_errors),
         cmocka_unit_test(test_observer_job_spec_keys),
