@@ -32,7 +32,7 @@ struct ReceiverStatus {
     uint64_t delivered = 0; // since the start
     uint64_t failed = 0;    // failed attempts since the start (each retried later)
     uint64_t refused = 0;   // rejections since the start
-    int64_t next_attempt_unix_ms = 0; // when a paused receiver tries again; 0: not paused
+    int64_t next_attempt_unix_ms = 0; // when a waiting receiver tries again; 0: not waiting
     std::string last_error;
 };
 

@@ -222,8 +222,10 @@ class DispatcherRestartTest(kf.ClusterTestCase):
                      "    def test_slow(self):\n        time.sleep(1.5)\n")
         c.start()
         held = c.repo.commit("slow, passes")
-        c.wait_until(lambda: any(j["state"] == "assigned" for j in c.ctl("jobs")), 20,
-                     "the slow job assigned")
+        # The runner has it (the dispatcher sends an assignment once it is
+        # on disk, so "assigned" in kilnctl jobs is not yet enough).
+        c.wait_until(lambda: c.log_has("runner-1", r"job 1: .*preparing"), 20,
+                     "the slow job assigned and received")
         c.stop_daemon("dispatcher")
         c.repo.remove("tests/test_slow.py")
         c.repo.write("tests/test_fail.py",

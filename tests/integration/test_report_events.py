@@ -12,6 +12,8 @@
   run, then the dispatcher is killed (SIGKILL); after a restart, with the
   receiver back, every event is delivered, in order per commit, none twice
   per delivery_id.
+Each cluster first commits, starts and waits for that commit's result: the
+observer's first look at a branch sends only its head.
 
 Run with ctest (label "integration") or directly with KILN_BUILD_DIR set.
 """
@@ -48,6 +50,17 @@ def add_reports(c, text, plugin_dirs):
                 % (kf.toml_array(plugin_dirs + [c.plugin_dir]), text))
 
 
+def start_on_a_first_commit(c):
+    """Commit a passing suite, start the cluster and wait for its result: the
+    observer's first look at the branch sends only its head, every later
+    commit is sent."""
+    c.repo.write("tests/test_arith.py", kf.PASSING_UNITTEST)
+    first = c.repo.commit("arithmetic works")
+    c.start()
+    c.wait_result(first)
+    return first
+
+
 def events_by_commit(lines):
     """{commit: [kind, ...]} in the order the receiver got them."""
     by_commit = collections.OrderedDict()
@@ -77,9 +90,7 @@ class OldHeaderPlugin(kf.ClusterTestCase):
         marker = c.path("marker.txt")
         add_reports(c, "[[report]]\nplugin = \"marker\"\nfile = %s\n" % kf.toml_str(marker),
                     [extra])
-        c.repo.write("tests/test_arith.py", kf.PASSING_UNITTEST)
-        c.start()
-        commits = [c.repo.commit("first")]
+        commits = [start_on_a_first_commit(c)]
         c.repo.write("tests/test_more.py", kf.FAILING_UNITTEST)
         commits.append(c.repo.commit("second"))
         want = ["%s %s %s main\n" % (commit, outcome, c.repo_name)
@@ -112,26 +123,28 @@ class Events(kf.ClusterTestCase):
                     "kinds = \"finished\"\nrecord = %s\n"
                     % (kf.toml_str(every), kf.toml_str(other), kf.toml_str(c.repo_name),
                        kf.toml_str(finished)), [FIXTURES])
-        c.repo.write("tests/test_arith.py", kf.PASSING_UNITTEST)
-        c.start()
-        commits = [c.repo.commit("one")]
+        commits = [start_on_a_first_commit(c)]
         c.repo.write("tests/test_more.py", kf.FAILING_UNITTEST)
         commits.append(c.repo.commit("two"))
-        c.wait_until(lambda: len(read_lines(every)) == 6 and len(read_lines(finished)) == 2,
-                     EVENT_TIMEOUT, "3 events per commit in %s, 2 in %s" % (every, finished))
+        c.repo.write("tests/test_more.py", kf.PASSING_UNITTEST)
+        commits.append(c.repo.commit("three"))
+        c.wait_until(lambda: len(read_lines(every)) == 9 and len(read_lines(finished)) == 3,
+                     EVENT_TIMEOUT, "3 events per commit in %s, 3 in %s" % (every, finished))
         by_commit = events_by_commit(read_lines(every))
         self.assertEqual(sorted(by_commit), sorted(commits))
         for commit in commits:
             self.assertEqual(by_commit[commit], ["queued", "started", "finished"], commit)
-        self.assertEqual([line[1] for line in read_lines(finished)], ["finished", "finished"])
-        # The second commit failed after the first passed: its previous outcome is "passed" (0).
-        last = [line for line in read_lines(finished) if line[3] == commits[1]][0]
-        self.assertEqual((last[5], last[6]), ("1", "0"))
+        self.assertEqual([line[1] for line in read_lines(finished)], ["finished"] * 3)
+        # Outcome and previous outcome: passed (0) first, then broke (1 after
+        # 0), then fixed (0 after 1); KILN_OUTCOME_NONE (-1) before the first.
+        outcomes = {line[3]: (line[5], line[6]) for line in read_lines(finished)}
+        self.assertEqual([outcomes[commit] for commit in commits],
+                         [("0", "-1"), ("1", "0"), ("0", "1")])
         self.assertEqual(read_lines(other), [])
         reports = {r["receiver"]: r for r in c.ctl("reports")}
         self.assertEqual(sorted(reports), ["event_fixture", "event_fixture#2", "event_fixture#3",
                                            "files"])
-        self.assertEqual(reports["event_fixture"]["delivered"], 6)
+        self.assertEqual(reports["event_fixture"]["delivered"], 9)
         self.assertEqual(reports["event_fixture#2"]["delivered"], 0)
         self.assertEqual(reports["event_fixture#3"]["pending"], 0)
         table = c.ctl("reports", json_output=False).stdout
@@ -147,9 +160,7 @@ class KilledWithDeliveriesQueued(kf.ClusterTestCase):
         open(down, "w").close()
         add_reports(c, "[[report]]\nplugin = \"event_fixture\"\nrecord = %s\nfail_file = %s\n"
                     % (kf.toml_str(record), kf.toml_str(down)), [FIXTURES])
-        c.repo.write("tests/test_arith.py", kf.PASSING_UNITTEST)
-        c.start()
-        commits = []
+        commits = [start_on_a_first_commit(c)]
         for i in range(5):
             c.repo.write("tests/data.txt", "%d\n" % i)
             commits.append(c.repo.commit("commit %d" % i))
@@ -158,17 +169,17 @@ class KilledWithDeliveriesQueued(kf.ClusterTestCase):
 
         def backlog():
             return {r["receiver"]: r for r in c.ctl("reports")}["event_fixture"]["pending"]
-        c.wait_until(lambda: backlog() == 15, EVENT_TIMEOUT, "15 events queued for the receiver")
+        c.wait_until(lambda: backlog() == 18, EVENT_TIMEOUT, "18 events queued for the receiver")
         self.assertEqual(read_lines(record), [])
         c.kill_daemon("dispatcher")
         os.unlink(down)  # the receiver is back
         c.start_dispatcher()
-        c.wait_until(lambda: len(read_lines(record)) >= 15 and backlog() == 0, EVENT_TIMEOUT,
-                     "the 15 queued events delivered after the restart")
+        c.wait_until(lambda: len(read_lines(record)) >= 18 and backlog() == 0, EVENT_TIMEOUT,
+                     "the 18 queued events delivered after the restart")
         lines = read_lines(record)
         ids = [line[0] for line in lines]
         self.assertEqual(len(ids), len(set(ids)), "a delivery_id delivered twice: %r" % ids)
-        self.assertEqual(len(lines), 15)
+        self.assertEqual(len(lines), 18)
         by_commit = events_by_commit(lines)
         self.assertEqual(sorted(by_commit), sorted(commits))
         for commit in commits:
