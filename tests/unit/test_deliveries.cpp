@@ -276,6 +276,39 @@ void test_event_fields(void **state)
     assert_true(done.delivery_id > started.delivery_id);
 }
 
+// 1,000 commits' results to a receiver that answers on the next loop turn:
+// all delivered, each once, and how fast (printed; the store deletes each
+// delivered row in the same batches).
+void test_a_thousand_results(void **state)
+{
+    DeliveryRig &r = rig_of(state);
+    r.start(std::string(kOne) + "kinds = \"finished\"\n");
+    std::vector<uint64_t> ids;
+    for (int i = 0; i < 1000; i++) {
+        JobSpec spec;
+        spec.repo = "example";
+        spec.url = "/srv/git/example";
+        spec.branch = "main";
+        char commit[41];
+        snprintf(commit, sizeof commit, "%040d", i);
+        spec.commit = commit;
+        ids.push_back(r.jobs.add(spec, 1000).first->id);
+    }
+    uint64_t start = uv_hrtime();
+    for (uint64_t id : ids) {
+        r.assign(id);
+        r.finish(id, KILN_PASSED);
+        r.raise(KILN_EVENT_FINISHED, id);
+    }
+    assert_true(r.run_until([&] { return r.settled(); }, 20000));
+    double seconds = double(uv_hrtime() - start) / 1e9;
+    event_fixture &f = r.fixture(0);
+    assert_int_equal(f.n_calls, 1000);
+    assert_int_equal(r.status_of("event_fixture")->delivered, 1000);
+    std::printf("1000 results delivered in %.3f s: %.0f deliveries/s (4 in flight at most)\n",
+                seconds, 1000 / seconds);
+}
+
 } // namespace
 
 int main()
@@ -289,6 +322,7 @@ int main()
         cmocka_unit_test_setup_teardown(test_restart_from_the_outbox, setup, teardown),
         cmocka_unit_test_setup_teardown(test_routing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_fields, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_thousand_results, setup, teardown),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
