@@ -50,13 +50,13 @@ def add_reports(c, text, plugin_dirs):
                 % (kf.toml_array(plugin_dirs + [c.plugin_dir]), text))
 
 
-def start_on_a_first_commit(c):
+def start_on_a_first_commit(c, slots=2):
     """Commit a passing suite, start the cluster and wait for its result: the
     observer's first look at the branch sends only its head, every later
     commit is sent."""
     c.repo.write("tests/test_arith.py", kf.PASSING_UNITTEST)
     first = c.repo.commit("arithmetic works")
-    c.start()
+    c.start(slots=slots)
     c.wait_result(first)
     return first
 
@@ -123,7 +123,9 @@ class Events(kf.ClusterTestCase):
                     "kinds = \"finished\"\nrecord = %s\n"
                     % (kf.toml_str(every), kf.toml_str(other), kf.toml_str(c.repo_name),
                        kf.toml_str(finished)), [FIXTURES])
-        commits = [start_on_a_first_commit(c)]
+        # One slot: the commits finish in order, so each one's previous
+        # outcome is its parent's (a commit still running is skipped).
+        commits = [start_on_a_first_commit(c, slots=1)]
         c.repo.write("tests/test_more.py", kf.FAILING_UNITTEST)
         commits.append(c.repo.commit("two"))
         c.repo.write("tests/test_more.py", kf.PASSING_UNITTEST)
