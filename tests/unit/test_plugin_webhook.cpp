@@ -142,7 +142,7 @@ void test_wrong_secret_rejected(void **state)
 void test_events_filter(void **state)
 {
     State *s = static_cast<State *>(*state);
-    load_ok(s, config(s, "events = \"queued, finished\"\n"));
+    load_ok(s, config(s, "events = [\"queued\", \"finished\"]\n"));
     const kiln_report_event_ops &ops = events(s);
     assert_non_null(ops.wants);
     void *self = s->plugin->self();
@@ -217,6 +217,7 @@ void test_config_refused(void **state)
         {"url = \"http://127.0.0.1:1/\"\nevents = \"finished, exploded\"\n",
          "events: unknown event \"exploded\""},
         {"url = \"http://127.0.0.1:1/\"\nevents = \", \"\n", "events: names no event"},
+        {"url = \"http://127.0.0.1:1/\"\nevents = [\"finished\", 4]\n", "events[1]: expected a string"},
         {"url = \"http://127.0.0.1:1/\"\nca_file = \"/nonexistent/ca.pem\"\n", "ca_file: /nonexistent/ca.pem"},
     };
     for (auto &c : cases) {
