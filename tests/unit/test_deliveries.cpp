@@ -6,6 +6,7 @@
 #include "delivery_rig.hpp"
 #include "test.hpp"
 
+#include <algorithm>
 #include <map>
 
 using namespace kiln;
@@ -89,7 +90,11 @@ void test_backoff_and_retry_after(void **state)
     for (size_t i = 1; i < 5; i++) {
         uint64_t gap = f.calls[i].called_ms - f.calls[i - 1].called_ms;
         print_message("attempt %zu after %llu ms\n", i, static_cast<unsigned long long>(gap));
-        assert_true(gap >= want[i - 1] && gap < want[i - 1] + 150);
+        // The loop's cached clock may fire a timer a millisecond or two
+        // early by the wall clock; a late one is load, not back-off, up to
+        // the next doubling (which the cap at 400 ms must not reach).
+        assert_true(gap + 5 >= want[i - 1]);
+        assert_true(gap < std::max<uint64_t>(2 * want[i - 1] - 5, want[i - 1] + 150));
         assert_int_equal(f.calls[i].retries, i);
         assert_int_equal(f.calls[i].delivery_id, f.calls[0].delivery_id);
     }
@@ -100,7 +105,7 @@ void test_backoff_and_retry_after(void **state)
 
     f.retry_after_ms = 700;
     assert_true(r.run_until([&] { return f.n_calls == 7; }));
-    assert_true(f.calls[6].called_ms - f.calls[5].called_ms >= 700);
+    assert_true(f.calls[6].called_ms - f.calls[5].called_ms + 5 >= 700);
     f.mode = EVENT_FIXTURE_OK;
     assert_true(r.run_until([&] { return r.settled(); }));
     s = r.status_of("event_fixture");
