@@ -105,15 +105,4 @@ struct Completion {
     }
 };
 
-// A commit id that may become a file name or a mail header: hex only.
-inline bool is_hex_id(const std::string &s)
-{
-    if (s.empty() || s.size() > 128)
-        return false;
-    for (char c : s)
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
-            return false;
-    return true;
-}
-
 } // namespace kiln_report_copy

@@ -19,6 +19,7 @@
 #include <kiln/plugin.h>
 #include <uv.h>
 
+#include "commit_id.hpp"
 #include "config_list.hpp"
 #include "mail_message.hpp"
 #include "op_set.hpp"
@@ -96,7 +97,7 @@ int64_t now_unix_ms()
 int begin(Self *s, Op *op)
 {
     std::string verdict, message;
-    if (!kiln_report_copy::is_hex_id(op->rep.commit)) {
+    if (!kiln_commit::is_hex_id(op->rep.commit)) {
         op->status = -EINVAL, op->rejected = true; // no attempt can mend it
         op->why = "not a commit id: \"" + op->rep.commit.substr(0, 64) + "\"";
     } else {

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "atomic_write.hpp"
+#include "commit_id.hpp"
 #include "iso8601.hpp"
 #include "op_set.hpp"
 
@@ -131,16 +132,6 @@ void after_work(uv_work_t *req, int status) noexcept
     delete w;
 }
 
-bool is_hex_id(const char *s)
-{
-    size_t n = 0;
-    for (; s[n]; n++)
-        if (n >= 128 || !((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f') ||
-                          (s[n] >= 'A' && s[n] <= 'F')))
-            return false;
-    return n > 0;
-}
-
 // ---- the ABI ----
 
 // Copies the report into the work item, then queues it on the thread pool.
@@ -177,7 +168,7 @@ int files_report(void *self, const kiln_report *rep, kiln_done_cb cb, void *arg,
 {
     Self *s = static_cast<Self *>(self);
     // The commit becomes a file name: hex only, no '/', no "..".
-    if (!rep || !cb || !rep->commit || !is_hex_id(rep->commit) || (!rep->tests && rep->n_tests) ||
+    if (!rep || !cb || !rep->commit || !kiln_commit::is_hex_id(rep->commit) || (!rep->tests && rep->n_tests) ||
         (!rep->log && rep->log_len))
         return -EINVAL;
     return s->live.start(op, [&](Work *w) {

@@ -6,8 +6,10 @@
 
 #include <cstdio>
 
+#include <curl/curl.h>
 #include <nlohmann/json.hpp>
 
+#include "commit_id.hpp"
 #include "http_delivery.hpp"
 #include "http_report.hpp"
 
@@ -23,29 +25,13 @@ bool name_char(char c)
            c == '.' || c == '_' || c == '-';
 }
 
-bool hex_commit(const char *s)
-{
-    size_t n = 0;
-    for (; s[n]; n++)
-        if (n > 64 || !((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f') ||
-                        (s[n] >= 'A' && s[n] <= 'F')))
-            return false;
-    return n == 40 || n == 64; // SHA-1 or SHA-256 repositories
-}
-
-// GitLab takes a project's path as one URL-encoded path segment.
+// GitLab takes a project's path as one URL-encoded path segment
+// ("group/sub/demo" -> "group%2Fsub%2Fdemo").
 std::string encode_segment(const std::string &s)
 {
-    std::string out;
-    for (unsigned char c : s) {
-        if (name_char(static_cast<char>(c))) {
-            out += static_cast<char>(c);
-        } else {
-            char buf[4];
-            snprintf(buf, sizeof buf, "%%%02X", c);
-            out += buf;
-        }
-    }
+    char *escaped = curl_easy_escape(nullptr, s.data(), static_cast<int>(s.size()));
+    std::string out = escaped ? escaped : "";
+    curl_free(escaped);
     return out;
 }
 
@@ -180,7 +166,7 @@ bool status_request(const Target &t, const kiln_report_event &ev, kiln_http::Req
                     std::string &why)
 {
     const kiln_report &rep = *ev.report;
-    if (!rep.commit || !hex_commit(rep.commit)) {
+    if (!rep.commit || !kiln_commit::is_full_id(rep.commit)) {
         why = "not a commit id";
         return false;
     }

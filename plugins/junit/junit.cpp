@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "atomic_write.hpp"
+#include "commit_id.hpp"
 #include "junit_xml.hpp"
 #include "op_set.hpp"
 #include "report_copy.hpp"
@@ -89,7 +90,7 @@ int start(Self *s, kiln_report_copy::Completion done, bool invalid, void **op, C
 bool valid(const kiln_report *rep)
 {
     // The commit becomes a file name: hex only, no '/', no "..".
-    return rep && rep->commit && kiln_report_copy::is_hex_id(rep->commit) &&
+    return rep && rep->commit && kiln_commit::is_hex_id(rep->commit) &&
            (rep->tests || !rep->n_tests) && (rep->log || !rep->log_len);
 }
 
