@@ -24,6 +24,8 @@ struct Plugin::Impl {
     std::string daemon;
     ConfigTable config;
     std::map<std::string, std::string> strings; // keeps config strings alive until fini
+    // and config lists: the strings, and the NULL-terminated pointers to them
+    std::map<std::string, std::pair<std::vector<std::string>, std::vector<const char *>>> lists;
     bool routed = false; // a [[report]] table: the dispatcher's keys are hidden from the plugin
     Plugin::SpawnHook spawn;                    // empty: spawn_process
 };
@@ -90,6 +92,29 @@ int host_config_string(const kiln_host *host, const char *key, const char **out)
             *out = kept.c_str();
         }
         return rc;
+    });
+}
+
+int host_config_strings(const kiln_host *host, const char *key, const char *const **out,
+                        size_t *n) noexcept
+{
+    return config_get(host, key, [&](Plugin::Impl &impl, std::string &message) {
+        if (!impl.config.has(key))
+            return -ENOENT;
+        auto &[items, pointers] = impl.lists[key];
+        try {
+            items = impl.config.strings(key, {});
+        } catch (const ConfigError &e) {
+            message = e.what();
+            return -EINVAL;
+        }
+        pointers.clear();
+        for (const auto &item : items)
+            pointers.push_back(item.c_str());
+        pointers.push_back(nullptr);
+        *out = pointers.data();
+        *n = items.size();
+        return 0;
     });
 }
 
@@ -316,6 +341,7 @@ std::unique_ptr<Plugin> load_plugin(uv_loop_t *loop, const std::vector<std::stri
     host.config_int = host_config_int;
     host.config_bool = host_config_bool;
     host.config_duration_ms = host_config_duration_ms;
+    host.config_strings = host_config_strings;
     host.spawn = host_spawn;
     host.kill_process = host_kill;
 

@@ -19,6 +19,7 @@
 #include <kiln/plugin.h>
 #include <uv.h>
 
+#include "config_list.hpp"
 #include "mail_message.hpp"
 #include "op_set.hpp"
 #include "report_copy.hpp"
@@ -182,16 +183,17 @@ int configure(const kiln_host *host, Self *s)
     else if (rc != -ENOENT)
         return rc;
 
-    rc = host->config_string(host, "to", &text);
+    std::string to;
+    rc = kiln_config::read_list(host, "to", to);
     if (rc == -ENOENT) {
         host->log(host, KILN_LOG_ERR,
-                  "to: required: the addresses mail goes to, \"a@example.org, b@example.org\"");
+                  "to: required: the addresses mail goes to, [\"a@example.org\", \"b@example.org\"]");
         return -EINVAL;
     }
     std::string bad;
     if (rc < 0)
         return rc;
-    if (!kiln_mail::parse_addresses(text, s->envelope.to, bad)) {
+    if (!kiln_mail::parse_addresses(to, s->envelope.to, bad)) {
         host->log(host, KILN_LOG_ERR, "to: \"%s\" is not a mail address (local@domain)",
                   bad.c_str());
         return -EINVAL;

@@ -7,16 +7,10 @@
 // JSON and writes both files atomically (temp file in DIR, fsync, rename,
 // fsync DIR), and after_work calls back on the loop.  The log is renamed
 // into place first, so a reader who sees the JSON finds the log too.
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
-#include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <ctime>
 #include <new>
 #include <string>
 #include <vector>
@@ -24,6 +18,10 @@
 #include <kiln/plugin.h>
 #include <uv.h>
 
+#include <nlohmann/json.hpp>
+
+#include "atomic_write.hpp"
+#include "iso8601.hpp"
 #include "op_set.hpp"
 
 namespace {
@@ -65,198 +63,55 @@ struct Work {
     std::string why;
 };
 
-// ---- JSON: the only JSON this project emits from C, hence a small escaper
-// here rather than a library.  Output is always valid UTF-8: malformed
-// bytes (test output is arbitrary) become U+FFFD.
+// ---- JSON (nlohmann-json): always valid UTF-8, malformed bytes (test
+// output is arbitrary) become U+FFFD.
 
-size_t utf8_length(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
-                                          : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
-    if (len == 0 || len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] >= 0xA0) || // overlong, surrogate
-        (c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] >= 0x90))   // overlong, > U+10FFFF
-        return 0;
-    return len;
-}
+using json = nlohmann::ordered_json; // keys in the order a reader expects
 
-void json_string(std::string &out, const char *p, size_t n)
-{
-    const unsigned char *s = reinterpret_cast<const unsigned char *>(p);
-    out += '"';
-    for (size_t i = 0; i < n;) {
-        unsigned char c = s[i];
-        if (c >= 0x80) {
-            size_t len = utf8_length(s + i, n - i);
-            if (len == 0) {
-                out += "\\ufffd";
-                i++;
-            } else {
-                out.append(p + i, len);
-                i += len;
-            }
-            continue;
-        }
-        i++;
-        switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        case '\b': out += "\\b"; break;
-        case '\f': out += "\\f"; break;
-        default:
-            if (c < 0x20 || c == 0x7f) {
-                char buf[8];
-                std::snprintf(buf, sizeof buf, "\\u%04x", c);
-                out += buf;
-            } else {
-                out += static_cast<char>(c);
-            }
-        }
-    }
-    out += '"';
-}
-
-void json_string(std::string &out, const std::string &s, bool present = true)
-{
-    if (present)
-        json_string(out, s.data(), s.size());
-    else
-        out += "null";
-}
-
-// "2024-05-01T12:34:56.789Z"
-std::string iso8601(int64_t unix_ms)
-{
-    int64_t secs = unix_ms >= 0 ? unix_ms / 1000 : -((-unix_ms + 999) / 1000);
-    time_t t = static_cast<time_t>(secs);
-    struct tm tm;
-    if (!gmtime_r(&t, &tm))
-        return "";
-    char buf[40];
-    size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(unix_ms - secs * 1000));
-    return buf;
-}
+json optional(const std::string &s, bool present) { return present ? json(s) : json(nullptr); }
 
 std::string build_json(const Work &w)
 {
-    std::string j = "{\n  \"commit\": ";
-    json_string(j, w.commit);
-    j += ",\n  \"repo\": ";
-    json_string(j, w.repo, w.has_repo);
-    j += ",\n  \"branch\": ";
-    json_string(j, w.branch, w.has_branch);
-    j += ",\n  \"outcome\": ";
-    json_string(j, kiln_outcome_name(w.outcome));
-    j += ",\n  \"runner\": ";
-    json_string(j, w.runner, w.has_runner);
-    j += ",\n  \"job_id\": " + std::to_string(w.job_id);
-    j += ",\n  \"attempt\": " + std::to_string(w.attempt);
-    j += ",\n  \"started_unix_ms\": " + std::to_string(w.started);
-    j += ",\n  \"started\": ";
-    json_string(j, iso8601(w.started));
-    j += ",\n  \"finished_unix_ms\": " + std::to_string(w.finished);
-    j += ",\n  \"finished\": ";
-    json_string(j, iso8601(w.finished));
-    j += ",\n  \"duration_ms\": " + std::to_string(w.finished > w.started ? w.finished - w.started : 0);
-    j += ",\n  \"error\": ";
-    json_string(j, w.error, w.has_error);
-    j += ",\n  \"log\": ";
-    json_string(j, w.commit + ".log");
-    j += ",\n  \"tests\": [";
-    for (size_t i = 0; i < w.tests.size(); i++) {
-        const Test &t = w.tests[i];
-        j += i ? ",\n    {\"name\": " : "\n    {\"name\": ";
-        json_string(j, t.name);
-        j += ", \"outcome\": ";
-        json_string(j, kiln_outcome_name(t.outcome));
-        j += ", \"duration_ms\": " + std::to_string(t.duration_ms) + ", \"message\": ";
-        json_string(j, t.message, t.has_message);
-        j += "}";
-    }
-    j += w.tests.empty() ? "]\n}\n" : "\n  ]\n}\n";
-    return j;
+    json tests = json::array();
+    for (const Test &t : w.tests)
+        tests.push_back({{"name", t.name},
+                         {"outcome", kiln_outcome_name(t.outcome)},
+                         {"duration_ms", t.duration_ms},
+                         {"message", optional(t.message, t.has_message)}});
+    json doc = {
+        {"commit", w.commit},
+        {"repo", optional(w.repo, w.has_repo)},
+        {"branch", optional(w.branch, w.has_branch)},
+        {"outcome", kiln_outcome_name(w.outcome)},
+        {"runner", optional(w.runner, w.has_runner)},
+        {"job_id", w.job_id},
+        {"attempt", w.attempt},
+        {"started_unix_ms", w.started},
+        {"started", kiln_time::iso8601_ms(w.started)},
+        {"finished_unix_ms", w.finished},
+        {"finished", kiln_time::iso8601_ms(w.finished)},
+        {"duration_ms", w.finished > w.started ? w.finished - w.started : 0},
+        {"error", optional(w.error, w.has_error)},
+        {"log", w.commit + ".log"},
+        {"tests", std::move(tests)},
+    };
+    return doc.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
 // ---- the worker (thread pool: blocking calls are fine here, only here) ----
-
-int fail(Work *w, const std::string &what, int err)
-{
-    w->why = what + ": " + uv_strerror(-err);
-    return -err;
-}
-
-int mkdir_p(Work *w, const std::string &dir)
-{
-    for (size_t i = 1; i <= dir.size(); i++) {
-        if (i < dir.size() && dir[i] != '/')
-            continue;
-        std::string part = dir.substr(0, i);
-        if (mkdir(part.c_str(), 0755) < 0 && errno != EEXIST && i == dir.size())
-            return fail(w, "mkdir " + dir, errno);
-    }
-    struct stat st;
-    if (stat(dir.c_str(), &st) < 0)
-        return fail(w, "mkdir " + dir, errno);
-    return S_ISDIR(st.st_mode) ? 0 : fail(w, "mkdir " + dir, ENOTDIR);
-}
-
-// DIR/NAME gets exactly `data`, or stays as it was.
-int write_atomic(Work *w, const std::string &name, const std::string &data)
-{
-    std::string path = w->dir + "/" + name;
-    std::string tmp = w->dir + "/." + name + ".XXXXXX";
-    int fd = mkostemp(&tmp[0], O_CLOEXEC);
-    if (fd < 0)
-        return fail(w, "create " + tmp, errno);
-    int rc = 0;
-    for (size_t off = 0; off < data.size() && rc == 0;) {
-        ssize_t n = write(fd, data.data() + off, data.size() - off);
-        if (n < 0 && errno != EINTR)
-            rc = fail(w, "write " + tmp, errno);
-        else if (n > 0)
-            off += static_cast<size_t>(n);
-    }
-    if (rc == 0 && fchmod(fd, 0644) < 0) // mkstemp makes 0600; results are for readers
-        rc = fail(w, "chmod " + tmp, errno);
-    if (rc == 0 && fsync(fd) < 0)
-        rc = fail(w, "fsync " + tmp, errno);
-    if (close(fd) < 0 && rc == 0)
-        rc = fail(w, "close " + tmp, errno);
-    if (rc == 0 && w->cancelled.load())
-        rc = -ECANCELED; // last point where giving up leaves no trace
-    if (rc == 0 && rename(tmp.c_str(), path.c_str()) < 0)
-        rc = fail(w, "rename to " + path, errno);
-    if (rc < 0)
-        unlink(tmp.c_str());
-    return rc;
-}
 
 void do_work(uv_work_t *req) noexcept
 {
     Work *w = static_cast<Work *>(req->data);
     try {
         std::string json = build_json(*w);
-        int rc = mkdir_p(w, w->dir);
+        int rc = kiln_atomic_write::make_dirs(w->dir, w->why);
         if (rc == 0)
-            rc = write_atomic(w, w->commit + ".log", w->log);
+            rc = kiln_atomic_write::write_file(w->dir, w->commit + ".log", w->log, w->cancelled,
+                                               w->why);
         if (rc == 0)
-            rc = write_atomic(w, w->commit + ".json", json);
-        if (rc == 0) { // make the renames themselves durable
-            int dfd = open(w->dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (dfd >= 0) {
-                fsync(dfd);
-                close(dfd);
-            }
-        }
+            rc = kiln_atomic_write::write_file(w->dir, w->commit + ".json", json, w->cancelled,
+                                               w->why);
         w->status = rc;
     } catch (...) {
         w->status = -ENOMEM;

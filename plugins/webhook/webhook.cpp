@@ -13,6 +13,7 @@
 
 #include <kiln/plugin.h>
 
+#include "config_list.hpp"
 #include "http_report.hpp"
 #include "secret_file.hpp"
 #include "webhook_document.hpp"
@@ -40,8 +41,8 @@ int read_config(const kiln_host *host, Self &s)
     s.events = 0;
     for (int k = KILN_EVENT_QUEUED; k <= KILN_EVENT_FINISHED; k++)
         s.events |= 1u << k;
-    const char *list = nullptr;
-    rc = host->config_string(host, "events", &list);
+    std::string list;
+    rc = kiln_config::read_list(host, "events", list);
     if (rc == 0) {
         std::string why;
         if (!(s.events = kiln_webhook::parse_events(list, why))) {

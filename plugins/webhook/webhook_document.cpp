@@ -11,6 +11,7 @@
 #include <openssl/hmac.h>
 
 #include "http_report.hpp"
+#include "iso8601.hpp"
 
 namespace kiln_webhook {
 
@@ -28,16 +29,8 @@ json outcome_or_null(int outcome)
 // "2024-05-01T12:34:56.789Z", or null for a time not known (0).
 json iso8601(int64_t unix_ms)
 {
-    if (unix_ms <= 0)
-        return nullptr;
-    time_t t = static_cast<time_t>(unix_ms / 1000);
-    struct tm tm;
-    if (!gmtime_r(&t, &tm))
-        return nullptr;
-    char buf[40];
-    size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(unix_ms % 1000));
-    return buf;
+    std::string text = kiln_time::iso8601_ms(unix_ms);
+    return text.empty() ? json(nullptr) : json(text);
 }
 
 json counts_of(const kiln_report_event &ev)

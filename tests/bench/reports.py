@@ -83,7 +83,7 @@ def report_config(path, port, events):
         f.write("plugin_dir = %s\nreport_retry_max = \"1s\"\n\n"
                 "[[report]]\nplugin = \"webhook\"\nurl = %s\nevents = %s\ntimeout = \"30s\"\n"
                 % (kf.toml_array([kf.plugin_dir()]),
-                   kf.toml_str("http://127.0.0.1:%d/hook" % port), kf.toml_str(",".join(events))))
+                   kf.toml_str("http://127.0.0.1:%d/hook" % port), kf.toml_array(events)))
     return path
 
 

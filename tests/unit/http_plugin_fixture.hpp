@@ -258,4 +258,61 @@ struct Event {
     Event(const Event &) = delete;
 };
 
+// One test's state: temp dir, loop, receiver process, the captured log and
+// the plugin under test.
+struct PluginTest {
+    explicit PluginTest(const char *name) : dir(name) {}
+    TempDir dir;
+    uv_loop_t loop;
+    Receiver receiver;
+    StderrCapture log;
+    std::unique_ptr<kiln::Plugin> plugin;
+    std::string error;
+};
+
+// setup's shared part: the loop, the log capture, the receiver started with
+// `receiver_args`.  0, or -1 for cmocka.
+inline int start_test(PluginTest *s, const std::vector<std::string> &receiver_args)
+{
+    if (s->dir.path().empty() || uv_loop_init(&s->loop) != 0)
+        return -1;
+    s->log.start(s->dir / "stderr.log");
+    return s->receiver.start(s->dir.path(), receiver_args) ? 0 : -1;
+}
+
+// teardown: the plugin unloaded, every handle closed, the receiver stopped,
+// the log shown as it would be and checked for `secret` (never logged); the
+// test's own State (derived from PluginTest) deleted as what it is.
+template <class State> int end_test(State *s, const char *secret)
+{
+    s->plugin.reset();
+    uv_run(&s->loop, UV_RUN_DEFAULT); // the client's handles close
+    int rc = uv_loop_close(&s->loop);
+    s->receiver.stop();
+    s->log.stop();
+    std::string logged = s->log.text();
+    fprintf(stderr, "%s", logged.c_str());
+    bool leaked = logged.find(secret) != std::string::npos;
+    delete s;
+    assert_int_equal(rc, 0); // every handle closed
+    assert_false(leaked);    // never log a token or secret
+    return 0;
+}
+
+// Each config is refused at load, and the log says what `logged` says.
+struct Refusal {
+    std::string config, logged;
+};
+
+inline void expect_refused(PluginTest *s, const std::string &plugin,
+                           const std::vector<Refusal> &cases)
+{
+    for (const auto &c : cases) {
+        s->plugin = load(&s->loop, plugin, c.config, s->error);
+        assert_null(s->plugin.get());
+        if (s->log.text().find(c.logged) == std::string::npos)
+            fail_msg("expected \"%s\" in the log", c.logged.c_str());
+    }
+}
+
 } // namespace http_fixture

@@ -28,7 +28,7 @@ void load_email(ReportPluginState *s, const std::string &extra = "")
 {
     s->plugin = load_report_plugin(
         s, "email",
-        "sendmail = \"" + kSendmail + "\"\nto = \"dev@example.org, ops@example.org\"\n"
+        "sendmail = \"" + kSendmail + "\"\nto = [\"dev@example.org\", \"ops@example.org\"]\n"
         "from = \"ci@example.org\"\ntimeout = \"20s\"\n" + extra);
     if (!s->plugin)
         fail_msg("email: %s", s->error.c_str());
@@ -311,7 +311,8 @@ void test_config_refused(void **state)
         "to = \"not-an-address\"\n",
         "to = \"dev@example.org, \"\n",
         "to = \"-oQ/tmp@example.org\"\n",
-        "to = [\"dev@example.org\"]\n",
+        "to = [\"dev@example.org\", 7]\n",
+        "to = [\"dev@example.org, ops@example.org\", \"a@example.org\"]\n",
         "to = \"dev@example.org\"\nfrom = \"a@b\\nBcc: c@d\"\n",
         "to = \"dev@example.org\"\nmode = \"sometimes\"\n",
         "to = \"dev@example.org\"\ntimeout = \"0s\"\n",

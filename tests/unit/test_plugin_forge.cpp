@@ -16,42 +16,19 @@ using nlohmann::json;
 const char kToken[] = "ghp_kilnTestToken0123456789";
 const char kHang[] = "deadbeefdeadbeefdeadbeefdeadbeefdeadbeef"; // the receiver never answers it
 
-struct State {
-    TempDir dir{"kiln-test-forge"};
-    uv_loop_t loop;
-    Receiver receiver;
-    StderrCapture log;
-    std::unique_ptr<kiln::Plugin> plugin;
-    std::string error;
+struct State : PluginTest {
+    State() : PluginTest("kiln-test-forge") {}
 };
 
 int setup(void **state)
 {
     State *s = new State();
     *state = s;
-    if (s->dir.path().empty() || uv_loop_init(&s->loop) != 0)
-        return -1;
     write_file(s->dir / "token", std::string(kToken) + "\n", 0600);
-    s->log.start(s->dir / "stderr.log");
-    return s->receiver.start(s->dir.path(), {"--token", kToken, "--hang-match", kHang}) ? 0 : -1;
+    return start_test(s, {"--token", kToken, "--hang-match", kHang});
 }
 
-int teardown(void **state)
-{
-    State *s = static_cast<State *>(*state);
-    s->plugin.reset();
-    uv_run(&s->loop, UV_RUN_DEFAULT); // the client's handles close
-    int rc = uv_loop_close(&s->loop);
-    s->receiver.stop();
-    s->log.stop();
-    std::string logged = s->log.text();
-    fprintf(stderr, "%s", logged.c_str()); // the test's log, as it would be
-    bool leaked = logged.find(kToken) != std::string::npos;
-    delete s;
-    assert_int_equal(rc, 0);   // every handle closed
-    assert_false(leaked);      // never log a token
-    return 0;
-}
+int teardown(void **state) { return end_test(static_cast<State *>(*state), kToken); }
 
 std::string config(const State *s, const std::string &forge, const std::string &repository,
                    const std::string &api_path, const std::string &more = "")
@@ -300,9 +277,7 @@ void test_config_refused(void **state)
 {
     State *s = static_cast<State *>(*state);
     write_file(s->dir / "open-token", std::string(kToken) + "\n", 0644);
-    struct {
-        std::string config, logged;
-    } cases[] = {
+    expect_refused(s, "forge", {
         {"token_file = \"" + (s->dir / "open-token") + "\"\nforge = \"github\"\nrepository = \"o/r\"\n",
          "token_file: " + (s->dir / "open-token") + ": mode 644"},
         {"repository = \"o/r\"\n", "forge: required"},
@@ -314,13 +289,7 @@ void test_config_refused(void **state)
         {"forge = \"github\"\nrepository = \"o/r\"\n", "token_file: required"},
         {"forge = \"github\"\nrepository = \"o/r\"\ntoken_file = \"/nonexistent/t\"\n",
          "token_file: /nonexistent/t: No such file"},
-    };
-    for (auto &c : cases) {
-        s->plugin = load(&s->loop, "forge", c.config, s->error);
-        assert_null(s->plugin.get());
-        if (s->log.text().find(c.logged) == std::string::npos)
-            fail_msg("expected \"%s\" in the log", c.logged.c_str());
-    }
+    });
 }
 
 } // namespace

@@ -14,44 +14,20 @@ using nlohmann::json;
 
 const char kSecret[] = "kiln-webhook-secret-0123456789";
 
-struct State {
-    TempDir dir{"kiln-test-webhook"};
-    uv_loop_t loop;
-    Receiver receiver;
-    StderrCapture log;
-    std::unique_ptr<kiln::Plugin> plugin;
-    std::string error;
+struct State : PluginTest {
+    State() : PluginTest("kiln-test-webhook") {}
 };
 
 int setup(void **state)
 {
     State *s = new State();
     *state = s;
-    if (s->dir.path().empty() || uv_loop_init(&s->loop) != 0)
-        return -1;
     write_file(s->dir / "secret", std::string(kSecret) + "\n", 0600);
     write_file(s->dir / "receiver-secret", kSecret, 0600);
-    s->log.start(s->dir / "stderr.log");
-    return s->receiver.start(s->dir.path(), {"--secret-file", s->dir / "receiver-secret",
-                                             "--hang-match", "/slow"}) ? 0 : -1;
+    return start_test(s, {"--secret-file", s->dir / "receiver-secret", "--hang-match", "/slow"});
 }
 
-int teardown(void **state)
-{
-    State *s = static_cast<State *>(*state);
-    s->plugin.reset();
-    uv_run(&s->loop, UV_RUN_DEFAULT);
-    int rc = uv_loop_close(&s->loop);
-    s->receiver.stop();
-    s->log.stop();
-    std::string logged = s->log.text();
-    fprintf(stderr, "%s", logged.c_str());
-    bool leaked = logged.find(kSecret) != std::string::npos;
-    delete s;
-    assert_int_equal(rc, 0);
-    assert_false(leaked);
-    return 0;
-}
+int teardown(void **state) { return end_test(static_cast<State *>(*state), kSecret); }
 
 std::string config(const State *s, const std::string &more = "", const std::string &path = "/hooks/kiln")
 {
@@ -142,7 +118,7 @@ void test_wrong_secret_rejected(void **state)
 void test_events_filter(void **state)
 {
     State *s = static_cast<State *>(*state);
-    load_ok(s, config(s, "events = \"queued, finished\"\n"));
+    load_ok(s, config(s, "events = [\"queued\", \"finished\"]\n"));
     const kiln_report_event_ops &ops = events(s);
     assert_non_null(ops.wants);
     void *self = s->plugin->self();
@@ -207,9 +183,7 @@ void test_config_refused(void **state)
 {
     State *s = static_cast<State *>(*state);
     write_file(s->dir / "open-secret", kSecret, 0644);
-    struct {
-        std::string config, logged;
-    } cases[] = {
+    expect_refused(s, "webhook", {
         {"url = \"http://127.0.0.1:1/\"\nsecret_file = \"" + (s->dir / "open-secret") + "\"\n",
          "secret_file: " + (s->dir / "open-secret") + ": mode 644"},
         {"events = \"finished\"\n", "url: required"},
@@ -217,14 +191,9 @@ void test_config_refused(void **state)
         {"url = \"http://127.0.0.1:1/\"\nevents = \"finished, exploded\"\n",
          "events: unknown event \"exploded\""},
         {"url = \"http://127.0.0.1:1/\"\nevents = \", \"\n", "events: names no event"},
+        {"url = \"http://127.0.0.1:1/\"\nevents = [\"finished\", 4]\n", "events[1]: expected a string"},
         {"url = \"http://127.0.0.1:1/\"\nca_file = \"/nonexistent/ca.pem\"\n", "ca_file: /nonexistent/ca.pem"},
-    };
-    for (auto &c : cases) {
-        s->plugin = load(&s->loop, "webhook", c.config, s->error);
-        assert_null(s->plugin.get());
-        if (s->log.text().find(c.logged) == std::string::npos)
-            fail_msg("expected \"%s\" in the log", c.logged.c_str());
-    }
+    });
 }
 
 } // namespace

@@ -13,39 +13,16 @@
 
 #include "dispatcher.hpp"
 #include "store.hpp"
+#include "store_fixture.hpp"
 #include "test.hpp"
 
 using namespace kiln;
 
 namespace {
 
-struct Fixture {
-    std::string dir;
-    uv_loop_t loop;
-};
-
-int setup(void **state)
-{
-    auto *f = new Fixture;
-    char tmpl[] = "/tmp/kiln-store-XXXXXX";
-    f->dir = mkdtemp(tmpl);
-    uv_loop_init(&f->loop);
-    *state = f;
-    return 0;
-}
-
-int teardown(void **state)
-{
-    auto *f = static_cast<Fixture *>(*state);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    int rc = uv_loop_close(&f->loop);
-    std::error_code ec;
-    std::filesystem::remove_all(f->dir, ec); // the directory setup made
-    if (ec)
-        rc = -1;
-    delete f;
-    return rc == 0 ? 0 : -1;
-}
+using store_fixture::Fixture;
+using store_fixture::setup;
+using store_fixture::teardown;
 
 Job make_job(uint64_t id, char fill)
 {

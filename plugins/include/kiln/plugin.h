@@ -135,6 +135,13 @@ struct kiln_host {
 
     void *reserved[8];
     /* Fields added later go here, after `reserved`: check with KILN_HOST_HAS. */
+
+    /* A list of strings: a TOML array of strings, or one string (a list of
+     * one).  0 with *out (*n strings and a NULL after them, valid until
+     * fini()) set; -ENOENT when absent; -EINVAL when of another type or an
+     * item is not a string (logged as for config_string). */
+    int (*config_strings)(const struct kiln_host *host, const char *key,
+                          const char *const **out, size_t *n);
 };
 
 /* Non-zero when the host's table holds `field` (its size covers it): an
