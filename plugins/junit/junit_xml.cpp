@@ -104,6 +104,24 @@ std::string first_line(const std::string &s)
     return line.size() > kMaxAttribute ? line.substr(0, kMaxAttribute) + "..." : line;
 }
 
+// The message attribute, the line JUnit readers show as a failure's
+// headline: the first line, but for a Python traceback (the unittest
+// plugin's messages) the exception line after its last frame
+// ("AssertionError: 6 != 7"), not "Traceback (most recent call last):".
+std::string headline(const std::string &s)
+{
+    static const std::string traceback = "Traceback (most recent call last):";
+    size_t frame = s.rfind("\n  File ");
+    if (s.compare(0, traceback.size(), traceback) != 0 || frame == std::string::npos)
+        return first_line(s);
+    // The frame's source and caret lines are indented; the exception's is not.
+    for (size_t nl = s.find('\n', frame + 1); nl != std::string::npos && nl + 1 < s.size();
+         nl = s.find('\n', nl + 1))
+        if (s[nl + 1] != ' ' && s[nl + 1] != '\n')
+            return first_line(s.substr(nl + 1));
+    return first_line(s);
+}
+
 // The element a test's outcome becomes (nothing for a pass).
 void outcome_element(std::string &x, int outcome, const Test &t)
 {
@@ -129,7 +147,7 @@ void outcome_element(std::string &x, int outcome, const Test &t)
     x += element;
     attr(x, "type", type);
     if (!message.empty())
-        attr(x, "message", first_line(message));
+        attr(x, "message", headline(message));
     if (message.empty()) {
         x += "/>\n";
         return;

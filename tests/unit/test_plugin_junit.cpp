@@ -160,6 +160,40 @@ assert {p.name: p.value for p in suite.properties()}["kiln.error"] == "runner lo
 )PY");
 }
 
+// unittest's messages are tracebacks: the headline is the exception line
+// after the last frame, not "Traceback (most recent call last):".
+void test_traceback_headline(void **state)
+{
+    auto *s = static_cast<ReportPluginState *>(*state);
+    load_junit(s);
+    const char chained[] = "Traceback (most recent call last):\n"
+                           "  File \"t.py\", line 3, in test_a\n"
+                           "    d[1]\n"
+                           "KeyError: 1\n\n"
+                           "During handling of the above exception, another exception occurred:\n\n"
+                           "Traceback (most recent call last):\n"
+                           "  File \"t.py\", line 5, in test_a\n"
+                           "    self.assertEqual([1], [2])\n"
+                           "    ~~~~~~~~~~~~~~~~^^^^^^^^^^\n"
+                           "AssertionError: Lists differ: [1] != [2]\n\n"
+                           "First differing element 0:\n1\n2\n";
+    const kiln_test_result tests[] = {
+        {"t.T.test_a", KILN_FAILED, 1, chained},
+        {"t.T.test_b", KILN_ERROR, 1, "Traceback (most recent call last):\n  File \"t.py\""},
+    };
+    Result r(kCommit, KILN_FAILED, tests, 2);
+    assert_int_equal(send_event(s, r.ev), 0);
+    wait_callback(s);
+    assert_int_equal(s->status, 0);
+    check_xml(s, R"PY(
+(f,) = cases[("t.T", "test_a")].result
+assert f.message == "AssertionError: Lists differ: [1] != [2]", f.message
+assert f.text.startswith("Traceback") and f.text.endswith("2\n"), f.text
+(e,) = cases[("t.T", "test_b")].result
+assert e.message == "Traceback (most recent call last):", e.message  # no exception line
+)PY");
+}
+
 void test_bad_commit_rejected(void **state)
 {
     auto *s = static_cast<ReportPluginState *>(*state);
@@ -218,6 +252,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hostile_output, report_plugin_setup,
                                         report_plugin_teardown),
         cmocka_unit_test_setup_teardown(test_report_op_and_job_error, report_plugin_setup,
+                                        report_plugin_teardown),
+        cmocka_unit_test_setup_teardown(test_traceback_headline, report_plugin_setup,
                                         report_plugin_teardown),
         cmocka_unit_test_setup_teardown(test_bad_commit_rejected, report_plugin_setup,
                                         report_plugin_teardown),
