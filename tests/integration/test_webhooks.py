@@ -109,7 +109,6 @@ class WebhookTest(kf.ClusterTestCase):
         self.assertFalse(c.log_has("observer", r"notified; polling now"))
 
     def test_unknown_repository_is_404(self):
-        c = self.c
         body = push_body("0" * 40)
         for forge, secret in SECRETS.items():
             status, _, _ = self.post(forge, body, signed_headers(forge, body, secret),
