@@ -16,6 +16,7 @@
 
 Not a ctest test.  Run from the source tree after a (Release) build:
     python3 tests/bench/reports.py --build-dir build [--commits 1000] [--slow 1.0]
+                                   [--slow-commits 20000]
 """
 
 import argparse
@@ -162,9 +163,9 @@ def slow_receiver(build_dir, tmp, commits, slow):
         out, _ = run_load(build_dir, tmp, commits, extra)
     finally:
         receiver.stop()
-    print("scheduling        assign p99 %.2f ms without report plugins, %.2f ms with a webhook "
-          "receiver taking %.1f s per request (%d requests answered meanwhile)"
-          % (base, assign_p99(out), slow, receiver.count()))
+    print("scheduling        %d commits: assign p99 %.2f ms without report plugins, %.2f ms with "
+          "a webhook receiver taking %.1f s per request for every event (%d answered meanwhile)"
+          % (commits, base, assign_p99(out), slow, receiver.count()))
 
 
 def main():
@@ -172,12 +173,14 @@ def main():
     ap.add_argument("--build-dir", default="build")
     ap.add_argument("--commits", type=int, default=1000)
     ap.add_argument("--slow", type=float, default=1.0, help="seconds per request, part 2")
+    ap.add_argument("--slow-commits", type=int, default=20000,
+                    help="commits in part 2 (long enough for the slow receiver to matter)")
     args = ap.parse_args()
     os.environ.setdefault("KILN_BUILD_DIR", os.path.abspath(args.build_dir))
     tmp = tempfile.mkdtemp(prefix="kiln-bench-reports.")
     try:
         delivery_rate(args.build_dir, tmp, args.commits)
-        slow_receiver(args.build_dir, tmp, args.commits, args.slow)
+        slow_receiver(args.build_dir, tmp, args.slow_commits, args.slow)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
