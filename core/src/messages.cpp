@@ -96,7 +96,8 @@ template <class IO> bool describe(IO &io, Register &m)
     return io.field("id", m.id) && io.field("name", m.name) &&
            io.check(valid_name(m.name), "name", "is not a valid name") &&
            io.field("slots", m.slots, kOptional) &&
-           io.names("labels", m.labels); // slots = 0: draining, assign nothing more
+           io.names("labels", m.labels) && // slots = 0: draining, assign nothing more
+           io.field("paused", m.paused, kOptional);
 }
 template <class IO> bool describe(IO &io, Heartbeat &m)
 {

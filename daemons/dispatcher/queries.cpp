@@ -125,8 +125,9 @@ std::string Queries::answer(const std::string &what, const std::string &arg,
     } else if (what == "runners") {
         pk.pack_array(static_cast<uint32_t>(runners_.size()));
         for (const auto &[name, r] : runners_.all()) {
-            pk.pack_map(7);
+            pk.pack_map(8);
             pk.pack("name"), pk.pack(name);
+            pk.pack("state"), pk.pack(runner_state(r));
             pk.pack("peer"), pk.pack(r.conn->peer());
             pk.pack("slots"), pk.pack(r.slots);
             pk.pack("busy"), pk.pack(jobs_.held_by(name).size());

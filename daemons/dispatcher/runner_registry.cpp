@@ -5,6 +5,13 @@
 
 namespace kiln {
 
+std::string runner_state(const RunnerSlotInfo &r)
+{
+    if (!r.paused.empty())
+        return "paused: " + r.paused;
+    return r.slots == 0 ? "draining" : "ready";
+}
+
 RunnerSlotInfo *RunnerRegistry::find(const std::string &name)
 {
     auto it = runners_.find(name);

@@ -19,6 +19,7 @@ struct RunnerSlotInfo {
     std::shared_ptr<Connection> conn;
     uint32_t slots = 1;
     std::vector<std::string> labels;
+    std::string paused; // why it takes no jobs (its min_free), as it said
     int64_t connected_unix_ms = 0;
     uint64_t completed = 0;
     // The jobs it held before this connection (a dispatcher or runner
@@ -27,6 +28,10 @@ struct RunnerSlotInfo {
     std::set<uint64_t> adopted;
     bool awaiting_heartbeat = false;
 };
+
+// What `kilnctl runners` and the page show: "ready", "draining" (0 slots,
+// stopping) or "paused: <why>".
+std::string runner_state(const RunnerSlotInfo &r);
 
 class RunnerRegistry {
   public:

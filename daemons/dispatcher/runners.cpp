@@ -111,11 +111,14 @@ void Dispatcher::on_register(Connection &conn, const Register &reg)
     RunnerSlotInfo &runner =
         again ? *runners_.find(reg.name)
               : runners_.add(reg.name, conn.shared_from_this(), jobs_.held_by(reg.name), unix_ms());
-    runner.slots = reg.slots;
+    runner.slots = reg.paused.empty() ? reg.slots : 0; // paused: no new jobs
     runner.labels = reg.labels;
+    runner.paused = reg.paused;
     store_.save_runner(reg.name, reg.slots, reg.labels, unix_ms());
     conn.send(Ack{reg.id, 0});
-    if (reg.slots == 0)
+    if (!reg.paused.empty())
+        log_notice("runner %s: paused: %s", reg.name.c_str(), reg.paused.c_str());
+    else if (reg.slots == 0)
         log_notice("runner %s: draining (%zu job(s) still running)", reg.name.c_str(),
                    jobs_.held_by(reg.name).size());
     else

@@ -109,13 +109,15 @@ bool print_answer(const std::string &what, const nlohmann::json &body, bool json
                 printf("%-10s %s\n", key.c_str(),
                        value.is_string() ? value.get<std::string>().c_str() : value.dump().c_str());
         } else if (what == "runners") {
-            std::vector<Row> rows = {{"NAME", "PEER", "SLOTS", "BUSY", "DONE", "LABELS"}};
+            std::vector<Row> rows = {{"NAME", "PEER", "SLOTS", "BUSY", "DONE", "LABELS", "STATE"}};
             for (const auto &r : body) {
                 std::string labels;
                 for (const auto &l : r.at("labels"))
                     labels += (labels.empty() ? "" : ",") + l.get<std::string>();
                 rows.push_back({str(r, "name"), str(r, "peer"), str(r, "slots"), str(r, "busy"),
-                                str(r, "completed"), labels.empty() ? "-" : labels});
+                                str(r, "completed"), labels.empty() ? "-" : labels,
+                                // older dispatchers send no state
+                                r.contains("state") ? str(r, "state") : "-"});
             }
             print_table(rows);
         } else if (what == "jobs") {

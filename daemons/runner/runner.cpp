@@ -16,7 +16,8 @@ Runner::Runner(uv_loop_t *loop, RunnerConfig config)
     : loop_(loop), config_(std::move(config)),
       client_(loop, config_.dispatcher, config_.max_frame),
       spool_(loop, config_.work_dir + "/spool"), groups_(loop, config_.work_dir + "/groups"),
-      alive_(std::make_shared<Runner *>(this))
+      alive_(std::make_shared<Runner *>(this)),
+      disk_(loop, config_.work_dir, [this](const std::string &why) { on_disk_state(why); })
 {
     handshake_ = ClientHandshake("runner", config_.name, config_.secret);
     configure_client();
@@ -63,7 +64,7 @@ Runner::~Runner()
 {
     *alive_ = nullptr;
     running_.clear();
-    for (uv_timer_t *t : {heartbeat_timer_, stop_timer_})
+    for (uv_timer_t *t : {heartbeat_timer_, stop_timer_, sweep_timer_})
         if (t)
             uv_close(reinterpret_cast<uv_handle_t *>(t),
                      [](uv_handle_t *h) noexcept { delete reinterpret_cast<uv_timer_t *>(h); });
@@ -90,6 +91,7 @@ void Runner::start()
     heartbeat_timer_->data = this;
     uv_timer_start(heartbeat_timer_, on_heartbeat_timer, config_.heartbeat_interval_ms,
                    config_.heartbeat_interval_ms);
+    start_disk_care();
     log_notice("runner %s: %u slot(s), work dir %s, dispatcher %s", config_.name.c_str(),
                config_.slots, config_.work_dir.c_str(), config_.dispatcher.c_str());
     client_.start();
@@ -122,6 +124,7 @@ void Runner::configure_client()
 void Runner::apply_settings(const RunnerSettings &before)
 {
     configure_client();
+    disk_.set_min_free(config_.min_free); // checked at once when it changed
     if (config_.heartbeat_interval_ms != before.heartbeat_interval_ms && heartbeat_timer_ &&
         !stopped_)
         uv_timer_start(heartbeat_timer_, on_heartbeat_timer, config_.heartbeat_interval_ms,
@@ -141,6 +144,8 @@ std::string Runner::status() const
     std::string s;
     if (stopping_)
         s = "stopping; ";
+    else if (!paused_.empty())
+        s = "paused (" + paused_ + "); ";
     if (running_.empty()) {
         s += "idle";
     } else {
@@ -213,9 +218,10 @@ void Runner::abort_stop()
 void Runner::finish_stop()
 {
     stopped_ = true;
-    for (uv_timer_t *t : {heartbeat_timer_, stop_timer_})
+    for (uv_timer_t *t : {heartbeat_timer_, stop_timer_, sweep_timer_})
         if (t)
             uv_timer_stop(t);
+    disk_.stop();
     if (!unacked_.empty())
         log_notice("runner %s: %zu result(s) stay in %s for the next start", config_.name.c_str(),
                    unacked_.size(), spool_.dir().c_str());
@@ -229,8 +235,12 @@ void Runner::finish_stop()
 void Runner::send_register()
 {
     register_id_ = next_request_id_++;
-    uint32_t slots = stopping_ ? 0 : config_.slots;
-    client_.send(Register{register_id_, config_.name, slots, config_.labels});
+    // Paused (min_free): 0 slots, which any dispatcher honours, and the
+    // reason, which newer ones show in `kilnctl runners`.
+    bool paused = !stopping_ && !paused_.empty();
+    uint32_t slots = stopping_ || paused ? 0 : config_.slots;
+    client_.send(
+        Register{register_id_, config_.name, slots, config_.labels, paused ? paused_ : ""});
 }
 
 void Runner::send_heartbeat()
@@ -242,6 +252,8 @@ void Runner::send_heartbeat()
     Heartbeat hb;
     for (const auto &entry : running_)
         hb.jobs.push_back(entry.first);
+    for (const Assign &a : deferred_) // to start once the mirror sweep is over
+        hb.jobs.push_back(a.job_id);
     for (const auto &[id, pending] : unacked_)
         if (!pending.ready)
             hb.jobs.push_back(delivery_job_id(pending.what));
@@ -281,6 +293,8 @@ void Runner::on_message(Connection &conn, Message &&msg)
         else if (ack->id == register_id_ && stopping_)
             log_info("runner %s: draining: the dispatcher assigns nothing more",
                      config_.name.c_str());
+        else if (ack->id == register_id_ && !paused_.empty())
+            log_info("runner %s: registration updated: paused", config_.name.c_str());
         else if (ack->id == register_id_)
             log_info("runner %s: registration updated: %u slot(s)", config_.name.c_str(),
                      config_.slots);

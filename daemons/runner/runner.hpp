@@ -16,7 +16,9 @@
 #include <kiln/net.hpp>
 #include <kiln/plugin_loader.hpp>
 
+#include "disk_guard.hpp"
 #include "group_record.hpp"
+#include "mirror_sweep.hpp"
 #include "job_run.hpp"
 #include "runner_config.hpp"
 #include "spool.hpp"
@@ -100,6 +102,11 @@ class Runner {
     void abort_stop();
     static void on_heartbeat_timer(uv_timer_t *timer) noexcept;
     static void on_stop_deadline(uv_timer_t *timer) noexcept;
+    // ---- disk (runner_disk.cpp) ----
+    void start_disk_care();
+    void on_disk_state(const std::string &why);
+    void sweep_mirrors_now();
+    void on_swept(SweepOutcome &&outcome);
 
     uv_loop_t *loop_;
     RunnerConfig config_;
@@ -125,6 +132,11 @@ class Runner {
     std::vector<std::string> net_read_only_; // bound back when a repo allows the network (DNS)
     // Shared with thread-pool callbacks so they can tell the Runner is gone.
     std::shared_ptr<Runner *> alive_;
+    DiskGuard disk_;
+    std::string paused_; // why we take no jobs (min_free); "" when we do
+    uv_timer_t *sweep_timer_ = nullptr;
+    bool sweeping_ = false; // a mirror sweep runs on the thread pool: no job starts
+    std::vector<Assign> deferred_; // assigned during the sweep, started after it
 };
 
 } // namespace kiln

@@ -10,6 +10,8 @@
 #include <kiln/auth.hpp>
 #include <kiln/messages.hpp>
 
+#include "byte_size.hpp"
+
 namespace kiln {
 
 namespace {
@@ -116,6 +118,9 @@ RunnerConfig RunnerConfig::from(const ConfigTable &root, uid_t euid, bool probe_
     // Under 250 ms means 250 ms: the Client's backoff clamps it.
     c.reconnect_max_ms = r.duration_ms("reconnect_max", c.reconnect_max_ms);
     c.keep_workspaces = r.boolean("keep_workspaces", c.keep_workspaces);
+    c.min_free = config_byte_size(r, "min_free", c.min_free);
+    c.mirror_keep_days =
+        static_cast<uint32_t>(r.integer("mirror_keep_days", c.mirror_keep_days, 0, 36500));
     c.max_frame = static_cast<size_t>(r.integer("max_frame", c.max_frame, 4096, 1 << 30));
     c.max_log = static_cast<size_t>(r.integer("max_log", c.max_log, 1024, 64 << 20));
     if (c.max_log + (1u << 20) > c.max_frame)

@@ -31,6 +31,12 @@ struct RunnerSettings {
     // under 250 ms means 250 ms).
     uint64_t reconnect_max_ms = 5000;
     bool keep_workspaces = false;
+    // Below this many bytes free on work_dir's file system the runner takes
+    // no jobs (re-registers with 0 slots and says why); 0: never.
+    uint64_t min_free = 256ull << 20;
+    uint64_t disk_check_ms = 10000; // how often free space is looked at (not a key)
+    // Mirrors (work_dir/cache/VCS/*) unused this long are removed; 0: kept.
+    uint32_t mirror_keep_days = 30;
     size_t max_log = 4u << 20; // log bytes sent per job; the middle is dropped beyond
     std::vector<std::string> env_allow = kDefaultEnvAllow; // passed on from our environment
 };

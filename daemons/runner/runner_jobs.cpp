@@ -34,6 +34,17 @@ void Runner::on_assign(const Assign &assign)
                  static_cast<ull>(assign.job_id));
         return;
     }
+    if (sweeping_) {
+        // Mirrors are being removed: the job could pick one half gone.  It
+        // starts when the sweep ends (listed in our heartbeats meanwhile).
+        deferred_.push_back(assign);
+        return;
+    }
+    if (!paused_.empty())
+        // Sent before the dispatcher heard we paused: run it (it may fail
+        // for want of space, and says so).
+        log_warning("job %llu: assigned while paused (%s); running it anyway",
+                    static_cast<ull>(assign.job_id), paused_.c_str());
     if (running_.count(assign.job_id)) {
         log_warning("job %llu: assigned again while running; ignored",
                     static_cast<ull>(assign.job_id));

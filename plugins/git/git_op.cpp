@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 #include "git_op.hpp"
 
@@ -96,6 +97,24 @@ void fs_step(Op *op, int rc)
         finish(op, rc, "cache dir " + op->cache_dir + ": " + uv_strerror(rc));
 }
 
+// A mirror's mtime is its last use: kiln-runner removes mirrors unused for
+// mirror_keep_days (kiln-runner(8), DISK).  Failing to touch it costs
+// nothing now, so it is not an error.
+void touch_mirror(Op *op)
+{
+    double now = static_cast<double>(time(nullptr));
+    int rc = uv_fs_utime(op->self->host->loop, &op->fs, op->mirror.c_str(), now, now,
+                         [](uv_fs_t *req) noexcept {
+                             Op *o = static_cast<Op *>(req->data);
+                             uv_fs_req_cleanup(req);
+                             if (o->cancelled)
+                                 return finish(o, -ECANCELED, "cancelled");
+                             o->after_mirror(o);
+                         });
+    if (rc < 0)
+        op->after_mirror(op);
+}
+
 void on_mirror_stat(uv_fs_t *req) noexcept
 {
     Op *op = static_cast<Op *>(req->data);
@@ -104,7 +123,7 @@ void on_mirror_stat(uv_fs_t *req) noexcept
     if (op->cancelled)
         return finish(op, -ECANCELED, "cancelled");
     if (rc == 0)
-        return op->after_mirror(op);
+        return touch_mirror(op);
     if (rc != UV_ENOENT)
         return finish(op, rc, "mirror " + op->mirror + ": " + uv_strerror(rc));
     chain(op, "init " + op->mirror, {"init", "-q", "--bare", "--", op->mirror},

@@ -60,7 +60,7 @@ int main(int argc, char **argv)
     msgs.emplace_back("ack", kiln::Ack{2, 17});
     msgs.emplace_back("error", kiln::Error{3, "commit: missing field 'branch'"});
     msgs.emplace_back("commit", kiln::Commit{4, spec});
-    msgs.emplace_back("register", kiln::Register{5, "runner-1", 4, {"linux", "gpu"}});
+    msgs.emplace_back("register", kiln::Register{5, "runner-1", 4, {"linux", "gpu"}, ""});
     msgs.emplace_back("heartbeat", kiln::Heartbeat{6, {17, 18}});
     {
         kiln::Assign a;

@@ -74,8 +74,10 @@ static void test_round_trip_simple(void **)
     assert_true(q.id == 8 && q.what == "result" && q.arg == "0123abc");
     Heartbeat hb = round_trip<Heartbeat>(Heartbeat{9, {1, 2, UINT64_MAX}});
     assert_true(hb.id == 9 && hb.jobs == std::vector<uint64_t>({1, 2, UINT64_MAX}));
-    Register r = round_trip<Register>(Register{10, "r1", UINT32_MAX, {"linux", "x86_64"}});
-    assert_true(r.id == 10 && r.name == "r1" && r.slots == UINT32_MAX);
+    Register r = round_trip<Register>(Register{10, "r1", UINT32_MAX, {"linux", "x86_64"}, ""});
+    assert_true(r.id == 10 && r.name == "r1" && r.slots == UINT32_MAX && r.paused.empty());
+    Register paused = round_trip<Register>(Register{13, "r2", 0, {}, "low disk: 1 B free"});
+    assert_true(paused.slots == 0 && paused.paused == "low disk: 1 B free");
     assert_true(r.labels == std::vector<std::string>({"linux", "x86_64"}));
     const std::string n(64, 'a'), p(64, '0');
     Hello d = round_trip<Hello>(Hello{11, 1, "dispatcher", "d", n, p});

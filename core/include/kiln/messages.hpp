@@ -93,6 +93,9 @@ struct Register {       // runner → dispatcher; acked
     std::string name;   // valid_name()
     uint32_t slots = 1; // 0: draining, assign nothing more
     std::vector<std::string> labels;
+    // Why it takes no jobs for now (slots is then 0), e.g. "low disk: ...";
+    // empty: it is not paused.  Optional on the wire (older peers).
+    std::string paused;
 };
 struct Heartbeat {      // both ways; a runner lists the jobs it is running
     uint64_t id = 0;

@@ -129,7 +129,8 @@ void queue(std::string &out, const PageSources &src, size_t total, int64_t now)
 void runners(std::string &out, const PageSources &src)
 {
     out += "<section id=\"runners\" data-live><h2>Runners</h2>\n<table><tr><th>runner</th>"
-           "<th>busy</th><th>labels</th><th>completed</th><th>connected since</th></tr>\n";
+           "<th>busy</th><th>labels</th><th>completed</th><th>connected since</th>"
+           "<th>state</th></tr>\n";
     CappedRows rows(out, page_limits::runners, 5);
     for (const auto &[name, runner] : src.runners.all()) {
         if (!rows.room())
@@ -143,7 +144,9 @@ void runners(std::string &out, const PageSources &src)
             labels += (labels.empty() ? "" : ", ") + label;
         html::escape_capped(out, labels, page_limits::text_bytes);
         out += "</td><td>" + std::to_string(runner.completed) + "</td><td>" +
-               html::utc_time(runner.connected_unix_ms) + "</td></tr>\n";
+               html::utc_time(runner.connected_unix_ms) + "</td><td>";
+        html::escape_capped(out, runner_state(runner), page_limits::text_bytes);
+        out += "</td></tr>\n";
         rows.shown();
     }
     rows.finish(src.runners.size());

@@ -20,7 +20,9 @@ void details(std::string &out, const PageSources &src, const RunnerSlotInfo *run
     std::string labels;
     for (const auto &label : runner->labels)
         labels += (labels.empty() ? "" : ", ") + label;
-    out += "<tr><th>slots</th><td>" + std::to_string(runner->slots) + "</td></tr>\n" +
+    out += "<tr><th>state</th><td>";
+    html::escape_capped(out, runner_state(*runner), page_limits::text_bytes);
+    out += "</td></tr>\n<tr><th>slots</th><td>" + std::to_string(runner->slots) + "</td></tr>\n" +
            "<tr><th>busy</th><td>" + std::to_string(src.jobs.held_by(std::string(name)).size()) +
            "</td></tr>\n<tr><th>labels</th><td>";
     html::escape_capped(out, labels.empty() ? "none" : labels, page_limits::text_bytes);
