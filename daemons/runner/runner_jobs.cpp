@@ -5,6 +5,8 @@
 #include <kiln/daemon.hpp>
 #include <kiln/log.hpp>
 
+#include "disk_full.hpp"
+
 namespace kiln {
 
 using ull = unsigned long long;
@@ -112,6 +114,12 @@ void Runner::on_cancel(const Cancel &cancel)
 void Runner::on_job_done(JobRun &run, Delivery &&what)
 {
     uint64_t job_id = run.job_id();
+    if (auto *r = std::get_if<Result>(&what);
+        r && mark_disk_full(*r, config_.name, config_.work_dir)) {
+        log_err("job %llu: work_dir %s filled up: outcome error", static_cast<ull>(job_id),
+                config_.work_dir.c_str());
+        disk_.check(); // pause now if it stays short of min_free
+    }
     if (aborting_)
         log_notice("job %llu: cancelled by the stop; handed back to the dispatcher",
                    static_cast<ull>(job_id));

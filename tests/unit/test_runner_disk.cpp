@@ -12,6 +12,7 @@
 #include <kiln/config.hpp>
 
 #include "byte_size.hpp"
+#include "disk_full.hpp"
 #include "disk_guard.hpp"
 #include "mirror_sweep.hpp"
 #include "test.hpp"
@@ -149,6 +150,45 @@ void test_mirror_sweep(void **)
     assert_true(exists(recent));
 }
 
+// ENOSPC anywhere in a failed job's reason, log or test messages makes it
+// an error naming the disk; a pass, or a failure for another reason, stays.
+void test_disk_full(void **)
+{
+    Result failed;
+    failed.outcome = KILN_FAILED;
+    failed.tests.push_back({"t.test_big", KILN_ERROR, 1, "OSError: [Errno 28] No space left on device"});
+    assert_true(mark_disk_full(failed, "r1", "/w"));
+    assert_int_equal(failed.outcome, KILN_ERROR);
+    assert_string_equal(S(failed.error), "runner r1: no space left in work_dir /w (the file "
+                                         "system filled up during the job)");
+
+    Result prep;
+    prep.outcome = KILN_ERROR;
+    prep.error = "git clone: fatal: write error: No space left on device";
+    assert_true(mark_disk_full(prep, "r1", "/w"));
+    assert_true(prep.error.find("runner r1: no space left in work_dir /w") == 0);
+    assert_true(prep.error.find("; git clone: fatal") != std::string::npos);
+
+    Result logged;
+    logged.outcome = KILN_TIMEOUT;
+    logged.log = "...\ncp: error writing 'x': No space left on device\n";
+    assert_true(mark_disk_full(logged, "r1", "/w"));
+    assert_int_equal(logged.outcome, KILN_ERROR);
+
+    Result passed;
+    passed.outcome = KILN_PASSED;
+    passed.log = "No space left on device (a test of that message)";
+    assert_false(mark_disk_full(passed, "r1", "/w"));
+    assert_int_equal(passed.outcome, KILN_PASSED);
+
+    Result other;
+    other.outcome = KILN_FAILED;
+    other.tests.push_back({"t.test_x", KILN_FAILED, 1, "AssertionError: 1 != 2"});
+    assert_false(mark_disk_full(other, "r1", "/w"));
+    assert_int_equal(other.outcome, KILN_FAILED);
+    assert_true(other.error.empty());
+}
+
 } // namespace
 
 int main(void)
@@ -159,6 +199,7 @@ int main(void)
         cmocka_unit_test(test_format_bytes),
         cmocka_unit_test(test_disk_guard),
         cmocka_unit_test(test_mirror_sweep),
+        cmocka_unit_test(test_disk_full),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
