@@ -3,6 +3,8 @@
 // The tests build the upstream repository with git too, by argv (run() in
 // test.hpp), never a shell.  Each test counts callbacks, runs the loop with
 // a 20 s guard and ends with uv_loop_close() == 0 (in teardown).
+#include <sys/stat.h>
+#include <sys/time.h>
 #include <filesystem> // before test.hpp: cmocka's macros clash with <ios>
 #include <fstream>
 #include <iterator>
@@ -285,6 +287,29 @@ void test_prepare(void **state)
     assert_int_equal(s->r[0].status, -ENOENT);
 }
 
+// Each use of a mirror touches its directory: its mtime is its last use,
+// which kiln-runner's mirror sweep (mirror_keep_days) goes by.  A prepare of
+// a commit the mirror has already fetches nothing, yet counts as a use.
+void test_prepare_touches_mirror(void **state)
+{
+    State *s = static_cast<State *>(*state);
+    std::string a = commit(s, "one");
+    assert_int_equal(prepare(s, 0, a, "ws1"), 0);
+    wait_for(s, 1);
+    assert_int_equal(s->r[0].status, 0);
+    auto mirrors = std::filesystem::directory_iterator(s->tmp + "/runner-cache");
+    std::string mirror = begin(mirrors)->path().string();
+    time_t old = time(nullptr) - 100 * 86400;
+    struct timeval tv[2] = {{old, 0}, {old, 0}};
+    assert_int_equal(utimes(mirror.c_str(), tv), 0);
+    assert_int_equal(prepare(s, 0, a, "ws2"), 0);
+    wait_for(s, 1);
+    assert_int_equal(s->r[0].status, 0);
+    struct stat st;
+    assert_int_equal(stat(mirror.c_str(), &st), 0);
+    assert_true(st.st_mtime > time(nullptr) - 60);
+}
+
 // Three operations on one mirror at once: they queue, all complete.
 void test_concurrent_on_one_mirror(void **state)
 {
@@ -367,6 +392,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_poll_force_push, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poll_missing_branch_and_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prepare, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prepare_touches_mirror, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_on_one_mirror, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_running_and_timeout, setup, teardown),
