@@ -13,9 +13,10 @@
 namespace kiln {
 
 namespace {
-// Mirrors age in days: looking every hour is plenty, and the first look
-// comes a minute after start-up, once the spool and registration are done.
-constexpr uint64_t kSweepFirstMs = 60 * 1000;
+// Mirrors age in days: looking every hour is plenty.  The first look is at
+// start-up (a runner that was down for weeks frees its disk before it
+// fills it further); jobs assigned meanwhile wait for it.
+constexpr uint64_t kSweepFirstMs = 0;
 constexpr uint64_t kSweepEveryMs = 60 * 60 * 1000;
 } // namespace
 

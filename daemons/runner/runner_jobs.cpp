@@ -39,6 +39,8 @@ void Runner::on_assign(const Assign &assign)
     if (sweeping_) {
         // Mirrors are being removed: the job could pick one half gone.  It
         // starts when the sweep ends (listed in our heartbeats meanwhile).
+        log_info("job %llu: starts once the mirror sweep is over",
+                 static_cast<ull>(assign.job_id));
         deferred_.push_back(assign);
         return;
     }

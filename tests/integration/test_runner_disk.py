@@ -7,6 +7,10 @@ page show "paused: low disk ...".  Meanwhile runner-2 runs every job.  Once
 runner-1's config is rewritten with a small min_free and it gets SIGHUP, it
 is "ready" again, and with runner-2 stopped it runs the next commit.
 
+mirror_keep_days: at start-up the runner removes a mirror last used 40 days
+ago and keeps one used 10 days ago; the job of a commit waiting meanwhile
+runs once the sweep is over.
+
 Disk full (root only: it mounts a 4 MB tmpfs as a runner's work_dir; skipped,
 saying why, when mount is refused): a test writing more than that makes its
 job end `error` with a reason naming the disk, and the same runner then runs
@@ -17,6 +21,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 import unittest
 import urllib.request
 
@@ -89,6 +94,30 @@ class RunnerDiskTest(kf.ClusterTestCase):
         third = c.repo.commit("third")
         self.assertEqual(c.wait_result(third)["outcome"], "passed")
         self.assertEqual([j["runner"] for j in c.jobs_of(third)], ["runner-1"])
+
+    def test_old_mirrors_removed(self):
+        c = self.cluster()
+        c.runner_extra["runner-1"] = "mirror_keep_days = 30"
+        git_cache = c.path("runner-1-work", "cache", "git")
+        old, recent = os.path.join(git_cache, "0123-old"), os.path.join(git_cache, "4567-recent")
+        now = time.time()
+        for path, days in ((old, 40), (recent, 10)):
+            kf.run(["git", "init", "-q", "--bare", path])
+            os.utime(path, (now - days * 86400, now - days * 86400))
+        c.repo.write("tests/test_arith.py", kf.PASSING_UNITTEST)
+        c.repo.commit("tests")
+        c.start_dispatcher()
+        c.start_observer()  # the commit waits for the runner
+        c.start_runner("runner-1", slots=1)
+        c.wait_until(lambda: c.log_has("runner-1", r"mirror \S*0123-old: unused for over 30 "
+                                                    r"day\(s\); removed"),
+                     10, "the old mirror removed")
+        self.assertFalse(os.path.exists(old))
+        self.assertTrue(os.path.exists(os.path.join(recent, "HEAD")))
+        head = c.repo.git("rev-parse", "HEAD").strip()
+        self.assertEqual(c.wait_result(head)["outcome"], "passed")
+        # The job's own mirror was made (and used) after the sweep.
+        self.assertEqual(len(os.listdir(git_cache)), 2)
 
     def test_job_filling_the_disk_ends_error(self):
         if os.geteuid() != 0:
