@@ -78,6 +78,8 @@ class RunnerDiskTest(kf.ClusterTestCase):
         for commit in (first, second):
             self.assertEqual([j["runner"] for j in c.jobs_of(commit)], ["runner-2"])
         self.assertEqual(c.runner_running("runner-1"), [])
+        # Workspaces go with their jobs (keep_workspaces is false).
+        self.assertEqual(os.listdir(c.path("runner-2-work", "workspaces")), [])
 
         # Lower min_free and SIGHUP: runner-1 takes jobs again.
         with open(c.path("runner-1.toml")) as f:
@@ -152,6 +154,7 @@ class RunnerDiskTest(kf.ClusterTestCase):
         self.assertEqual(res["outcome"], "error", res)
         self.assertIn("no space left in work_dir %s" % work, str(res))
         self.assertTrue(c.daemons["runner-1"].running())
+        self.assertEqual(os.listdir(os.path.join(work, "workspaces")), [])
         # The workspace is gone with its big file; the next job runs.
         os.remove(c.repo.path + "/tests/test_big.py")
         c.repo.write("tests/test_arith.py", kf.PASSING_UNITTEST)

@@ -118,7 +118,8 @@ void test_reload_warns_restart_keys(void **state)
                        "exec = [\"script\", \"unittest\"]\n"
                        "max_frame = 33554432\nslots = 4\nlabels = [\"x\"]\n"
                        "heartbeat_interval = \"1s\"\nreconnect_max = \"1s\"\n"
-                       "env_allow = [\"PATH\"]\nkeep_workspaces = true\n";
+                       "env_allow = [\"PATH\"]\nkeep_workspaces = true\n"
+                       "min_free = \"1K\"\nmirror_keep_days = 5\n";
     std::string log = stderr_of([&] {
         f->runner->reload(
             RunnerConfig::from(parse_config_string(text, "r.toml"), geteuid(), false));
@@ -129,7 +130,7 @@ void test_reload_warns_restart_keys(void **state)
                                   " changed: needs a restart").c_str()))
             fail_msg("no restart warning for %s in:\n%s", key, log.c_str());
     for (const char *key : {"slots", "labels", "heartbeat_interval", "reconnect_max",
-                            "env_allow", "keep_workspaces"})
+                            "env_allow", "keep_workspaces", "min_free", "mirror_keep_days"})
         if (strstr(log.c_str(), (std::string(key) + " changed").c_str()))
             fail_msg("a restart warning for %s in:\n%s", key, log.c_str());
     // Still connected to the running dispatcher, under the running name.
