@@ -128,7 +128,9 @@ void test_peer_text_is_escaped_on_every_page(void **)
     j.result.log = "</pre><script>alert(4)</script>\n";
     j.result.error = "<script>alert(5)</script>";
     jobs.restore(j);
-    runners.add("r1", nullptr, {}, kNow).labels = {"<script>alert(6)</script>"};
+    RunnerSlotInfo &r1 = runners.add("r1", nullptr, {}, kNow);
+    r1.labels = {"<script>alert(6)</script>"};
+    r1.paused = "<script>alert(8)</script>"; // a runner's state is its own text
     PageSources src{jobs, runners};
     BranchIndex index;
 
@@ -148,6 +150,8 @@ void test_peer_text_is_escaped_on_every_page(void **)
     assert_true(contains(home, "&lt;script&gt;alert(6)"));
     assert_true(contains(runner, "&lt;script&gt;alert(6)"));
     assert_true(contains(not_found, "&lt;script&gt;alert(7)"));
+    assert_true(contains(home, "paused: &lt;script&gt;alert(8)"));
+    assert_true(contains(runner, "paused: &lt;script&gt;alert(8)"));
 }
 
 void test_failing_tests_first_with_their_messages(void **)
