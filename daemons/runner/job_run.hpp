@@ -52,6 +52,12 @@ class JobRun {
     uint32_t attempt() const { return assign_.attempt; }
     bool listing() const { return assign_.list; }
     const std::string &workspace() const { return workspace_; }
+    // Up to the end of its vcs prepare: it may be about to take a mirror
+    // that has not been touched yet (the mirror sweep waits for it).
+    bool before_tests() const
+    {
+        return step_ == Step::idle || step_ == Step::cleaning || step_ == Step::preparing;
+    }
     bool network() const { return assign_.spec.network; }
     const std::vector<std::string> &read_only() const { return read_only_; }
     // While the tests run (not for a listing): where their output goes.

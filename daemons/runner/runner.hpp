@@ -106,6 +106,7 @@ class Runner {
     void start_disk_care();
     void on_disk_state(const std::string &why);
     void sweep_mirrors_now();
+    static void on_sweep_timer(uv_timer_t *t) noexcept;
     void on_swept(SweepOutcome &&outcome);
 
     uv_loop_t *loop_;

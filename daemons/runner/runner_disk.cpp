@@ -18,6 +18,7 @@ namespace {
 // fills it further); jobs assigned meanwhile wait for it.
 constexpr uint64_t kSweepFirstMs = 0;
 constexpr uint64_t kSweepEveryMs = 60 * 60 * 1000;
+constexpr uint64_t kSweepRetryMs = 60 * 1000;
 } // namespace
 
 void Runner::start_disk_care()
@@ -27,13 +28,13 @@ void Runner::start_disk_care()
     sweep_timer_ = new uv_timer_t;
     uv_timer_init(loop_, sweep_timer_);
     sweep_timer_->data = this;
-    uv_timer_start(
-        sweep_timer_,
-        [](uv_timer_t *t) noexcept {
-            auto *self = static_cast<Runner *>(t->data);
-            guarded("mirror sweep", [self] { self->sweep_mirrors_now(); });
-        },
-        kSweepFirstMs, kSweepEveryMs);
+    uv_timer_start(sweep_timer_, on_sweep_timer, kSweepFirstMs, kSweepEveryMs);
+}
+
+void Runner::on_sweep_timer(uv_timer_t *t) noexcept
+{
+    auto *self = static_cast<Runner *>(t->data);
+    guarded("mirror sweep", [self] { self->sweep_mirrors_now(); });
 }
 
 void Runner::on_disk_state(const std::string &why)
@@ -55,6 +56,14 @@ void Runner::sweep_mirrors_now()
 {
     if (sweeping_ || stopped_ || config_.mirror_keep_days == 0)
         return;
+    // A job preparing its workspace may hold a mirror it has not touched
+    // yet (its last use still weeks old): try again in a minute, then
+    // hourly again.
+    for (const auto &[id, run] : running_)
+        if (run->before_tests()) {
+            uv_timer_start(sweep_timer_, on_sweep_timer, kSweepRetryMs, kSweepEveryMs);
+            return;
+        }
     struct Work {
         uv_work_t req;
         std::weak_ptr<Runner *> runner;
