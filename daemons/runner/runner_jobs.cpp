@@ -102,6 +102,25 @@ void Runner::on_assign(const Assign &assign)
 // spooled and acked like any other.
 void Runner::on_cancel(const Cancel &cancel)
 {
+    for (auto d = deferred_.begin(); d != deferred_.end(); ++d)
+        if (d->job_id == cancel.job_id && d->attempt == cancel.attempt) {
+            // Waiting for the mirror sweep: it never starts.
+            Assign assign = *d;
+            deferred_.erase(d);
+            log_notice("job %llu: cancelled by the dispatcher before it started",
+                       static_cast<ull>(cancel.job_id));
+            if (assign.list)
+                return deliver(TestList{0, assign.job_id, assign.attempt, assign.spec.commit, {},
+                                        "cancelled before it started"});
+            Result r;
+            r.job_id = assign.job_id;
+            r.attempt = assign.attempt;
+            r.commit = assign.spec.commit;
+            r.outcome = KILN_CANCELLED;
+            r.error = "cancelled before it started";
+            r.started_unix_ms = r.finished_unix_ms = unix_ms();
+            return deliver(std::move(r));
+        }
     auto it = running_.find(cancel.job_id);
     if (it == running_.end() || it->second->attempt() != cancel.attempt) {
         // Over already (its result may be on its way), or never ours.

@@ -1,10 +1,15 @@
 // min_free on a real Runner against the fake dispatcher (runner_fixture.hpp):
 // a runner whose work_dir has less free space than min_free registers with
 // 0 slots and a `paused` reason naming the disk; SIGHUP's reload with a
-// small min_free registers its slots again, on the same connection.
+// small min_free registers its slots again, on the same connection.  And
+// the jobs assigned while the mirror sweep runs (on the thread pool, held
+// busy here) wait for it: listed in the heartbeats, started after it, and
+// answered "cancelled" when cancelled meanwhile.
 #include <signal.h>
 
+#include <atomic>
 #include <string>
+#include <thread>
 
 #include <kiln/config.hpp>
 
@@ -49,6 +54,60 @@ void test_pause_and_resume(void **state)
     f->stop();
 }
 
+// Thread-pool work items that hold a pool thread until `release` is set.
+struct Blocker {
+    uv_work_t req;
+    std::atomic<bool> *release;
+};
+
+void test_jobs_wait_for_the_mirror_sweep(void **state)
+{
+    auto *f = static_cast<RunnerFixture *>(*state);
+    f->listen();
+    f->make_repo({{"t1", "#!/bin/sh\nexit 0\n"}});
+    // Every pool thread busy: the sweep the runner starts at start-up stays
+    // queued until they are released.
+    std::atomic<bool> release{false};
+    const char *size = getenv("UV_THREADPOOL_SIZE");
+    int threads = size ? atoi(size) : 4;
+    std::vector<Blocker> blockers(threads);
+    for (Blocker &b : blockers) {
+        b.release = &release;
+        b.req.data = &b;
+        uv_queue_work(
+            &f->loop, &b.req,
+            [](uv_work_t *req) noexcept {
+                auto *blocker = static_cast<Blocker *>(req->data);
+                while (!blocker->release->load())
+                    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+            },
+            [](uv_work_t *, int) noexcept {});
+    }
+    f->start_runner("min_free = 0\n");
+    f->connected();
+    f->conn->send(f->assign(41));
+    f->conn->send(f->assign(42));
+    f->wait_heartbeat_lists({41, 42}); // held, yet listed: not requeued
+    f->spin(300);
+    assert_int_equal(f->runner->running(), 0); // neither started
+    f->conn->send(Cancel{42, 1});
+    f->spin(100);
+    assert_int_equal(f->runner->running(), 0);
+
+    release = true; // the sweep runs, then job 41; 42's result leaves the spool
+    assert_true(f->run_until([&] { return f->all<Result>().size() == 2; }));
+    for (const Result &r : f->all<Result>()) {
+        if (r.job_id == 42) {
+            assert_int_equal(r.outcome, KILN_CANCELLED);
+            assert_string_equal(S(r.error), "cancelled before it started");
+        } else {
+            assert_int_equal(r.job_id, 41);
+            assert_int_equal(r.outcome, KILN_PASSED);
+        }
+    }
+    f->stop();
+}
+
 } // namespace
 
 int main(void)
@@ -56,6 +115,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         RUNNER_FIXTURE_TEST(test_pause_and_resume),
+        RUNNER_FIXTURE_TEST(test_jobs_wait_for_the_mirror_sweep),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
