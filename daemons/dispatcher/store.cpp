@@ -2,6 +2,8 @@
 // start-up, batched writes on the thread pool.
 #include "store.hpp"
 
+#include "log_codec.hpp"
+#include "store_gc.hpp"
 #include "store_sql.hpp"
 
 #include <sqlite3.h>
@@ -47,6 +49,7 @@ void Store::open()
         // survives a power cut, not only a crash of this process.
         exec(db_, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
                   " PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;");
+        use_incremental_vacuum(db_); // store_gc.cpp: once, on a database from before it
         Statement version(db_, "PRAGMA user_version");
         version.step(db_);
         int64_t have = version.integer(0);
@@ -135,7 +138,12 @@ std::vector<Job> Store::load_jobs()
             job.spec.cancel_superseded = q.integer(23) != 0;
             job.spec.network = q.integer(24) != 0;
             if (job.state == JobState::done) {
-                std::string frame = q.text(16), error;
+                std::string frame, error;
+                try {
+                    frame = unpack_stored_result(q.text(16));
+                } catch (const std::runtime_error &e) {
+                    throw StoreError("job " + std::to_string(job.id) + ": " + e.what());
+                }
                 Message msg;
                 if (frame.size() < 4 || !decode_message(std::string_view(frame).substr(4), msg, error) ||
                     !std::holds_alternative<Result>(msg))
