@@ -24,8 +24,14 @@ std::string pack_stored_result(std::string_view frame, int level)
     std::string out(kStoredMagic);
     size_t bound = ZSTD_compressBound(frame.size());
     out.resize(kStoredMagic.size() + bound);
-    size_t n = ZSTD_compress(out.data() + kStoredMagic.size(), bound, frame.data(), frame.size(),
-                             level);
+    std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx *)> ctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+    if (!ctx)
+        throw bad("out of memory");
+    // A checksum (4 bytes): a flipped bit on disk is an error, not a wrong log.
+    ZSTD_CCtx_setParameter(ctx.get(), ZSTD_c_compressionLevel, level);
+    ZSTD_CCtx_setParameter(ctx.get(), ZSTD_c_checksumFlag, 1);
+    size_t n = ZSTD_compress2(ctx.get(), out.data() + kStoredMagic.size(), bound, frame.data(),
+                              frame.size());
     if (ZSTD_isError(n))
         throw bad(std::string("cannot compress: ") + ZSTD_getErrorName(n));
     out.resize(kStoredMagic.size() + n);
