@@ -4,6 +4,8 @@
 
 #include <sqlite3.h>
 
+#include <cstdint>
+
 #include <kiln/messages.hpp>
 
 #include "log_codec.hpp"
@@ -40,23 +42,28 @@ const char *const kDeletable =
 
 // Results whose log should be (re)cut to max_log_bytes (?2): the commit's
 // result and its shards', beyond keep_per_branch (?1), reports done, not
-// already cut to that size or less.
+// already cut to that size or less, and not old enough to be deleted
+// (finished before ?4) — cutting what the next batch deletes is waste.
 const char *const kCuttable =
     KILN_RANKED "SELECT r.job_id, t.repo, t.branch FROM ranked t"
                 " JOIN jobs j ON j.id = t.id OR j.parent = t.id JOIN results r ON r.job_id = j.id"
                 " WHERE t.newer > ?1 AND" KILN_REPORTED
-                " AND (r.log_cut_to = 0 OR r.log_cut_to > ?2) ORDER BY r.job_id LIMIT ?3";
+                " AND (r.log_cut_to = 0 OR r.log_cut_to > ?2) AND t.finished_unix_ms >= ?4"
+                " ORDER BY r.job_id LIMIT ?3";
 
 struct Candidate {
     uint64_t id;
     std::string branch; // "repo branch"
 };
 
-std::vector<Candidate> select(sqlite3 *db, const char *sql, int64_t a, int64_t b, int64_t limit)
+std::vector<Candidate> select(sqlite3 *db, const char *sql, int64_t a, int64_t b, int64_t limit,
+                              int64_t d = 0)
 {
     std::vector<Candidate> out;
     Statement q(db, sql);
     q.bind(1, a).bind(2, b).bind(3, limit);
+    if (d != 0)
+        q.bind(4, d);
     while (q.step(db))
         out.push_back({static_cast<uint64_t>(q.integer(0)), q.text(1) + " " + q.text(2)});
     return out;
@@ -141,7 +148,9 @@ void collect(sqlite3 *db, const RetentionPolicy &p, int64_t now, int64_t limit, 
         }
     }
     if (p.max_log_bytes > 0) {
-        auto cuts = select(db, kCuttable, keep, static_cast<int64_t>(p.max_log_bytes), limit);
+        int64_t young = p.max_age_ms > 0 ? cutoff(p, now) : INT64_MIN;
+        auto cuts =
+            select(db, kCuttable, keep, static_cast<int64_t>(p.max_log_bytes), limit, young);
         out.more = out.more || (limit > 0 && cuts.size() == static_cast<size_t>(limit));
         for (const auto &c : cuts) {
             uint64_t n = cut_result(db, c.id, p.max_log_bytes, write);
