@@ -17,56 +17,77 @@ using namespace sql;
 
 namespace {
 
-// Commits' jobs that are done, numbered per repository and branch from the
-// newest (1) back: "newer" is how many results of the branch are at least
-// as new.  Live jobs are not results and are never numbered or deleted.
-#define KILN_RANKED                                                                   \
-    "WITH ranked AS (SELECT id, repo, branch, finished_unix_ms, reported,"           \
-    " ROW_NUMBER() OVER (PARTITION BY repo, branch ORDER BY id DESC) AS newer"       \
-    " FROM jobs WHERE parent = 0 AND state = 'done') "
+// Per repository and branch, through the index jobs_by_branch (repo, branch,
+// id): no query ranks the whole history (a window over a million jobs held
+// the write lock for seconds).
+
+// The branches that have commits' jobs.  Read before the batch's
+// transaction: a branch that appears meanwhile waits for the next batch.
+const char *const kBranches = "SELECT DISTINCT repo, branch FROM jobs INDEXED BY jobs_by_branch"
+                              " WHERE parent = 0";
+
+// The id of the branch's keep_per_branch-th newest result (OFFSET ?3 =
+// keep - 1): results below it are beyond keep_per_branch.  Live jobs are
+// not results and do not count.
+const char *const kThreshold = "SELECT id FROM jobs WHERE parent = 0 AND repo = ?1 AND branch = ?2"
+                               " AND state = 'done' ORDER BY id DESC LIMIT 1 OFFSET ?3";
 
 // Reported (its FINISHED rows were queued) and no outbox row left, pending
 // or rejected: its reports are done with.
-#define KILN_REPORTED                                                                 \
-    " t.reported = 1 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.job_id = t.id)"
+#define KILN_REPORTS_DONE                                                              \
+    " t.state = 'done' AND t.reported = 1"                                             \
+    " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.job_id = t.id)"
 
-// Deletable: beyond keep_per_branch (?1), finished before the cut-off (?2),
+// Deletable: below the threshold (?3), finished before the cut-off (?4),
 // reports done, every shard done, and not the highest job id of the
 // database (a restart hands out ids above the highest stored: deleting it
-// would give its id to a new job).
+// would give its id to a new job).  Oldest first.
 const char *const kDeletable =
-    KILN_RANKED "SELECT t.id, t.repo, t.branch FROM ranked t WHERE t.newer > ?1"
-                " AND t.finished_unix_ms < ?2 AND" KILN_REPORTED
-                " AND NOT EXISTS (SELECT 1 FROM jobs s WHERE s.parent = t.id AND s.state != 'done')"
-                " AND t.id < (SELECT MAX(id) FROM jobs) ORDER BY t.id LIMIT ?3";
+    "SELECT t.id FROM jobs t WHERE t.parent = 0 AND t.repo = ?1 AND t.branch = ?2 AND t.id < ?3"
+    " AND t.finished_unix_ms < ?4 AND" KILN_REPORTS_DONE
+    " AND NOT EXISTS (SELECT 1 FROM jobs s WHERE s.parent = t.id AND s.state != 'done')"
+    " AND t.id < (SELECT MAX(id) FROM jobs) ORDER BY t.id LIMIT ?5";
 
-// Results whose log should be (re)cut to max_log_bytes (?2): the commit's
-// result and its shards', beyond keep_per_branch (?1), reports done, not
-// already cut to that size or less, and not old enough to be deleted
-// (finished before ?4) — cutting what the next batch deletes is waste.
+// Results whose log should be (re)cut to max_log_bytes (?1): not yet cut to
+// that size or less (index results_to_cut: once looked at, a result is not
+// read again), with their commit's job (itself or its parent), reports done.
+// The caller checks the commit against its branch's threshold and age.
 const char *const kCuttable =
-    KILN_RANKED "SELECT r.job_id, t.repo, t.branch FROM ranked t"
-                " JOIN jobs j ON j.id = t.id OR j.parent = t.id JOIN results r ON r.job_id = j.id"
-                " WHERE t.newer > ?1 AND" KILN_REPORTED
-                " AND (r.log_cut_to = 0 OR r.log_cut_to > ?2) AND t.finished_unix_ms >= ?4"
-                " ORDER BY r.job_id LIMIT ?3";
+    "SELECT r.job_id, t.id, t.repo, t.branch, t.finished_unix_ms FROM results r"
+    " JOIN jobs j ON j.id = r.job_id"
+    " JOIN jobs t ON t.id = (CASE j.parent WHEN 0 THEN j.id ELSE j.parent END)"
+    " WHERE (r.log_cut_to = 0 OR r.log_cut_to > ?1) AND" KILN_REPORTS_DONE;
 
 struct Candidate {
     uint64_t id;
     std::string branch; // "repo branch"
 };
 
-std::vector<Candidate> select(sqlite3 *db, const char *sql, int64_t a, int64_t b, int64_t limit,
-                              int64_t d = 0)
+struct Branch {
+    std::string repo, branch;
+    int64_t threshold = INT64_MAX; // commits' jobs below this id are beyond keep_per_branch
+};
+
+std::vector<Branch> branches(sqlite3 *db)
 {
-    std::vector<Candidate> out;
-    Statement q(db, sql);
-    q.bind(1, a).bind(2, b).bind(3, limit);
-    if (d != 0)
-        q.bind(4, d);
+    std::vector<Branch> out;
+    Statement q(db, kBranches);
     while (q.step(db))
-        out.push_back({static_cast<uint64_t>(q.integer(0)), q.text(1) + " " + q.text(2)});
+        out.push_back({q.text(0), q.text(1)});
     return out;
+}
+
+// Fill in each branch's threshold; a branch with no more than keep results
+// has nothing beyond it (threshold 0).
+void thresholds(sqlite3 *db, uint32_t keep, std::vector<Branch> &list)
+{
+    if (keep == 0)
+        return; // every result is beyond "the newest 0"
+    for (Branch &b : list) {
+        Statement q(db, kThreshold);
+        q.bind(1, b.repo).bind(2, b.branch).bind(3, static_cast<int64_t>(keep) - 1);
+        b.threshold = q.step(db) ? q.integer(0) : 0;
+    }
 }
 
 int64_t cutoff(const RetentionPolicy &p, int64_t now)
@@ -132,26 +153,54 @@ uint64_t cut_result(sqlite3 *db, uint64_t id, uint64_t max, bool write)
     return cut;
 }
 
-// The work of a batch (limit > 0) or of a whole dry run (limit -1).
+// The work of a batch (limit > 0) or of a whole dry run (limit -1), on
+// `list` (its thresholds filled in here, inside the transaction).
 void collect(sqlite3 *db, const RetentionPolicy &p, int64_t now, int64_t limit, bool write,
-             GcBatch &out)
+             std::vector<Branch> &list, GcBatch &out)
 {
-    auto keep = static_cast<int64_t>(p.keep_per_branch);
+    thresholds(db, p.keep_per_branch, list);
+    auto full = [limit](uint64_t n) { return limit > 0 && n >= static_cast<uint64_t>(limit); };
     if (p.max_age_ms > 0) {
-        auto doomed = select(db, kDeletable, keep, cutoff(p, now), limit);
-        out.more = limit > 0 && doomed.size() == static_cast<size_t>(limit);
-        for (const auto &c : doomed) {
-            out.tally.jobs++;
-            out.tally.branches[c.branch].jobs++;
+        uint64_t found = 0;
+        for (const Branch &b : list) {
+            if (b.threshold == 0 || full(found))
+                continue;
+            std::vector<uint64_t> doomed;
+            {
+                Statement q(db, kDeletable);
+                q.bind(1, b.repo).bind(2, b.branch).bind(3, b.threshold);
+                q.bind(4, cutoff(p, now)).bind(5, limit > 0 ? limit - int64_t(found) : -1);
+                while (q.step(db))
+                    doomed.push_back(static_cast<uint64_t>(q.integer(0)));
+            }
+            found += doomed.size();
+            out.tally.jobs += doomed.size();
+            if (!doomed.empty())
+                out.tally.branches[b.repo + " " + b.branch].jobs += doomed.size();
             if (write)
-                delete_job(db, c.id, out);
+                for (uint64_t id : doomed)
+                    delete_job(db, id, out);
         }
+        out.more = full(found);
     }
     if (p.max_log_bytes > 0) {
+        std::map<std::string, int64_t> threshold; // by "repo branch"
+        for (const Branch &b : list)
+            threshold[b.repo + " " + b.branch] = b.threshold;
+        // Old enough to be deleted: not cut first (waste); the next batch deletes it.
         int64_t young = p.max_age_ms > 0 ? cutoff(p, now) : INT64_MIN;
-        auto cuts =
-            select(db, kCuttable, keep, static_cast<int64_t>(p.max_log_bytes), limit, young);
-        out.more = out.more || (limit > 0 && cuts.size() == static_cast<size_t>(limit));
+        std::vector<Candidate> cuts;
+        {
+            Statement q(db, kCuttable);
+            q.bind(1, static_cast<int64_t>(p.max_log_bytes));
+            while (!full(cuts.size()) && q.step(db)) {
+                std::string name = q.text(2) + " " + q.text(3);
+                auto t = threshold.find(name);
+                if (t != threshold.end() && q.integer(1) < t->second && q.integer(4) >= young)
+                    cuts.push_back({static_cast<uint64_t>(q.integer(0)), name});
+            }
+        }
+        out.more = out.more || full(cuts.size());
         for (const auto &c : cuts) {
             uint64_t n = cut_result(db, c.id, p.max_log_bytes, write);
             if (n == 0)
@@ -214,9 +263,10 @@ GcBatch gc_batch(sqlite3 *db, const RetentionPolicy &p, int64_t now,
     GcBatch out;
     // IMMEDIATE: take the write lock first, so the rows chosen are the rows
     // deleted (the Store's writer waits, within its busy_timeout).
+    std::vector<Branch> list = branches(db); // before the write lock: it scans an index
     exec(db, "BEGIN IMMEDIATE");
     try {
-        collect(db, p, now, p.batch, true, out);
+        collect(db, p, now, p.batch, true, list, out);
         if (before_commit)
             before_commit();
         exec(db, "COMMIT");
@@ -230,9 +280,10 @@ GcBatch gc_batch(sqlite3 *db, const RetentionPolicy &p, int64_t now,
 GcTally gc_plan(sqlite3 *db, const RetentionPolicy &p, int64_t now)
 {
     GcBatch out;
-    exec(db, "BEGIN"); // one snapshot for both questions
+    exec(db, "BEGIN"); // one snapshot for every question
     try {
-        collect(db, p, now, -1, false, out);
+        std::vector<Branch> list = branches(db);
+        collect(db, p, now, -1, false, list, out);
         exec(db, "COMMIT");
     } catch (...) {
         sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);

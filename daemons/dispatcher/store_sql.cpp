@@ -63,11 +63,12 @@ const char *const kMigrations[] = {
     "CREATE INDEX deliveries_by_receiver ON deliveries (receiver, id);",
     // 4 → 5: retention (store_gc.cpp).  log_cut_to: the max_log_bytes a
     // result's log was last cut to (0: never looked at); the indexes serve
-    // garbage collection's per-branch ranking and its outbox check.  Result
+    // garbage collection: per-branch scans, the outbox check, uncut logs.  Result
     // frames written from now on are zstd-compressed (log_codec.hpp).
     "ALTER TABLE results ADD COLUMN log_cut_to INTEGER NOT NULL DEFAULT 0;"
     "CREATE INDEX jobs_by_branch ON jobs (repo, branch, id) WHERE parent = 0;"
-    "CREATE INDEX deliveries_by_job ON deliveries (job_id);",
+    "CREATE INDEX deliveries_by_job ON deliveries (job_id);"
+    "CREATE INDEX results_to_cut ON results (log_cut_to);",
 };
 static_assert(sizeof kMigrations / sizeof *kMigrations == kStoreSchemaVersion,
               "one migration per schema version");
