@@ -79,14 +79,14 @@ std::vector<Branch> branches(sqlite3 *db)
 
 // Fill in each branch's threshold; a branch with no more than keep results
 // has nothing beyond it (threshold 0).
-void thresholds(sqlite3 *db, uint32_t keep, std::vector<Branch> &list)
+void thresholds(Store::Prepared &pr, uint32_t keep, std::vector<Branch> &list)
 {
     if (keep == 0)
         return; // every result is beyond "the newest 0"
     for (Branch &b : list) {
-        Statement q(db, kThreshold);
+        Statement q(pr, kThreshold);
         q.bind(1, b.repo).bind(2, b.branch).bind(3, static_cast<int64_t>(keep) - 1);
-        b.threshold = q.step(db) ? q.integer(0) : 0;
+        b.threshold = q.step(pr.db) ? q.integer(0) : 0;
     }
 }
 
@@ -97,31 +97,33 @@ int64_t cutoff(const RetentionPolicy &p, int64_t now)
 
 // Delete one commit's job, its shards, their results (and any outbox row:
 // there is none, by kDeletable).
-void delete_job(sqlite3 *db, uint64_t id, GcBatch &out)
+void delete_job(Store::Prepared &pr, uint64_t id, GcBatch &out)
 {
+    sqlite3 *db = pr.db;
     auto job_id = static_cast<int64_t>(id);
-    Statement bytes(db, "SELECT COALESCE(SUM(LENGTH(frame)), 0) FROM results WHERE job_id IN"
+    Statement bytes(pr, "SELECT COALESCE(SUM(LENGTH(frame)), 0) FROM results WHERE job_id IN"
                         " (SELECT id FROM jobs WHERE id = ?1 OR parent = ?1)");
     bytes.bind(1, job_id).step(db);
     out.tally.stored_bytes += static_cast<uint64_t>(bytes.integer(0));
-    Statement shards(db, "SELECT id FROM jobs WHERE parent = ?1");
+    Statement shards(pr, "SELECT id FROM jobs WHERE parent = ?1");
     shards.bind(1, job_id);
     while (shards.step(db)) {
         out.deleted.push_back(static_cast<uint64_t>(shards.integer(0)));
         out.tally.shards++;
     }
-    Statement(db, "DELETE FROM results WHERE job_id IN (SELECT id FROM jobs WHERE id = ?1 OR"
+    Statement(pr, "DELETE FROM results WHERE job_id IN (SELECT id FROM jobs WHERE id = ?1 OR"
                   " parent = ?1)").bind(1, job_id).run(db);
-    Statement(db, "DELETE FROM jobs WHERE parent = ?1").bind(1, job_id).run(db);
-    Statement(db, "DELETE FROM jobs WHERE id = ?1").bind(1, job_id).run(db);
+    Statement(pr, "DELETE FROM jobs WHERE parent = ?1").bind(1, job_id).run(db);
+    Statement(pr, "DELETE FROM jobs WHERE id = ?1").bind(1, job_id).run(db);
     out.deleted.push_back(id);
 }
 
 // A stored result's log cut to `max` (or only marked as looked at).
 // Returns the bytes cut.  `write`: false for a dry run.
-uint64_t cut_result(sqlite3 *db, uint64_t id, uint64_t max, bool write)
+uint64_t cut_result(Store::Prepared &pr, uint64_t id, uint64_t max, bool write)
 {
-    Statement q(db, "SELECT frame FROM results WHERE job_id = ?1");
+    sqlite3 *db = pr.db;
+    Statement q(pr, "SELECT frame FROM results WHERE job_id = ?1");
     q.bind(1, static_cast<int64_t>(id));
     if (!q.step(db))
         return 0;
@@ -140,12 +142,12 @@ uint64_t cut_result(sqlite3 *db, uint64_t id, uint64_t max, bool write)
     if (!write)
         return cut;
     if (cut == 0)
-        Statement(db, "UPDATE results SET log_cut_to = ?2 WHERE job_id = ?1")
+        Statement(pr, "UPDATE results SET log_cut_to = ?2 WHERE job_id = ?1")
             .bind(1, static_cast<int64_t>(id))
             .bind(2, static_cast<int64_t>(max))
             .run(db);
     else
-        Statement(db, "UPDATE results SET frame = ?3, log_cut_to = ?2 WHERE job_id = ?1")
+        Statement(pr, "UPDATE results SET frame = ?3, log_cut_to = ?2 WHERE job_id = ?1")
             .bind(1, static_cast<int64_t>(id))
             .bind(2, static_cast<int64_t>(max))
             .blob(3, pack_stored_result(encode_message(r)))
@@ -155,10 +157,11 @@ uint64_t cut_result(sqlite3 *db, uint64_t id, uint64_t max, bool write)
 
 // The work of a batch (limit > 0) or of a whole dry run (limit -1), on
 // `list` (its thresholds filled in here, inside the transaction).
-void collect(sqlite3 *db, const RetentionPolicy &p, int64_t now, int64_t limit, bool write,
+void collect(Store::Prepared &pr, const RetentionPolicy &p, int64_t now, int64_t limit, bool write,
              std::vector<Branch> &list, GcBatch &out)
 {
-    thresholds(db, p.keep_per_branch, list);
+    sqlite3 *db = pr.db;
+    thresholds(pr, p.keep_per_branch, list);
     auto full = [limit](uint64_t n) { return limit > 0 && n >= static_cast<uint64_t>(limit); };
     if (p.max_age_ms > 0) {
         uint64_t found = 0;
@@ -167,7 +170,7 @@ void collect(sqlite3 *db, const RetentionPolicy &p, int64_t now, int64_t limit, 
                 continue;
             std::vector<uint64_t> doomed;
             {
-                Statement q(db, kDeletable);
+                Statement q(pr, kDeletable);
                 q.bind(1, b.repo).bind(2, b.branch).bind(3, b.threshold);
                 q.bind(4, cutoff(p, now)).bind(5, limit > 0 ? limit - int64_t(found) : -1);
                 while (q.step(db))
@@ -179,11 +182,14 @@ void collect(sqlite3 *db, const RetentionPolicy &p, int64_t now, int64_t limit, 
                 out.tally.branches[b.repo + " " + b.branch].jobs += doomed.size();
             if (write)
                 for (uint64_t id : doomed)
-                    delete_job(db, id, out);
+                    delete_job(pr, id, out);
         }
         out.more = full(found);
     }
-    if (p.max_log_bytes > 0) {
+    // Logs only once nothing is left to delete: until then the uncut rows
+    // are mostly about to go, and looking through them every batch would
+    // make a first run over a long history quadratic.
+    if (p.max_log_bytes > 0 && !out.more) {
         std::map<std::string, int64_t> threshold; // by "repo branch"
         for (const Branch &b : list)
             threshold[b.repo + " " + b.branch] = b.threshold;
@@ -191,7 +197,7 @@ void collect(sqlite3 *db, const RetentionPolicy &p, int64_t now, int64_t limit, 
         int64_t young = p.max_age_ms > 0 ? cutoff(p, now) : INT64_MIN;
         std::vector<Candidate> cuts;
         {
-            Statement q(db, kCuttable);
+            Statement q(pr, kCuttable);
             q.bind(1, static_cast<int64_t>(p.max_log_bytes));
             while (!full(cuts.size()) && q.step(db)) {
                 std::string name = q.text(2) + " " + q.text(3);
@@ -202,7 +208,7 @@ void collect(sqlite3 *db, const RetentionPolicy &p, int64_t now, int64_t limit, 
         }
         out.more = out.more || full(cuts.size());
         for (const auto &c : cuts) {
-            uint64_t n = cut_result(db, c.id, p.max_log_bytes, write);
+            uint64_t n = cut_result(pr, c.id, p.max_log_bytes, write);
             if (n == 0)
                 continue;
             out.tally.logs_cut++;
@@ -264,9 +270,11 @@ GcBatch gc_batch(sqlite3 *db, const RetentionPolicy &p, int64_t now,
     // IMMEDIATE: take the write lock first, so the rows chosen are the rows
     // deleted (the Store's writer waits, within its busy_timeout).
     std::vector<Branch> list = branches(db); // before the write lock: it scans an index
+    Store::Prepared pr; // each statement compiled once per batch, not once per job
+    pr.db = db;
     exec(db, "BEGIN IMMEDIATE");
     try {
-        collect(db, p, now, p.batch, true, list, out);
+        collect(pr, p, now, p.batch, true, list, out);
         if (before_commit)
             before_commit();
         exec(db, "COMMIT");
@@ -283,7 +291,9 @@ GcTally gc_plan(sqlite3 *db, const RetentionPolicy &p, int64_t now)
     exec(db, "BEGIN"); // one snapshot for every question
     try {
         std::vector<Branch> list = branches(db);
-        collect(db, p, now, -1, false, list, out);
+        Store::Prepared pr;
+        pr.db = db;
+        collect(pr, p, now, -1, false, list, out);
         exec(db, "COMMIT");
     } catch (...) {
         sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
