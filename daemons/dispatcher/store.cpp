@@ -49,14 +49,18 @@ void Store::open()
         // survives a power cut, not only a crash of this process.
         exec(db_, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
                   " PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;");
-        use_incremental_vacuum(db_); // store_gc.cpp: once, on a database from before it
-        Statement version(db_, "PRAGMA user_version");
-        version.step(db_);
-        int64_t have = version.integer(0);
+        int64_t have = 0;
+        { // finalized before a VACUUM below, which refuses to run beside it
+            Statement version(db_, "PRAGMA user_version");
+            version.step(db_);
+            have = version.integer(0);
+        }
         if (have > kStoreSchemaVersion)
             throw StoreError("schema version " + std::to_string(have) +
                              " is newer than this dispatcher's " +
                              std::to_string(kStoreSchemaVersion) + "; refusing to touch it");
+        if (have == 0) // a new database: the mode holds from its first table on
+            exec(db_, "PRAGMA auto_vacuum = INCREMENTAL");
         for (int64_t v = have; v < kStoreSchemaVersion; v++) {
             exec(db_, "BEGIN IMMEDIATE");
             exec(db_, migration(static_cast<int>(v)));
@@ -65,6 +69,9 @@ void Store::open()
             log_notice("store %s: migrated schema %lld to %lld", path_.c_str(),
                        static_cast<long long>(v), static_cast<long long>(v + 1));
         }
+        // store_gc.cpp: once, on a database from before it (a VACUUM: blocking).
+        if (use_incremental_vacuum(db_))
+            log_notice("store %s: switched to auto_vacuum = incremental", path_.c_str());
         Statement q(db_, "SELECT repo, name, duration_ms FROM test_durations");
         while (q.step(db_))
             durations_[q.text(0)][q.text(1)] = static_cast<uint64_t>(q.integer(2));

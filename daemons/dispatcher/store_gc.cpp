@@ -231,18 +231,19 @@ void GcTally::add(const GcTally &o)
     }
 }
 
-void use_incremental_vacuum(sqlite3 *db)
+bool use_incremental_vacuum(sqlite3 *db)
 {
     {
         Statement mode(db, "PRAGMA auto_vacuum");
         mode.step(db);
         if (mode.integer(0) == 2) // INCREMENTAL
-            return;
+            return false;
     } // finalized: VACUUM refuses to run beside an open statement
     // The mode of an existing database only changes with a VACUUM, which
     // rewrites the file (outside any transaction).
     exec(db, "PRAGMA auto_vacuum = INCREMENTAL");
     exec(db, "VACUUM");
+    return true;
 }
 
 sqlite3 *open_gc_connection(const std::string &path)

@@ -38,8 +38,8 @@ struct GcBatch {
 
 // At open, before migrations: switch the database to auto_vacuum =
 // INCREMENTAL (a one-time VACUUM of one made before; start-up is blocking
-// by design).  Nothing to do when it already is.
-void use_incremental_vacuum(sqlite3 *db);
+// by design).  Nothing to do when it already is; true when it switched.
+bool use_incremental_vacuum(sqlite3 *db);
 // GC's own connection to the Store's database.  Throws StoreError.
 sqlite3 *open_gc_connection(const std::string &path);
 
