@@ -45,10 +45,13 @@ void Store::open()
         SQLITE_OK)
         throw StoreError(path_ + ": " + (db_ ? sqlite3_errmsg(db_) : "cannot open"));
     try {
-        // WAL: readers never block the writer; FULL: a committed batch
-        // survives a power cut, not only a crash of this process.
-        exec(db_, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
-                  " PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;");
+        // auto_vacuum first: a new database takes it before WAL writes its
+        // header (an older one needs the VACUUM below).  WAL: readers never
+        // block the writer; FULL: a committed batch survives a power cut,
+        // not only a crash of this process.
+        exec(db_, "PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL;"
+                  " PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
+                  " PRAGMA busy_timeout = 5000;");
         int64_t have = 0;
         { // finalized before a VACUUM below, which refuses to run beside it
             Statement version(db_, "PRAGMA user_version");
@@ -59,8 +62,6 @@ void Store::open()
             throw StoreError("schema version " + std::to_string(have) +
                              " is newer than this dispatcher's " +
                              std::to_string(kStoreSchemaVersion) + "; refusing to touch it");
-        if (have == 0) // a new database: the mode holds from its first table on
-            exec(db_, "PRAGMA auto_vacuum = INCREMENTAL");
         for (int64_t v = have; v < kStoreSchemaVersion; v++) {
             exec(db_, "BEGIN IMMEDIATE");
             exec(db_, migration(static_cast<int>(v)));
