@@ -79,6 +79,7 @@ bool Dispatcher::start()
     if (!start_http())
         return false;
     restore_reports();
+    gc_.start(store_.path(), config_.retention); // a first run a little after listening
     return true;
 }
 
@@ -88,6 +89,7 @@ void Dispatcher::stop()
     server_.close();
     http_.stop();
     deliveries_.stop(); // cancels the attempts in flight; their rows stay queued
+    gc_.stop();         // a batch in flight commits; no next one starts
     if (heartbeat_timer_)
         uv_timer_stop(heartbeat_timer_);
     auto conns = connections_;
@@ -113,6 +115,7 @@ void Dispatcher::reload(DispatcherConfig c)
     // in keep their connection (new ones prove the new secrets).
     c.max_peer_buffer = std::max(c.max_peer_buffer, config_.max_frame);
     static_cast<DispatcherSettings &>(config_) = c;
+    gc_.set_policy(config_.retention);
     if (heartbeat && heartbeat_timer_ && !stopping_)
         uv_timer_start(heartbeat_timer_, on_heartbeat_timer, config_.heartbeat_interval_ms,
                        config_.heartbeat_interval_ms);
@@ -325,6 +328,10 @@ void Dispatcher::on_query(Connection &conn, const Query &q)
 {
     if (q.what == "retry") {
         retry(conn, q);
+        return;
+    }
+    if (q.what == "gc") {
+        on_gc(conn, q);
         return;
     }
     std::string error;

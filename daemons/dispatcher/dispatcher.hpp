@@ -17,6 +17,7 @@
 #include "commit_intake.hpp"
 #include "counters.hpp"
 #include "deliveries.hpp"
+#include "gc.hpp"
 #include "dispatcher_config.hpp"
 #include "handshakes.hpp"
 #include "http/events.hpp"
@@ -82,6 +83,8 @@ class Dispatcher {
     void on_close(Connection &conn, const std::string &why);
     void on_query(Connection &conn, const Query &query);
     void refuse_query(Connection &conn, const Query &query, const std::string &why);
+    // gc_query.cpp — kilnctl gc [--dry-run]: answered when the run (or plan) ends.
+    void on_gc(Connection &conn, const Query &query);
     void on_notify(Connection &conn, const Notify &notify);
     // Send `notify` to every connected observer; how many got it.
     size_t relay_notify(const Notify &notify);
@@ -156,6 +159,8 @@ class Dispatcher {
     HttpServer http_{loop_, config_.http}; // [http]; routes added in the constructor
     EventHub events_;                      // subscribers of /api/v1/events
     uint64_t last_keepalive_ms_ = 0;
+    // [retention]: batches on the thread pool; what they delete leaves jobs_ too.
+    Gc gc_{loop_, [this](const std::vector<uint64_t> &ids) { jobs_.forget(ids); }};
 };
 
 } // namespace kiln

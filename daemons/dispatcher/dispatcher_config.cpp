@@ -55,6 +55,7 @@ DispatcherConfig DispatcherConfig::from(const ConfigTable &root)
     c.http = http_from(root.table("http"));
     c.reports = reports_from(root);
     c.webhooks = webhooks_from(root);
+    c.retention = RetentionPolicy::from(root.table("retention"));
     root.reject_unknown_keys();
     return c;
 }

@@ -8,6 +8,7 @@
 #include <kiln/restart_keys.hpp>
 
 #include "http/http_server.hpp"
+#include "retention.hpp"
 #include "webhook_config.hpp"
 
 namespace kiln {
@@ -48,6 +49,7 @@ struct DispatcherSettings {
     // A failed delivery is tried again after 1 s, doubling per failure up to this.
     uint64_t report_retry_max_ms = 60000;
     std::vector<WebhookConfig> webhooks; // [[webhook]] tables, their secrets read
+    RetentionPolicy retention;           // [retention]: garbage collection (gc.hpp)
 
     // The key a peer of this role ("runner", "observer", "ctl") must prove.
     const std::string &secret_for(const std::string &role) const;

@@ -350,6 +350,28 @@ void JobTable::restore(Job job)
         hold(stored, stored.runner);
 }
 
+void JobTable::forget(const std::vector<uint64_t> &job_ids)
+{
+    for (uint64_t id : job_ids) {
+        auto it = jobs_.find(id);
+        if (it == jobs_.end() || it->second.state != JobState::done)
+            continue;
+        const Job &job = it->second;
+        if (job.parent == 0) {
+            auto known = by_commit_.find(commit_key(job.spec));
+            if (known != by_commit_.end() && known->second == id)
+                by_commit_.erase(known);
+            auto [first, last] = by_commit_id_.equal_range(job.spec.commit);
+            for (auto c = first; c != last; ++c)
+                if (c->second == id) {
+                    by_commit_id_.erase(c);
+                    break;
+                }
+        }
+        jobs_.erase(it);
+    }
+}
+
 const Job *JobTable::find_commit(const std::string &prefix) const
 {
     if (prefix.size() < 4)

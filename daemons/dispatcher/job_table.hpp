@@ -110,6 +110,9 @@ class JobTable {
 
     // Put back a job as stored (start-up), in id order.
     void restore(Job job);
+    // Garbage collection deleted these jobs from the store: drop them here
+    // too.  Only done jobs go; an absent or live id is left alone.
+    void forget(const std::vector<uint64_t> &job_ids);
 
     const Job *find(uint64_t job_id) const;
     // A commit's job (not a shard) by full commit id or a unique prefix (at

@@ -2,6 +2,8 @@
 // start-up, batched writes on the thread pool.
 #include "store.hpp"
 
+#include "log_codec.hpp"
+#include "store_gc.hpp"
 #include "store_sql.hpp"
 
 #include <sqlite3.h>
@@ -43,13 +45,19 @@ void Store::open()
         SQLITE_OK)
         throw StoreError(path_ + ": " + (db_ ? sqlite3_errmsg(db_) : "cannot open"));
     try {
-        // WAL: readers never block the writer; FULL: a committed batch
-        // survives a power cut, not only a crash of this process.
-        exec(db_, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
-                  " PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;");
-        Statement version(db_, "PRAGMA user_version");
-        version.step(db_);
-        int64_t have = version.integer(0);
+        // auto_vacuum first: a new database takes it before WAL writes its
+        // header (an older one needs the VACUUM below).  WAL: readers never
+        // block the writer; FULL: a committed batch survives a power cut,
+        // not only a crash of this process.
+        exec(db_, "PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL;"
+                  " PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
+                  " PRAGMA busy_timeout = 5000;");
+        int64_t have = 0;
+        { // finalized before a VACUUM below, which refuses to run beside it
+            Statement version(db_, "PRAGMA user_version");
+            version.step(db_);
+            have = version.integer(0);
+        }
         if (have > kStoreSchemaVersion)
             throw StoreError("schema version " + std::to_string(have) +
                              " is newer than this dispatcher's " +
@@ -62,6 +70,9 @@ void Store::open()
             log_notice("store %s: migrated schema %lld to %lld", path_.c_str(),
                        static_cast<long long>(v), static_cast<long long>(v + 1));
         }
+        // store_gc.cpp: once, on a database from before it (a VACUUM: blocking).
+        if (use_incremental_vacuum(db_))
+            log_notice("store %s: switched to auto_vacuum = incremental", path_.c_str());
         Statement q(db_, "SELECT repo, name, duration_ms FROM test_durations");
         while (q.step(db_))
             durations_[q.text(0)][q.text(1)] = static_cast<uint64_t>(q.integer(2));
@@ -135,7 +146,12 @@ std::vector<Job> Store::load_jobs()
             job.spec.cancel_superseded = q.integer(23) != 0;
             job.spec.network = q.integer(24) != 0;
             if (job.state == JobState::done) {
-                std::string frame = q.text(16), error;
+                std::string frame, error;
+                try {
+                    frame = unpack_stored_result(q.text(16));
+                } catch (const std::runtime_error &e) {
+                    throw StoreError("job " + std::to_string(job.id) + ": " + e.what());
+                }
                 Message msg;
                 if (frame.size() < 4 || !decode_message(std::string_view(frame).substr(4), msg, error) ||
                     !std::holds_alternative<Result>(msg))

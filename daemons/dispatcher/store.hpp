@@ -28,7 +28,7 @@ class StoreError : public std::runtime_error {
 };
 
 // The schema version this build writes; older databases are migrated.
-constexpr int kStoreSchemaVersion = 4;
+constexpr int kStoreSchemaVersion = 5;
 
 class Store {
   public:

@@ -4,6 +4,8 @@
 #include <kiln/messages.hpp>
 #include <kiln/plugin.h>
 
+#include "log_codec.hpp"
+
 namespace kiln {
 namespace sql {
 
@@ -59,6 +61,14 @@ const char *const kMigrations[] = {
     "  retries INTEGER NOT NULL DEFAULT 0, next_attempt_unix_ms INTEGER NOT NULL DEFAULT 0,"
     "  state TEXT NOT NULL DEFAULT 'pending', last_error TEXT NOT NULL DEFAULT '');"
     "CREATE INDEX deliveries_by_receiver ON deliveries (receiver, id);",
+    // 4 → 5: retention (store_gc.cpp).  log_cut_to: the max_log_bytes a
+    // result's log was last cut to (0: never looked at); the indexes serve
+    // garbage collection: per-branch scans, the outbox check, uncut logs.  Result
+    // frames written from now on are zstd-compressed (log_codec.hpp).
+    "ALTER TABLE results ADD COLUMN log_cut_to INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX jobs_by_branch ON jobs (repo, branch, id) WHERE parent = 0;"
+    "CREATE INDEX deliveries_by_job ON deliveries (job_id);"
+    "CREATE INDEX results_to_cut ON results (log_cut_to);",
 };
 static_assert(sizeof kMigrations / sizeof *kMigrations == kStoreSchemaVersion,
               "one migration per schema version");
@@ -145,7 +155,7 @@ void write_job(Store::Prepared &db, const Job &job)
             .bind(2, static_cast<int64_t>(job.result.attempt))
             .bind(3, job.runner)
             .bind(4, kiln_outcome_name(job.result.outcome))
-            .blob(5, encode_message(job.result))
+            .blob(5, pack_stored_result(encode_message(job.result))) // on the writer thread
             .run(db.db);
     else if (job.round_start > 0) // only a retry takes a recorded result back
         Statement(db, "DELETE FROM results WHERE job_id = ?1")

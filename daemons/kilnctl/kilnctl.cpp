@@ -34,6 +34,7 @@ void usage(FILE *out)
             "                       delivered, retries, next attempt, last error\n"
             "  result COMMIT        the result of a commit (full id or unique prefix)\n"
             "  retry COMMIT         run a finished commit's tests again\n"
+            "  gc [--dry-run]       garbage collection ([retention]) now, or what it would do\n"
             "  log [-f] COMMIT      a commit's log; -f: its tests' output as it comes, until the\n"
             "                       result\n"
             "  notify REPO [BRANCH] make the observers poll REPO (only BRANCH) now\n\n"
@@ -44,6 +45,7 @@ void usage(FILE *out)
             "                              (default $KILN_SECRET_FILE; none: no authentication)\n"
             "  -j, --json                  print JSON instead of a table\n"
             "  -f, --follow                log: follow a running job until its result\n"
+            "  -n, --dry-run               gc: say what it would delete, delete nothing\n"
             "  -t, --timeout SECONDS       give up after this long (default 10)\n"
             "  -v, --verbose               log debug messages\n"
             "  -h, --help                  show this help and exit\n"
@@ -57,6 +59,7 @@ struct Invocation {
     std::string secret_file;
     bool json = false;
     bool follow = false;
+    bool dry_run = false;
     bool verbose = false;
     long timeout_s = 10;
     std::string command;
@@ -68,7 +71,7 @@ int parse_options(int argc, char **argv, Invocation &inv)
 {
     static const option longopts[] = {
         {"dispatcher", required_argument, nullptr, 'd'}, {"json", no_argument, nullptr, 'j'},
-        {"follow", no_argument, nullptr, 'f'},
+        {"follow", no_argument, nullptr, 'f'},           {"dry-run", no_argument, nullptr, 'n'},
         {"secret-file", required_argument, nullptr, 's'},
         {"timeout", required_argument, nullptr, 't'},    {"verbose", no_argument, nullptr, 'v'},
         {"help", no_argument, nullptr, 'h'},             {"version", no_argument, nullptr, 'V'},
@@ -79,12 +82,13 @@ int parse_options(int argc, char **argv, Invocation &inv)
     const char *secret_env = getenv("KILN_SECRET_FILE");
     inv.secret_file = secret_env ? secret_env : "";
     int c;
-    while ((c = getopt_long(argc, argv, "d:s:jft:vhV", longopts, nullptr)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:s:jfnt:vhV", longopts, nullptr)) != -1) {
         switch (c) {
         case 'd': inv.address = optarg; break;
         case 's': inv.secret_file = optarg; break;
         case 'j': inv.json = true; break;
         case 'f': inv.follow = true; break;
+        case 'n': inv.dry_run = true; break;
         case 't': inv.timeout_s = strtol(optarg, nullptr, 10); break;
         case 'v': inv.verbose = true; break;
         case 'h': usage(stdout); return 0;
@@ -112,6 +116,8 @@ bool make_request(const Invocation &inv, Message &request)
         fprintf(stderr, "kilnctl: %s\n", why.c_str());
         return false;
     };
+    if (inv.dry_run && cmd != "gc")
+        return fail("--dry-run is for gc");
     if (cmd == "status" || cmd == "runners" || cmd == "jobs" || cmd == "reports") {
         if (n > 0)
             return fail("unexpected argument '" + inv.args[0] + "'");
@@ -120,6 +126,10 @@ bool make_request(const Invocation &inv, Message &request)
         if (n != 1)
             return fail(n ? "unexpected argument '" + inv.args[1] + "'" : cmd + " needs a COMMIT");
         request = Query{2, cmd, inv.args[0]};
+    } else if (cmd == "gc") {
+        if (n > 0)
+            return fail("unexpected argument '" + inv.args[0] + "'");
+        request = Query{2, cmd, inv.dry_run ? "dry-run" : ""};
     } else if (cmd == "log") {
         if (n != 1)
             return fail(n ? "unexpected argument '" + inv.args[1] + "'" : "log needs a COMMIT");

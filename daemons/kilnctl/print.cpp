@@ -97,6 +97,24 @@ void print_result(const nlohmann::json &r)
 
 } // namespace
 
+// kilnctl gc: the totals, then what per repository and branch.
+void print_gc(const nlohmann::json &body)
+{
+    bool dry = body.at("dry_run").get<bool>();
+    printf("%s %s job(s) (%s shard(s), %s stored bytes); %s %s log(s) by %s bytes\n",
+           dry ? "would delete" : "deleted", str(body, "jobs").c_str(),
+           str(body, "shards").c_str(), str(body, "stored_bytes").c_str(),
+           dry ? "would cut" : "cut", str(body, "logs_cut").c_str(),
+           str(body, "log_bytes_cut").c_str());
+    if (body.at("branches").empty())
+        return;
+    std::vector<Row> rows = {{"REPO", "BRANCH", "JOBS", "LOGS-CUT", "LOG-BYTES-CUT"}};
+    for (const auto &b : body.at("branches"))
+        rows.push_back({str(b, "repo"), str(b, "branch"), str(b, "jobs"), str(b, "logs_cut"),
+                        str(b, "log_bytes_cut")});
+    print_table(rows);
+}
+
 bool print_answer(const std::string &what, const nlohmann::json &body, bool json)
 {
     if (json) {
@@ -135,6 +153,8 @@ bool print_answer(const std::string &what, const nlohmann::json &body, bool json
             print_result(body);
         } else if (what == "reports") {
             print_reports(body);
+        } else if (what == "gc") {
+            print_gc(body);
         } else if (what == "retry") {
             printf("job %s (%s %s) queued again\n", str(body, "job_id").c_str(),
                    str(body, "repo").c_str(), str(body, "commit").substr(0, 12).c_str());

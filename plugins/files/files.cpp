@@ -7,9 +7,13 @@
 // JSON and writes both files atomically (temp file in DIR, fsync, rename,
 // fsync DIR), and after_work calls back on the loop.  The log is renamed
 // into place first, so a reader who sees the JSON finds the log too.
+// With max_age, the same job now and then (the first report, then at most
+// once an hour) also deletes result files older than that.
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <filesystem>
 #include <cstdlib>
 #include <new>
 #include <string>
@@ -33,7 +37,13 @@ struct Self {
     const kiln_host *host = nullptr;
     std::string dir;
     kiln_ops::OpSet<Work> live; // the reports being written
+    uint64_t max_age_ms = 0;    // max_age: 0, results kept for ever
+    uint64_t last_prune_ms = 0; // loop time of the last pruning asked for
 };
+
+// An hour between prunings: a directory listing per report would cost more
+// than the files it finds.
+constexpr uint64_t kPruneEveryMs = 3600 * 1000;
 
 struct Test {
     std::string name;
@@ -58,6 +68,7 @@ struct Work {
     uint32_t attempt;
     int64_t started, finished;
     std::vector<Test> tests;
+    uint64_t prune_older_ms = 0; // also delete results older than this (0: not now)
 
     // set by the worker
     int status = 0;
@@ -101,6 +112,25 @@ std::string build_json(const Work &w)
 
 // ---- the worker (thread pool: blocking calls are fine here, only here) ----
 
+// Delete DIR/<commit>.json and .log last written more than `age_ms` ago.
+// Only those names: whatever else someone keeps in DIR stays.  Errors (a
+// file gone meanwhile) are ignored: the next pruning tries again.
+void prune(const std::string &dir, uint64_t age_ms)
+{
+    namespace fs = std::filesystem;
+    auto cutoff = fs::file_time_type::clock::now() - std::chrono::milliseconds(age_ms);
+    std::error_code ec;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        fs::path p = it->path();
+        std::string ext = p.extension().string();
+        if ((ext != ".json" && ext != ".log") || !kiln_commit::is_hex_id(p.stem().string()))
+            continue;
+        std::error_code e2;
+        if (it->is_regular_file(e2) && it->last_write_time(e2) < cutoff && !e2)
+            fs::remove(p, e2);
+    }
+}
+
 void do_work(uv_work_t *req) noexcept
 {
     Work *w = static_cast<Work *>(req->data);
@@ -113,6 +143,8 @@ void do_work(uv_work_t *req) noexcept
         if (rc == 0)
             rc = kiln_atomic_write::write_file(w->dir, w->commit + ".json", json, w->cancelled,
                                                w->why);
+        if (rc == 0 && w->prune_older_ms)
+            prune(w->dir, w->prune_older_ms);
         w->status = rc;
     } catch (...) {
         w->status = -ENOMEM;
@@ -158,6 +190,11 @@ int begin_report(Self *s, Work *w, const kiln_report *rep)
         const kiln_test_result &t = rep->tests[i];
         w->tests.push_back({t.name ? t.name : "", t.outcome, t.duration_ms,
                             t.message != nullptr, t.message ? t.message : ""});
+    }
+    uint64_t now = uv_now(s->host->loop);
+    if (s->max_age_ms && (s->last_prune_ms == 0 || now - s->last_prune_ms >= kPruneEveryMs)) {
+        w->prune_older_ms = s->max_age_ms;
+        s->last_prune_ms = now ? now : 1;
     }
     w->req.data = w;
     return uv_queue_work(s->host->loop, &w->req, do_work, after_work);
@@ -208,6 +245,11 @@ int files_init(const kiln_host *host, void **self) noexcept
         s->dir = dir;
         while (s->dir.size() > 1 && s->dir.back() == '/')
             s->dir.pop_back();
+        rc = host->config_duration_ms(host, "max_age", &s->max_age_ms);
+        if (rc < 0 && rc != -ENOENT) {
+            delete s;
+            return rc;
+        }
         *self = s;
         return 0;
     } catch (...) {
@@ -217,7 +259,7 @@ int files_init(const kiln_host *host, void **self) noexcept
 
 void files_fini(void *self) noexcept { delete static_cast<Self *>(self); }
 
-const char *const config_keys[] = {"dir", nullptr};
+const char *const config_keys[] = {"dir", "max_age", nullptr};
 const kiln_report_ops report_ops = {files_report};
 const kiln_plugin descriptor = {
     KILN_PLUGIN_ABI, sizeof(kiln_plugin), KILN_PLUGIN_REPORT, "files",

@@ -17,6 +17,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <chrono>
+#include <fstream>
 #include <memory>
 #include <string>
 
@@ -192,6 +194,32 @@ void test_cancel(void **state)
     assert_int_equal(s->status, -ECANCELED);
 }
 
+// max_age: the first report deletes result files last written longer ago
+// than that; newer results and files of other names stay.
+void test_max_age_prunes_old_results(void **state)
+{
+    State *s = static_cast<State *>(*state);
+    s->plugin = load(s, "dir = \"" + s->dir + "\"\nmax_age = \"1h\"\n");
+    assert_non_null(s->plugin.get());
+    std::filesystem::create_directories(s->dir);
+    const std::string old_id(40, 'a'), young_id(40, 'b');
+    auto old = std::filesystem::file_time_type::clock::now() - std::chrono::hours(2);
+    for (const std::string &name : {old_id + ".json", old_id + ".log", young_id + ".json",
+                                    std::string("notes.txt")}) {
+        std::ofstream(s->dir + "/" + name) << "x";
+        if (name != young_id + ".json")
+            std::filesystem::last_write_time(s->dir + "/" + name, old);
+    }
+    assert_int_equal(start_report(s, kCommit, 1), 0);
+    wait_done(s);
+    assert_int_equal(s->status, 0);
+    assert_false(std::filesystem::exists(s->dir + "/" + old_id + ".json"));
+    assert_false(std::filesystem::exists(s->dir + "/" + old_id + ".log"));
+    assert_true(std::filesystem::exists(s->dir + "/" + young_id + ".json"));
+    assert_true(std::filesystem::exists(s->dir + "/notes.txt"));
+    assert_true(std::filesystem::exists(s->dir + "/" + kCommit + ".json"));
+}
+
 void test_unwritable_dir_and_config(void **state)
 {
     State *s = static_cast<State *>(*state);
@@ -218,6 +246,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_commit_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unwritable_dir_and_config, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_age_prunes_old_results, setup, teardown),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
