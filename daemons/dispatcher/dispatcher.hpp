@@ -3,6 +3,7 @@
 // port, queues commits, assigns them to free runner slots, watches runner
 // heartbeats, requeues the jobs of a lost runner, records results and hands
 // them to the report plugins.
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -82,6 +83,7 @@ class Dispatcher {
     void on_close(Connection &conn, const std::string &why);
     void on_query(Connection &conn, const Query &query);
     void refuse_query(Connection &conn, const Query &query, const std::string &why);
+    void answer_query(Connection &conn, const Query &query);
     void on_notify(Connection &conn, const Notify &notify);
     // Send `notify` to every connected observer; how many got it.
     size_t relay_notify(const Notify &notify);
@@ -94,6 +96,9 @@ class Dispatcher {
 
     // results.cpp — a job from commit to report.
     void on_commit(Connection &conn, const Commit &commit);
+    // After the intake's read: `stored_id` is the commit's job in the store
+    // (0: none), acknowledged without a second job.
+    void admit_commit(Connection &conn, const Commit &commit, uint64_t stored_id);
     void on_result(Connection &conn, const Result &result);
     void record_result(Connection &conn, const Result &result);
     // A job has ended (result recorded, or ended by the dispatcher): persist
@@ -111,6 +116,16 @@ class Dispatcher {
     // Start-up: the stored outbox back into the engine; finished commits of
     // an older database that were never reported get their FINISHED rows.
     void restore_reports();
+
+    // history.cpp — finished commits leave memory; the store answers for them.
+    // A commit's job is done and its report queued: it may leave memory.
+    void retire(uint64_t job_id);
+    void trim_finished();
+    void evict_delivered();
+    // Read the finished commits with this id prefix back from the store into
+    // the table (off the loop), then run `then` on the loop, found or not.
+    void recall(const std::string &prefix, std::function<void()> then);
+    void intake_next();
 
     // runners.cpp — runners registering, taking jobs, lost and found again.
     void on_register(Connection &conn, const Register &reg);
@@ -156,6 +171,16 @@ class Dispatcher {
     HttpServer http_{loop_, config_.http}; // [http]; routes added in the constructor
     EventHub events_;                      // subscribers of /api/v1/events
     uint64_t last_keepalive_ms_ = 0;
+    // History (history.cpp).  The newest finished commits stay in memory
+    // (keep_finished: pages, kilnctl result just after a run); older ones leave it.
+    std::deque<uint64_t> finished_;           // finished commits in memory, oldest first
+    std::set<uint64_t> awaiting_delivery_;    // past keep_finished, reports still to go
+    struct PendingCommit {
+        std::weak_ptr<Connection> conn;
+        Commit commit;
+    };
+    std::deque<PendingCommit> intake_queue_; // commits waiting for the intake's read
+    bool intake_reading_ = false;
 };
 
 } // namespace kiln
