@@ -68,7 +68,8 @@ const char *const kMigrations[] = {
     "  WHERE results.job_id = jobs.id), '') WHERE state = 'done';"
     "CREATE INDEX jobs_by_commit_id ON jobs (commit_id) WHERE parent = 0;"
     "CREATE INDEX jobs_unreported ON jobs (id) WHERE reported = 0 AND parent = 0;"
-    "CREATE INDEX jobs_history ON jobs (parent, state, repo, branch, outcome, id);",
+    "CREATE INDEX jobs_history ON jobs (repo, branch, outcome, id)"
+    "  WHERE parent = 0 AND state = 'done';",
 };
 static_assert(sizeof kMigrations / sizeof *kMigrations == kStoreSchemaVersion,
               "one migration per schema version");
