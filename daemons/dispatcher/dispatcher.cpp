@@ -242,6 +242,7 @@ void Dispatcher::on_close(Connection &conn, const std::string &why)
     }
     handshakes_.forget(conn);
     intake_.forget(conn);
+    reads_.erase(&conn);
     connections_.erase(conn.shared_from_this());
 }
 
@@ -343,10 +344,13 @@ void Dispatcher::on_query(Connection &conn, const Query &q)
 {
     if (q.what == "jobs") {
         // Every commit: the history is read off the loop, then merged.
+        if (!begin_read(conn, q))
+            return;
         auto stored = std::make_shared<std::vector<Job>>();
         std::weak_ptr<Connection> weak = conn.shared_from_this();
         store_.read([stored](sqlite3 *db) { *stored = Store::read_commit_summaries(db); },
                     [this, weak, q, stored](const std::string &error) {
+                        end_read(weak);
                         auto c = weak.lock();
                         if (!c)
                             return;
@@ -362,8 +366,11 @@ void Dispatcher::on_query(Connection &conn, const Query &q)
         bool hex = prefix.size() >= 4 && prefix.size() <= 64 &&
                    prefix.find_first_not_of("0123456789abcdef") == std::string::npos;
         if (hex && !jobs_.find_commit(prefix)) {
+            if (!begin_read(conn, q))
+                return;
             std::weak_ptr<Connection> weak = conn.shared_from_this();
             recall(prefix, [this, weak, q] {
+                end_read(weak);
                 if (auto c = weak.lock())
                     answer_query(*c, q);
             });
@@ -371,6 +378,42 @@ void Dispatcher::on_query(Connection &conn, const Query &q)
         }
     }
     answer_query(conn, q);
+}
+
+bool Dispatcher::begin_read(Connection &conn, const Query &q)
+{
+    PeerReads &reads = reads_[&conn];
+    if (reads.in_flight < kReadsPerPeer) {
+        reads.in_flight++;
+        return true;
+    }
+    if (reads.waiting.size() < kWaitingPerPeer)
+        reads.waiting.push_back(q); // asked again by end_read
+    else
+        refuse_query(conn, q, "busy: " + std::to_string(kReadsPerPeer + kWaitingPerPeer) +
+                                  " queries of this connection wait for the database; "
+                                  "ask again once they are answered");
+    return false;
+}
+
+void Dispatcher::end_read(const std::weak_ptr<Connection> &conn)
+{
+    // A closed connection's count went with it (on_close).
+    auto c = conn.lock();
+    if (!c)
+        return;
+    auto it = reads_.find(c.get());
+    if (it == reads_.end())
+        return;
+    it->second.in_flight--;
+    if (it->second.waiting.empty()) {
+        if (it->second.in_flight == 0)
+            reads_.erase(it);
+        return;
+    }
+    Query next = std::move(it->second.waiting.front());
+    it->second.waiting.pop_front();
+    on_query(*c, next);
 }
 
 void Dispatcher::answer_query(Connection &conn, const Query &q)

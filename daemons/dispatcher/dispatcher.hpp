@@ -84,6 +84,18 @@ class Dispatcher {
     void on_query(Connection &conn, const Query &query);
     void refuse_query(Connection &conn, const Query &query, const std::string &why);
     void answer_query(Connection &conn, const Query &query);
+    // A peer may have kReadsPerPeer queries reading the store at once; the
+    // next kWaitingPerPeer wait (in order), more are refused: a peer that
+    // floods queries without reading the answers costs no more than that
+    // before max_peer_buffer drops it.  False: not now (waiting or refused).
+    static constexpr size_t kReadsPerPeer = 4, kWaitingPerPeer = 256;
+    bool begin_read(Connection &conn, const Query &query);
+    void end_read(const std::weak_ptr<Connection> &conn);
+    struct PeerReads {
+        size_t in_flight = 0;
+        std::deque<Query> waiting;
+    };
+    std::map<const Connection *, PeerReads> reads_;
     void on_notify(Connection &conn, const Notify &notify);
     // Send `notify` to every connected observer; how many got it.
     size_t relay_notify(const Notify &notify);

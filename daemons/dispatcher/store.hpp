@@ -57,7 +57,8 @@ class Store {
     // The highest job id ever stored (0: none): ids are never reused.
     uint64_t last_job_id();
     // Finished commits per (repository, branch, outcome): how many, and the
-    // newest job id.  Blocking: start-up only (one covering index scan).
+    // newest job id.  Blocking: start-up only (one scan of an index of the
+    // finished commits: 0.15 s for 1,000,000).
     struct Finished {
         std::string repo, branch;
         int outcome;

@@ -19,14 +19,16 @@ std::vector<Job> Store::load_live_jobs()
     std::vector<Job> jobs;
     try {
         // Each arm has its index (jobs_by_state, jobs_by_parent,
-        // jobs_unreported, the outbox's rows): the finished history is never
-        // walked.
+        // jobs_unreported — named: the planner would rather walk
+        // jobs_by_parent —, the outbox's rows): the finished history is
+        // never walked.
         Statement q(db_, (std::string(kJobColumns) +
                           " WHERE j.id IN (SELECT id FROM jobs WHERE state IN"
                           " ('queued', 'assigned', 'split')"
                           " UNION SELECT c.id FROM jobs p JOIN jobs c ON c.parent = p.id"
                           " WHERE p.state = 'split'"
-                          " UNION SELECT id FROM jobs WHERE reported = 0 AND parent = 0"
+                          " UNION SELECT id FROM jobs INDEXED BY jobs_unreported"
+                          " WHERE reported = 0 AND parent = 0"
                           " UNION SELECT job_id FROM deliveries WHERE state = 'pending')"
                           " ORDER BY j.id")
                              .c_str());
@@ -49,8 +51,10 @@ std::vector<Store::Finished> Store::load_finished()
 {
     std::vector<Finished> out;
     try {
+        // INDEXED BY: without statistics the planner would walk jobs_by_parent
+        // and every row (0.7 s for 1,000,000 jobs, against 0.2 s).
         Statement q(db_, "SELECT repo, branch, outcome, COUNT(*), MAX(id) FROM jobs"
-                         " WHERE parent = 0 AND state = 'done'"
+                         " INDEXED BY jobs_history WHERE parent = 0 AND state = 'done'"
                          " GROUP BY repo, branch, outcome");
         while (q.step(db_))
             out.push_back({q.text(0), q.text(1), outcome_from_name(q.text(2)),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Restart to listening: start kiln-dispatcher on a state dir that
-`kiln-bench-load --keep` left (its dispatcher.toml and dispatcher.db, with
-every job of the run), and time from the spawn until its port accepts a TCP
+`kiln-bench-load --keep` left (its dispatcher.toml, and state/dispatcher.db
+with every job of the run), and time from the spawn until its port accepts a TCP
 connection.  Repeats --runs times (each a fresh start of the same state) and
 prints each time and the median, with the dispatcher's start-up line (how
 many live jobs it loaded, how many finished ones stayed on disk) and its
@@ -85,8 +85,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--timeout", type=float, default=120.0)
     a = ap.parse_args()
-    if not os.path.exists(os.path.join(a.state_dir, "dispatcher.db")):
-        sys.exit("restart.py: %s has no dispatcher.db" % a.state_dir)
+    if not os.path.exists(os.path.join(a.state_dir, "dispatcher.toml")):
+        sys.exit("restart.py: %s has no dispatcher.toml" % a.state_dir)
     times = []
     for i in range(a.runs):
         elapsed, hwm, line = one_start(a.dispatcher, a.state_dir, a.timeout)
