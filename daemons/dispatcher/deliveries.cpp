@@ -74,7 +74,8 @@ std::vector<OutboxRow> Deliveries::raise(int kind, const Job &job, int64_t now_u
 void Deliveries::accept(const std::vector<OutboxRow> &rows)
 {
     for (const auto &row : rows)
-        queues_[row.receiver].pending.emplace(row.id, row);
+        if (queues_[row.receiver].pending.emplace(row.id, row).second)
+            rows_by_job_[row.job_id]++;
     if (!rows.empty())
         kick();
 }
@@ -87,7 +88,8 @@ void Deliveries::restore(const std::vector<OutboxRow> &rows)
         if (row.rejected) {
             q.rejected++;
         } else {
-            q.pending.emplace(row.id, row);
+            if (q.pending.emplace(row.id, row).second)
+                rows_by_job_[row.job_id]++;
             pending++;
         }
     }
@@ -180,6 +182,7 @@ void Deliveries::send(const std::string &identity, Queue &q, OutboxRow &row)
                  static_cast<unsigned long long>(row.job_id), why.c_str());
         uint64_t id = row.id;
         store_.delete_delivery(id);
+        let_go(row.job_id);
         q.pending.erase(id);
         kick(); // the commit's next row may go now
         return;
@@ -247,6 +250,7 @@ void Deliveries::finished(Call *raw, int status, bool rejected, uint64_t retry_a
         store_.delete_delivery(row.id);
         log_debug("report %s: delivery %llu (%s of job %llu) delivered", receiver, id,
                   event_kind_name(row.kind), static_cast<unsigned long long>(row.job_id));
+        let_go(row.job_id);
         q.pending.erase(it);
     } else if (status == -ECANCELED && stopping_) {
         return; // shutdown: the row stays pending for the next start
@@ -260,6 +264,7 @@ void Deliveries::finished(Call *raw, int status, bool rejected, uint64_t retry_a
         log_err("report %s: delivery %llu (%s of job %llu) rejected, not retried: %s", receiver,
                 id, event_kind_name(row.kind), static_cast<unsigned long long>(row.job_id),
                 why.c_str());
+        let_go(row.job_id);
         q.pending.erase(it);
     } else {
         q.failed++;
@@ -286,6 +291,13 @@ void Deliveries::finished(Call *raw, int status, bool rejected, uint64_t retry_a
                     static_cast<unsigned long long>(wait));
     }
     kick();
+}
+
+void Deliveries::let_go(uint64_t job_id)
+{
+    auto it = rows_by_job_.find(job_id);
+    if (it != rows_by_job_.end() && --it->second == 0)
+        rows_by_job_.erase(it);
 }
 
 void Deliveries::stop()

@@ -65,6 +65,9 @@ class Deliveries {
     std::vector<ReceiverStatus> status(int64_t now_unix_ms) const;
     // Rows not delivered yet, over every receiver.
     size_t backlog() const;
+    // Whether a job still has rows to deliver (its commit must stay in
+    // memory until then: the report is built from it).
+    bool holds(uint64_t job_id) const { return rows_by_job_.count(job_id) != 0; }
 
   private:
     struct Call;
@@ -84,6 +87,8 @@ class Deliveries {
     void finished(Call *call, int status, bool rejected, uint64_t retry_after_ms,
                   const char *error);
     void arm(int64_t wake_unix_ms);
+    // A row of the job left `pending` (delivered, rejected or dropped).
+    void let_go(uint64_t job_id);
     static void on_timer(uv_timer_t *timer) noexcept;
 
     uv_loop_t *loop_;
@@ -95,6 +100,7 @@ class Deliveries {
     std::string base_url_;
     size_t max_in_flight_ = kDefaultMaxInFlight;
     std::map<std::string, Queue> queues_; // by receiver identity
+    std::map<uint64_t, uint32_t> rows_by_job_; // pending rows per job, over every receiver
     uv_timer_t *timer_ = nullptr;
     bool stopping_ = false;
 };

@@ -28,18 +28,33 @@ bool Dispatcher::load_store()
 {
     try {
         store_.open();
+        // Only the live jobs come into memory, and the history's facts per
+        // repository and branch; finished results stay on disk.
+        uint64_t finished = 0;
+        for (const auto &f : store_.load_finished()) {
+            jobs_.restore_finished(f.repo, f.branch, f.outcome, f.count, f.newest);
+            finished += f.count;
+        }
         size_t loaded = 0;
-        for (Job &job : store_.load_jobs()) {
+        std::vector<uint64_t> reported;
+        for (Job &job : store_.load_live_jobs()) {
             if (job.state == JobState::assigned)
                 runners_.expect(job.runner);
+            if (job.state == JobState::done && !job.parent && job.reported)
+                reported.push_back(job.id); // still has reports to deliver
             jobs_.restore(std::move(job));
             loaded++;
         }
+        jobs_.reserve_ids(store_.last_job_id());
         deliveries_.restore(store_.load_deliveries());
-        if (loaded)
-            log_notice("store %s: %zu job(s): %zu queued, %zu assigned, %zu done",
+        for (uint64_t id : reported)
+            retire(id);
+        if (loaded || finished)
+            log_notice("store %s: %zu live job(s) loaded: %zu queued, %zu assigned, %zu done;"
+                       " %llu finished commit(s) stay on disk",
                        store_.path().c_str(), loaded, jobs_.count(JobState::queued),
-                       jobs_.count(JobState::assigned), jobs_.count(JobState::done));
+                       jobs_.count(JobState::assigned), jobs_.count(JobState::done),
+                       static_cast<unsigned long long>(finished));
         if (runners_.expected())
             log_notice("%zu runner(s) held jobs: they have restart_grace (%llu ms) to come back",
                        runners_.expected(), static_cast<unsigned long long>(config_.restart_grace_ms));
@@ -156,6 +171,7 @@ void Dispatcher::on_heartbeat_timer(uv_timer_t *timer) noexcept
     });
     guarded("heartbeat timer: runners gone after a restart", [self] { self->expire_orphans(); });
     guarded("heartbeat timer: scheduling", [self] { self->schedule(); });
+    guarded("heartbeat timer: reported commits leave memory", [self] { self->evict_delivered(); });
     guarded("heartbeat timer: handshake deadlines", [self] { self->handshakes_.expire(self->connections_); });
     guarded("heartbeat timer: event stream keepalive", [self] {
         // Often enough that a subscriber gone away is noticed and dropped.
@@ -229,6 +245,7 @@ void Dispatcher::on_close(Connection &conn, const std::string &why)
     }
     handshakes_.forget(conn);
     intake_.forget(conn);
+    reads_.erase(&conn);
     connections_.erase(conn.shared_from_this());
 }
 
@@ -324,7 +341,85 @@ void Dispatcher::refuse_query(Connection &conn, const Query &q, const std::strin
     conn.send(Error{q.id, why});
 }
 
+// A query about one commit that the table does not hold: read it back from
+// the store first (off the loop), then answer as usual.
 void Dispatcher::on_query(Connection &conn, const Query &q)
+{
+    if (q.what == "jobs") {
+        // Every commit: the history is read off the loop, then merged.
+        if (!begin_read(conn, q))
+            return;
+        auto stored = std::make_shared<std::vector<Job>>();
+        std::weak_ptr<Connection> weak = conn.shared_from_this();
+        store_.read([stored](sqlite3 *db) { *stored = Store::read_commit_summaries(db); },
+                    [this, weak, q, stored](const std::string &error) {
+                        end_read(weak);
+                        auto c = weak.lock();
+                        if (!c)
+                            return;
+                        if (!error.empty())
+                            refuse_query(*c, q, "reading the history: " + error);
+                        else
+                            c->send(Reply{q.id, queries_.jobs(*stored)});
+                    });
+        return;
+    }
+    if (q.what == "result" || q.what == "retry" || q.what == "log") {
+        std::string prefix = q.arg.substr(0, q.arg.find('@'));
+        bool hex = prefix.size() >= 4 && prefix.size() <= 64 &&
+                   prefix.find_first_not_of("0123456789abcdef") == std::string::npos;
+        if (hex && !jobs_.find_commit(prefix)) {
+            if (!begin_read(conn, q))
+                return;
+            std::weak_ptr<Connection> weak = conn.shared_from_this();
+            recall(prefix, [this, weak, q] {
+                end_read(weak);
+                if (auto c = weak.lock())
+                    answer_query(*c, q);
+            });
+            return;
+        }
+    }
+    answer_query(conn, q);
+}
+
+bool Dispatcher::begin_read(Connection &conn, const Query &q)
+{
+    PeerReads &reads = reads_[&conn];
+    if (reads.in_flight < kReadsPerPeer) {
+        reads.in_flight++;
+        return true;
+    }
+    if (reads.waiting.size() < kWaitingPerPeer)
+        reads.waiting.push_back(q); // asked again by end_read
+    else
+        refuse_query(conn, q, "busy: " + std::to_string(kReadsPerPeer + kWaitingPerPeer) +
+                                  " queries of this connection wait for the database; "
+                                  "ask again once they are answered");
+    return false;
+}
+
+void Dispatcher::end_read(const std::weak_ptr<Connection> &conn)
+{
+    // A closed connection's count went with it (on_close).
+    auto c = conn.lock();
+    if (!c)
+        return;
+    auto it = reads_.find(c.get());
+    if (it == reads_.end())
+        return;
+    it->second.in_flight--;
+    if (it->second.waiting.empty()) {
+        if (it->second.in_flight == 0)
+            reads_.erase(it);
+        return;
+    }
+    Query next = std::move(it->second.waiting.front());
+    it->second.waiting.pop_front();
+    on_query(*c, next);
+}
+
+void Dispatcher::answer_query(Connection &conn, const Query &q)
 {
     if (q.what == "retry") {
         retry(conn, q);

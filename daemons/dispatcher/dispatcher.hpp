@@ -3,6 +3,7 @@
 // port, queues commits, assigns them to free runner slots, watches runner
 // heartbeats, requeues the jobs of a lost runner, records results and hands
 // them to the report plugins.
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -85,6 +86,19 @@ class Dispatcher {
     void refuse_query(Connection &conn, const Query &query, const std::string &why);
     // gc_query.cpp — kilnctl gc [--dry-run]: answered when the run (or plan) ends.
     void on_gc(Connection &conn, const Query &query);
+    void answer_query(Connection &conn, const Query &query);
+    // A peer may have kReadsPerPeer queries reading the store at once; the
+    // next kWaitingPerPeer wait (in order), more are refused: a peer that
+    // floods queries without reading the answers costs no more than that
+    // before max_peer_buffer drops it.  False: not now (waiting or refused).
+    static constexpr size_t kReadsPerPeer = 4, kWaitingPerPeer = 256;
+    bool begin_read(Connection &conn, const Query &query);
+    void end_read(const std::weak_ptr<Connection> &conn);
+    struct PeerReads {
+        size_t in_flight = 0;
+        std::deque<Query> waiting;
+    };
+    std::map<const Connection *, PeerReads> reads_;
     void on_notify(Connection &conn, const Notify &notify);
     // Send `notify` to every connected observer; how many got it.
     size_t relay_notify(const Notify &notify);
@@ -97,6 +111,9 @@ class Dispatcher {
 
     // results.cpp — a job from commit to report.
     void on_commit(Connection &conn, const Commit &commit);
+    // After the intake's read: `stored_id` is the commit's job in the store
+    // (0: none), acknowledged without a second job.
+    void admit_commit(Connection &conn, const Commit &commit, uint64_t stored_id);
     void on_result(Connection &conn, const Result &result);
     void record_result(Connection &conn, const Result &result);
     // A job has ended (result recorded, or ended by the dispatcher): persist
@@ -114,6 +131,16 @@ class Dispatcher {
     // Start-up: the stored outbox back into the engine; finished commits of
     // an older database that were never reported get their FINISHED rows.
     void restore_reports();
+
+    // history.cpp — finished commits leave memory; the store answers for them.
+    // A commit's job is done and its report queued: it may leave memory.
+    void retire(uint64_t job_id);
+    void trim_finished();
+    void evict_delivered();
+    // Read the finished commits with this id prefix back from the store into
+    // the table (off the loop), then run `then` on the loop, found or not.
+    void recall(const std::string &prefix, std::function<void()> then);
+    void intake_next();
 
     // runners.cpp — runners registering, taking jobs, lost and found again.
     void on_register(Connection &conn, const Register &reg);
@@ -161,6 +188,16 @@ class Dispatcher {
     uint64_t last_keepalive_ms_ = 0;
     // [retention]: batches on the thread pool; what they delete leaves jobs_ too.
     Gc gc_{loop_, [this](const std::vector<uint64_t> &ids) { jobs_.forget(ids); }};
+    // History (history.cpp).  The newest finished commits stay in memory
+    // (keep_finished: pages, kilnctl result just after a run); older ones leave it.
+    std::deque<uint64_t> finished_;           // finished commits in memory, oldest first
+    std::set<uint64_t> awaiting_delivery_;    // past keep_finished, reports still to go
+    struct PendingCommit {
+        std::weak_ptr<Connection> conn;
+        Commit commit;
+    };
+    std::deque<PendingCommit> intake_queue_; // commits waiting for the intake's read
+    bool intake_reading_ = false;
 };
 
 } // namespace kiln

@@ -30,6 +30,8 @@ DispatcherConfig DispatcherConfig::from(const ConfigTable &root)
         static_cast<size_t>(d.integer("max_connections", c.max_connections, 1, 1000000));
     c.max_queued_per_repo = static_cast<size_t>(
         d.integer("max_queued_per_repo", c.max_queued_per_repo, 1, 100000000));
+    c.keep_finished =
+        static_cast<size_t>(d.integer("keep_finished", c.keep_finished, 0, 1000000));
     c.secret = secret_from_config(d, "secret_file");
     c.runner_secret = secret_from_config(d, "runner_secret_file");
     c.observer_secret = secret_from_config(d, "observer_secret_file");

@@ -41,6 +41,7 @@ struct DispatcherSettings {
     size_t max_peer_buffer = 64u << 20; // bytes queued to one peer before it is dropped
     size_t max_connections = 1024;      // open connections; one more is closed at once
     size_t max_queued_per_repo = 10000; // queued jobs of a repository before its commits are refused
+    size_t keep_finished = 100;         // newest finished commits kept in memory; older: on disk only
     // Keys of the secret files (empty: none).  A role without a secret of
     // its own uses `secret`; a role with none at all is not authenticated.
     std::string secret, runner_secret, observer_secret;

@@ -132,6 +132,7 @@ void JobTable::end_with(Job &job, kiln_outcome outcome, const std::string &error
     job.result.commit = job.spec.commit;
     job.result.outcome = outcome;
     job.result.error = error;
+    note_done(job);
 }
 
 void JobTable::assign(uint64_t job_id, const std::string &runner, int64_t now)
@@ -163,6 +164,7 @@ JobTable::Verdict JobTable::record(const Result &result, const std::string &runn
     job->state = JobState::done;
     job->result = result;
     job->finished_unix_ms = now;
+    note_done(*job);
     return Verdict::recorded;
 }
 
@@ -242,6 +244,7 @@ bool JobTable::finish_if_complete(uint64_t parent_id, int64_t now)
     parent->result = std::move(merged);
     parent->runner = runner_list;
     parent->finished_unix_ms = now;
+    note_done(*parent);
     return true;
 }
 
@@ -316,6 +319,9 @@ bool JobTable::retry(uint64_t job_id)
     Job *job = get(job_id);
     if (!job || job->state != JobState::done || job->parent != 0)
         return false;
+    if (auto it = recent_outcomes_.find({job->spec.repo, job->spec.branch});
+        it != recent_outcomes_.end())
+        it->second.erase(job->id); // no longer a finished commit
     job->state = JobState::queued;
     job->round_start = job->attempt;
     job->result = Result{};
@@ -348,27 +354,14 @@ void JobTable::restore(Job job)
     Job &stored = jobs_[id] = std::move(job);
     if (stored.state == JobState::assigned)
         hold(stored, stored.runner);
-}
-
-void JobTable::forget(const std::vector<uint64_t> &job_ids)
-{
-    for (uint64_t id : job_ids) {
-        auto it = jobs_.find(id);
-        if (it == jobs_.end() || it->second.state != JobState::done)
-            continue;
-        const Job &job = it->second;
-        if (job.parent == 0) {
-            auto known = by_commit_.find(commit_key(job.spec));
-            if (known != by_commit_.end() && known->second == id)
-                by_commit_.erase(known);
-            auto [first, last] = by_commit_id_.equal_range(job.spec.commit);
-            for (auto c = first; c != last; ++c)
-                if (c->second == id) {
-                    by_commit_id_.erase(c);
-                    break;
-                }
+    if (stored.state == JobState::done && stored.parent == 0) {
+        // Counted in the table from now on, no longer among the stored.
+        if (auto it = stored_.find(stored.spec.repo); it != stored_.end()) {
+            it->second.done -= std::min<uint64_t>(it->second.done, 1);
+            if (stored.result.outcome == KILN_PASSED)
+                it->second.passed -= std::min<uint64_t>(it->second.passed, 1);
         }
-        jobs_.erase(it);
+        note_done(stored);
     }
 }
 

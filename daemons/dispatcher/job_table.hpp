@@ -6,6 +6,7 @@
 // (children) and done once every shard is, with their results merged.
 // Pure logic without I/O, so the rules for late, duplicate and stale
 // results are testable, and a persistent store sits behind the same calls.
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -108,11 +109,35 @@ class JobTable {
 
     void set_reported(uint64_t job_id);
 
-    // Put back a job as stored (start-up), in id order.
+    // Put back a job as stored (start-up, in id order; or a finished commit
+    // read back from the store, after its shards' parent).
     void restore(Job job);
     // Garbage collection deleted these jobs from the store: drop them here
     // too.  Only done jobs go; an absent or live id is left alone.
     void forget(const std::vector<uint64_t> &job_ids);
+
+    // ---- history (issue 13): finished commits leave memory ----
+    // A finished commit's job and its shards leave the table; the store
+    // keeps them.  Its outcome stays counted in stored() and in its branch's
+    // recent outcomes.  False unless it is a done commit job.
+    bool evict(uint64_t job_id);
+    // Job ids continue above every stored one (start-up).
+    void reserve_ids(uint64_t last_stored) { next_id_ = std::max(next_id_, last_stored + 1); }
+    // Finished commits counted per repository that are not in the table.
+    struct Tally {
+        uint64_t done = 0, passed = 0;
+    };
+    const std::map<std::string, Tally> &stored() const { return stored_; }
+    // Start-up: the stored history's facts (before restore() of the live
+    // jobs: a finished one restored is then counted in the table instead).
+    void restore_finished(const std::string &repo, const std::string &branch, int outcome,
+                          uint64_t count, uint64_t newest);
+    // The final outcome of the newest finished commit of `job`'s repository
+    // and branch before it (a lower id), or KILN_OUTCOME_NONE: from the
+    // last kRecentPerBranch finished commits of each branch, so it costs
+    // neither memory per job nor a walk back through history.
+    static constexpr size_t kRecentPerBranch = 8;
+    int previous_outcome(const Job &job) const;
 
     const Job *find(uint64_t job_id) const;
     // A commit's job (not a shard) by full commit id or a unique prefix (at
@@ -125,6 +150,8 @@ class JobTable {
     const std::set<uint64_t> &held_by(const std::string &runner) const;
 
   private:
+    // A commit's job and its shards leave the table and its indexes.
+    void drop(const Job &job);
     Job *get(uint64_t job_id);
     void enqueue_front(const Job &job);
     void dequeue(const Job &job);
@@ -132,6 +159,8 @@ class JobTable {
     // Keep by_runner_ in step with a job entering or leaving `assigned`.
     void hold(Job &job, const std::string &runner);
     void unhold(const Job &job);
+    // A commit's job is done (or its outcome changed): its branch's facts.
+    void note_done(const Job &job);
 
     std::map<uint64_t, Job> jobs_;
     std::map<std::string, uint64_t> by_commit_;              // "repo\ncommit" → job
@@ -141,6 +170,9 @@ class JobTable {
     std::map<std::string, std::deque<uint64_t>> queues_;     // per repository
     std::map<std::string, std::set<uint64_t>> by_runner_;    // assigned jobs per runner
     uint64_t next_id_ = 1;
+    std::map<std::string, Tally> stored_; // per repository
+    // (repository, branch) → its newest finished commits' job id → outcome.
+    std::map<std::pair<std::string, std::string>, std::map<uint64_t, int>> recent_outcomes_;
 };
 
 } // namespace kiln

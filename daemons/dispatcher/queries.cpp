@@ -1,5 +1,6 @@
 // Answers to kilnctl: status, runners, jobs, result, reports — each one packed
 // msgpack object that kilnctl prints as a table or as JSON.
+#include <algorithm>
 #include <array>
 #include <map>
 
@@ -85,6 +86,25 @@ void pack_result(Packer &pk, const JobTable &jobs, const Job &job)
 
 } // namespace
 
+std::string Queries::jobs(const std::vector<Job> &stored) const
+{
+    std::vector<const Job *> all;
+    for (const Job &job : stored)
+        if (!jobs_.find(job.id))
+            all.push_back(&job); // finished, left memory: as stored
+    for (const auto &[id, job] : jobs_.jobs())
+        if (job.parent == 0)
+            all.push_back(&job);
+    std::stable_sort(all.begin(), all.end(),
+                     [](const Job *a, const Job *b) { return a->id < b->id; });
+    msgpack::sbuffer buf;
+    Packer pk(buf);
+    pk.pack_array(static_cast<uint32_t>(all.size()));
+    for (const Job *job : all)
+        pack_job_summary(pk, jobs_, *job);
+    return std::string(buf.data(), buf.size());
+}
+
 std::string Queries::answer(const std::string &what, const std::string &arg,
                             std::string &error) const
 {
@@ -102,7 +122,17 @@ std::string Queries::answer(const std::string &what, const std::string &arg,
                 repos[job.spec.repo][job.state == JobState::queued   ? 0
                                      : job.state == JobState::done ? 2
                                                                    : 1]++;
-        pk.pack_map(11);
+        // Finished commits no longer in memory.
+        size_t stored_done = 0;
+        for (const auto &[repo, tally] : jobs_.stored()) {
+            if (!tally.done)
+                continue;
+            repos[repo][2] += tally.done;
+            stored_done += tally.done;
+            passed += tally.passed;
+            failed += tally.done - tally.passed;
+        }
+        pk.pack_map(12);
         pk.pack("repos");
         pk.pack_map(static_cast<uint32_t>(repos.size()));
         for (const auto &[repo, n] : repos) {
@@ -118,10 +148,12 @@ std::string Queries::answer(const std::string &what, const std::string &arg,
         pk.pack("runners"), pk.pack(runners_.size());
         pk.pack("queued"), pk.pack(jobs_.count(JobState::queued));
         pk.pack("running"), pk.pack(jobs_.count(JobState::assigned) + jobs_.count(JobState::split));
-        pk.pack("done"), pk.pack(jobs_.count(JobState::done));
+        pk.pack("done"), pk.pack(jobs_.count(JobState::done) + stored_done);
         pk.pack("passed"), pk.pack(passed);
         pk.pack("not_passed"), pk.pack(failed);
         pk.pack("store_backlog"), pk.pack(store_.backlog());
+        // Jobs (shards too) in memory: live ones and the newest finished.
+        pk.pack("jobs_in_memory"), pk.pack(jobs_.jobs().size());
     } else if (what == "runners") {
         pk.pack_array(static_cast<uint32_t>(runners_.size()));
         for (const auto &[name, r] : runners_.all()) {

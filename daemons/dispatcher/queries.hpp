@@ -22,6 +22,9 @@ class Queries {
 
     // The answer, or "" with `error` set ("no job for commit X", an unknown query).
     std::string answer(const std::string &what, const std::string &arg, std::string &error) const;
+    // `jobs` over the whole history: the table's jobs, and the commits the
+    // store holds that are not in it (read off the loop: `stored`).
+    std::string jobs(const std::vector<Job> &stored) const;
 
   private:
     const DispatcherConfig &config_;

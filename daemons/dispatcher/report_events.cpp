@@ -34,7 +34,7 @@ void Dispatcher::restore_reports()
         if (job.state == JobState::done && !job.parent && !job.reported) {
             for_job(id, "queueing its report", [&, id = id] {
                 jobs_.set_reported(id);
-                save_event(id, KILN_EVENT_FINISHED);
+                save_event(id, KILN_EVENT_FINISHED, [this, id] { retire(id); });
             });
             late++;
         }

@@ -3,18 +3,7 @@
 
 namespace kiln {
 
-int previous_outcome(const JobTable &jobs, const Job &job)
-{
-    const auto &all = jobs.jobs();
-    // Walk back from the job: the nearest done commit of its branch wins.
-    for (auto it = all.lower_bound(job.id); it != all.begin();) {
-        const Job &j = (--it)->second;
-        if (j.parent == 0 && j.state == JobState::done && j.spec.repo == job.spec.repo &&
-            j.spec.branch == job.spec.branch)
-            return j.result.outcome;
-    }
-    return KILN_OUTCOME_NONE;
-}
+int previous_outcome(const JobTable &jobs, const Job &job) { return jobs.previous_outcome(job); }
 
 bool ReportView::build(const JobTable &jobs, const OutboxRow &row, const std::string &base_url,
                        std::string &why)

@@ -10,6 +10,23 @@ namespace kiln {
 
 void Dispatcher::on_commit(Connection &conn, const Commit &commit)
 {
+    // In arrival order, once the store has said whether it knows the commit.
+    intake_queue_.push_back({conn.shared_from_this(), commit});
+    intake_next();
+}
+
+void Dispatcher::admit_commit(Connection &conn, const Commit &commit, uint64_t stored_id)
+{
+    if (stored_id && jobs_.admit(commit.spec, SIZE_MAX) != JobTable::Admission::known) {
+        // Finished long ago and no longer in memory: the same answer as ever.
+        std::weak_ptr<Connection> weak = conn.shared_from_this();
+        Ack ack{commit.id, stored_id};
+        store_.sync([weak, ack] {
+            if (auto c = weak.lock())
+                c->send(ack);
+        });
+        return;
+    }
     if (intake_.refuse(conn, commit, jobs_, config_.max_queued_per_repo))
         return;
     auto [job, is_new] = jobs_.add(commit.spec, unix_ms());
@@ -92,7 +109,7 @@ void Dispatcher::job_ended(uint64_t job_id, Store::Durable durable)
     bool finish = !ended->parent && !ended->reported;
     if (finish)
         jobs_.set_reported(job_id);
-    save_event(job_id, finish ? KILN_EVENT_FINISHED : 0, [this, job_id, durable] { for_job(job_id, "logging a result", [&] {
+    save_event(job_id, finish ? KILN_EVENT_FINISHED : 0, [this, job_id, durable, finish] { for_job(job_id, "logging a result", [&] {
         // Logged once durable: the line means "recorded", which the chaos
         // test counts across crashes (one per commit: shards log differently).
         const Job *job = jobs_.find(job_id);
@@ -106,6 +123,8 @@ void Dispatcher::job_ended(uint64_t job_id, Store::Durable durable)
                        job->spec.repo.c_str(), job->spec.commit.c_str(),
                        kiln_outcome_name(job->result.outcome), job->runner.c_str());
         publish_job(job->parent ? "shard" : "finished", *job);
+        if (finish)
+            retire(job_id); // its FINISHED rows are accepted: it may leave memory
         if (durable)
             durable();
     }); });

@@ -104,6 +104,8 @@ Store::~Store()
                     delete reinterpret_cast<uv_timer_t *>(handle);
             });
     prepared_.reset(); // statements before the connection
+    for (sqlite3 *reader : readers_)
+        sqlite3_close(reader);
     if (db_)
         sqlite3_close(db_);
 }
@@ -112,55 +114,9 @@ std::vector<Job> Store::load_jobs()
 {
     std::vector<Job> jobs;
     try {
-        Statement q(db_, "SELECT j.id, j.repo, j.url, j.branch, j.commit_id, j.vcs, j.exec,"
-                         " j.timeout_ms, j.state, j.attempt, j.round_start, j.runner,"
-                         " j.created_unix_ms, j.assigned_unix_ms, j.finished_unix_ms, j.reported,"
-                         " r.frame, j.parent, j.shard, j.shards, j.tests, j.labels, j.spec_shards,"
-                         " j.cancel_superseded, j.network FROM jobs j"
-                         " LEFT JOIN results r ON r.job_id = j.id"
-                         " ORDER BY j.id");
-        while (q.step(db_)) {
-            Job job;
-            job.id = static_cast<uint64_t>(q.integer(0));
-            job.spec.repo = q.text(1);
-            job.spec.url = q.text(2);
-            job.spec.branch = q.text(3);
-            job.spec.commit = q.text(4);
-            job.spec.vcs = q.text(5);
-            job.spec.exec = q.text(6);
-            job.spec.timeout_ms = static_cast<uint64_t>(q.integer(7));
-            job.state = job_state_from_name(q.text(8));
-            job.attempt = static_cast<uint32_t>(q.integer(9));
-            job.round_start = static_cast<uint32_t>(q.integer(10));
-            job.runner = q.text(11);
-            job.created_unix_ms = q.integer(12);
-            job.assigned_unix_ms = q.integer(13);
-            job.finished_unix_ms = q.integer(14);
-            job.reported = q.integer(15) != 0;
-            job.parent = static_cast<uint64_t>(q.integer(17));
-            job.shard = static_cast<uint32_t>(q.integer(18));
-            job.shards = static_cast<uint32_t>(q.integer(19));
-            job.tests = split_lines(q.text(20));
-            job.spec.labels = split_lines(q.text(21));
-            job.spec.shards = static_cast<uint32_t>(q.integer(22));
-            job.spec.cancel_superseded = q.integer(23) != 0;
-            job.spec.network = q.integer(24) != 0;
-            if (job.state == JobState::done) {
-                std::string frame, error;
-                try {
-                    frame = unpack_stored_result(q.text(16));
-                } catch (const std::runtime_error &e) {
-                    throw StoreError("job " + std::to_string(job.id) + ": " + e.what());
-                }
-                Message msg;
-                if (frame.size() < 4 || !decode_message(std::string_view(frame).substr(4), msg, error) ||
-                    !std::holds_alternative<Result>(msg))
-                    throw StoreError("job " + std::to_string(job.id) + ": stored result unreadable: " +
-                                     (error.empty() ? "missing" : error));
-                job.result = std::get<Result>(msg);
-            }
-            jobs.push_back(std::move(job));
-        }
+        Statement q(db_, (std::string(kJobColumns) + " ORDER BY j.id").c_str());
+        while (q.step(db_))
+            jobs.push_back(read_job(q));
     } catch (const StoreError &e) {
         throw StoreError(path_ + ": " + e.what());
     }

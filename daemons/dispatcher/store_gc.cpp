@@ -127,17 +127,7 @@ uint64_t cut_result(Store::Prepared &pr, uint64_t id, uint64_t max, bool write)
     q.bind(1, static_cast<int64_t>(id));
     if (!q.step(db))
         return 0;
-    std::string frame, error;
-    try {
-        frame = unpack_stored_result(q.text(0));
-    } catch (const std::runtime_error &e) {
-        throw StoreError("job " + std::to_string(id) + ": " + e.what());
-    }
-    Message msg;
-    if (frame.size() < 4 || !decode_message(std::string_view(frame).substr(4), msg, error) ||
-        !std::holds_alternative<Result>(msg))
-        throw StoreError("job " + std::to_string(id) + ": stored result unreadable: " + error);
-    Result &r = std::get<Result>(msg);
+    Result r = read_stored_result(id, q.text(0));
     uint64_t cut = cut_log(r.log, max);
     if (!write)
         return cut;

@@ -69,6 +69,17 @@ const char *const kMigrations[] = {
     "CREATE INDEX jobs_by_branch ON jobs (repo, branch, id) WHERE parent = 0;"
     "CREATE INDEX deliveries_by_job ON deliveries (job_id);"
     "CREATE INDEX results_to_cut ON results (log_cut_to);",
+    // 5 → 6: history stays on disk (issue 13).  A commit's outcome on its
+    // job row, so the per-branch facts read at start-up come from one
+    // covering index; a commit id index for kilnctl's prefixes; an index of
+    // the jobs not yet reported, so start-up finds the live ones at once.
+    "ALTER TABLE jobs ADD COLUMN outcome TEXT NOT NULL DEFAULT '';"
+    "UPDATE jobs SET outcome = COALESCE((SELECT outcome FROM results"
+    "  WHERE results.job_id = jobs.id), '') WHERE state = 'done';"
+    "CREATE INDEX jobs_by_commit_id ON jobs (commit_id) WHERE parent = 0;"
+    "CREATE INDEX jobs_unreported ON jobs (id) WHERE reported = 0 AND parent = 0;"
+    "CREATE INDEX jobs_history ON jobs (repo, branch, outcome, id)"
+    "  WHERE parent = 0 AND state = 'done';",
 };
 static_assert(sizeof kMigrations / sizeof *kMigrations == kStoreSchemaVersion,
               "one migration per schema version");
@@ -111,14 +122,70 @@ std::vector<std::string> split_lines(const std::string &text)
     return out;
 }
 
+const char *const kJobColumns =
+    "SELECT j.id, j.repo, j.url, j.branch, j.commit_id, j.vcs, j.exec,"
+    " j.timeout_ms, j.state, j.attempt, j.round_start, j.runner,"
+    " j.created_unix_ms, j.assigned_unix_ms, j.finished_unix_ms, j.reported,"
+    " r.frame, j.parent, j.shard, j.shards, j.tests, j.labels, j.spec_shards,"
+    " j.cancel_superseded, j.network FROM jobs j"
+    " LEFT JOIN results r ON r.job_id = j.id";
+
+Job read_job(Statement &q)
+{
+    Job job;
+    job.id = static_cast<uint64_t>(q.integer(0));
+    job.spec.repo = q.text(1);
+    job.spec.url = q.text(2);
+    job.spec.branch = q.text(3);
+    job.spec.commit = q.text(4);
+    job.spec.vcs = q.text(5);
+    job.spec.exec = q.text(6);
+    job.spec.timeout_ms = static_cast<uint64_t>(q.integer(7));
+    job.state = job_state_from_name(q.text(8));
+    job.attempt = static_cast<uint32_t>(q.integer(9));
+    job.round_start = static_cast<uint32_t>(q.integer(10));
+    job.runner = q.text(11);
+    job.created_unix_ms = q.integer(12);
+    job.assigned_unix_ms = q.integer(13);
+    job.finished_unix_ms = q.integer(14);
+    job.reported = q.integer(15) != 0;
+    job.parent = static_cast<uint64_t>(q.integer(17));
+    job.shard = static_cast<uint32_t>(q.integer(18));
+    job.shards = static_cast<uint32_t>(q.integer(19));
+    job.tests = split_lines(q.text(20));
+    job.spec.labels = split_lines(q.text(21));
+    job.spec.shards = static_cast<uint32_t>(q.integer(22));
+    job.spec.cancel_superseded = q.integer(23) != 0;
+    job.spec.network = q.integer(24) != 0;
+    if (job.state == JobState::done)
+        job.result = read_stored_result(job.id, q.text(16));
+    return job;
+}
+
+Result read_stored_result(uint64_t job_id, const std::string &blob)
+{
+    std::string frame, error;
+    try {
+        frame = unpack_stored_result(blob); // zstd, or a row from before compression
+    } catch (const std::runtime_error &e) {
+        throw StoreError("job " + std::to_string(job_id) + ": " + e.what());
+    }
+    Message msg;
+    if (frame.size() < 4 || !decode_message(std::string_view(frame).substr(4), msg, error) ||
+        !std::holds_alternative<Result>(msg))
+        throw StoreError("job " + std::to_string(job_id) + ": stored result unreadable: " +
+                         (error.empty() ? "missing" : error));
+    return std::get<Result>(std::move(msg));
+}
+
 void write_job(Store::Prepared &db, const Job &job)
 {
     Statement(db, "INSERT INTO jobs (id, repo, url, branch, commit_id, vcs, exec, timeout_ms,"
                   " state, attempt, round_start, runner, created_unix_ms, assigned_unix_ms,"
                   " finished_unix_ms, reported, parent, shard, shards, tests, labels, spec_shards,"
-                  " cancel_superseded, network) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,"
-                  "?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24) ON CONFLICT (id) DO UPDATE SET"
-                  " state = excluded.state,"
+                  " cancel_superseded, network, outcome) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,"
+                  "?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25) ON CONFLICT (id)"
+                  " DO UPDATE SET state = excluded.state, outcome = excluded.outcome,"
                   " attempt = excluded.attempt, round_start = excluded.round_start,"
                   " runner = excluded.runner, assigned_unix_ms = excluded.assigned_unix_ms,"
                   " finished_unix_ms = excluded.finished_unix_ms, reported = excluded.reported,"
@@ -147,6 +214,8 @@ void write_job(Store::Prepared &db, const Job &job)
         .bind(22, static_cast<int64_t>(job.spec.shards))
         .bind(23, static_cast<int64_t>(job.spec.cancel_superseded))
         .bind(24, static_cast<int64_t>(job.spec.network))
+        .bind(25, std::string(job.state == JobState::done ? kiln_outcome_name(job.result.outcome)
+                                                          : ""))
         .run(db.db);
     if (job.state == JobState::done)
         Statement(db, "INSERT OR REPLACE INTO results (job_id, attempt, runner, outcome, frame)"

@@ -88,6 +88,12 @@ class Statement {
             throw StoreError(sqlite3_errmsg(db));
         return false;
     }
+    // Ready to run again with new bindings.
+    void reset()
+    {
+        sqlite3_reset(stmt_);
+        sqlite3_clear_bindings(stmt_);
+    }
     int64_t integer(int col) const { return sqlite3_column_int64(stmt_, col); }
     std::string text(int col) const
     {
@@ -108,6 +114,13 @@ std::string join_lines(const std::vector<std::string> &items);
 std::vector<std::string> split_lines(const std::string &text);
 // The SQL taking the schema from version `from` to from + 1.
 const char *migration(int from);
+// "SELECT <a job's columns> FROM jobs j LEFT JOIN results r ...": add a
+// WHERE; read_job() takes a row of it (throws StoreError on a bad result).
+extern const char *const kJobColumns;
+Job read_job(Statement &q);
+// A results.frame as stored (zstd-compressed, or from before compression)
+// back into its Result; throws StoreError naming the job.
+Result read_stored_result(uint64_t job_id, const std::string &blob);
 // Insert or replace a job's row (and its result's, when done).
 void write_job(Store::Prepared &db, const Job &job);
 

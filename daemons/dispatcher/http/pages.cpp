@@ -1,7 +1,8 @@
 // `/`: branches with their latest outcome, what runs, what waits, runners.
 // Its cost follows what it shows (branches, queue, runners), never the
 // length of the history: BranchIndex looks only at jobs added since the
-// last page.
+// last page, and keeps a copy of the few it shows per branch, so a finished
+// commit that has left memory still shows.
 #include "pages.hpp"
 
 #include "html.hpp"
@@ -21,9 +22,31 @@ void BranchIndex::update(const JobTable &jobs)
             continue; // a shard: its commit's job stands for it
         auto &recent = branches_[{job.spec.repo, job.spec.branch}];
         recent.push_front(job.id);
-        if (recent.size() > kRecent)
+        seen_[job.id];
+        if (recent.size() > kRecent) {
+            seen_.erase(recent.back());
             recent.pop_back();
+        }
     }
+    // What a page shows of each: refreshed while the table has it.
+    for (auto &[id, copy] : seen_)
+        if (const Job *job = jobs.find(id)) {
+            if (copy.id && copy.state == JobState::done && job->state == JobState::done &&
+                copy.attempt == job->attempt)
+                continue; // a finished job does not change (until a retry)
+            copy = *job;
+            copy.result.log.clear();
+            copy.result.tests.clear();
+            copy.tests.clear();
+        }
+}
+
+const Job *BranchIndex::find(const JobTable &jobs, uint64_t id) const
+{
+    if (const Job *job = jobs.find(id))
+        return job;
+    auto it = seen_.find(id);
+    return it == seen_.end() || it->second.id == 0 ? nullptr : &it->second;
 }
 
 namespace {
@@ -48,7 +71,7 @@ void branches(std::string &out, const PageSources &src, const BranchIndex &index
     for (const auto &[key, recent] : index.branches()) {
         if (!rows.room())
             break;
-        const Job *latest = src.jobs.find(recent.front());
+        const Job *latest = index.find(src.jobs, recent.front());
         if (!latest)
             continue;
         page_rows::job_row_start(out, *latest);
@@ -69,7 +92,7 @@ void branches(std::string &out, const PageSources &src, const BranchIndex &index
             out += "running " + html::duration(now - latest->assigned_unix_ms);
         out += "</td><td>";
         for (size_t i = 1; i < recent.size(); ++i) {
-            const Job *before = src.jobs.find(recent[i]);
+            const Job *before = index.find(src.jobs, recent[i]);
             if (before && before->state == JobState::done) {
                 page_rows::state_badge(out, src.jobs, *before);
                 out += " ";

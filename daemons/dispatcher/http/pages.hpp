@@ -44,9 +44,14 @@ class BranchIndex {
     {
         return branches_;
     }
+    // A job of branches(): from the table, or — a finished commit that has
+    // left memory (issue 13) — as it was when the index last saw it.
+    const Job *find(const JobTable &jobs, uint64_t id) const;
 
   private:
     uint64_t last_seen_ = 0;
+    // Every job of branches(), without its result's log and tests.
+    std::map<uint64_t, Job> seen_;
     std::map<std::pair<std::string, std::string>, std::deque<uint64_t>> branches_;
 };
 
