@@ -23,14 +23,21 @@ void Dispatcher::add_http_routes()
         [this](const std::string &what, const std::string &arg, std::string &error) {
             return query(what, arg, error);
         },
-        events_, commit_log_handler(jobs_, live_logs_));
+        events_, commit_log_handler(jobs_, live_logs_),
+        [this](const std::string &prefix, std::function<void()> then) {
+            recall(prefix, std::move(then));
+        });
     // The pages show a running job's live tail; the script follows the rest.
     add_page_routes(http_, PageSources{jobs_, runners_, [this](uint64_t job_id) {
                                            const LiveLogs::Tail *tail = live_logs_.find(job_id);
                                            return tail ? LiveLogView{tail->start, tail->bytes}
                                                        : LiveLogView{};
                                        },
-                                       [this] { return deliveries_.status(unix_ms()); }});
+                                       [this] { return deliveries_.status(unix_ms()); },
+                                       [this](const std::string &prefix,
+                                              std::function<void()> then) {
+                                           recall(prefix, std::move(then));
+                                       }});
     // (/api/v1/commits/<id>/log is served through the API's commits route.)
     add_metrics_route(http_, [this] {
         return MetricsSources{jobs_, runners_, counters_, connections_by_role(),

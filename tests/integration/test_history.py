@@ -5,8 +5,9 @@ delivered:
 
 - the finished commits leave memory (kilnctl status: jobs_in_memory) while
   kilnctl status still counts them and kilnctl jobs still lists them;
-- kilnctl result, by full id and by prefix, answers an old commit from the
-  store; kilnctl retry runs it again;
+- kilnctl result, by full id and by prefix, the commit's web page and
+  /api/v1/commits/<id> answer an old commit from the store; kilnctl retry
+  runs it again;
 - a dispatcher restarted on that database loads only the live jobs (its
   log says how many stay on disk);
 - an observer that has forgotten what it sent offers the head again: it is
@@ -16,11 +17,14 @@ Run with ctest (label "integration"), or directly from a build:
     KILN_BUILD_DIR=build python3 tests/integration/test_history.py -v
 """
 
+import json
 import os
 import re
 import shutil
 import sys
 import unittest
+import urllib.error
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,6 +54,19 @@ class HistoryTest(kf.ClusterTestCase):
         self.assertEqual(jobs[first]["outcome"], "passed")
         self.assertEqual(jobs[second]["outcome"], "failed")
         self.assertEqual(jobs[second]["state"], "done")
+
+        # The web page and the JSON API read an old commit back too (the
+        # answer comes once the store has been read, off the loop).
+        for commit, outcome in ((first, "passed"), (second, "failed")):
+            self.assertEqual(c.ctl("status")["jobs_in_memory"], 0)
+            with urllib.request.urlopen(c.http_url("/commit/" + commit[:12]), timeout=10) as r:
+                self.assertEqual(r.status, 200)
+                self.assertIn(commit, r.read().decode())
+            with urllib.request.urlopen(c.http_url("/api/v1/commits/" + commit), timeout=10) as r:
+                self.assertEqual(json.loads(r.read())["outcome"], outcome)
+        with self.assertRaises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(c.http_url("/commit/" + "0" * 40), timeout=10)
+        self.assertEqual(missing.exception.code, 404)
 
         for commit, outcome in ((first, "passed"), (second, "failed")):
             r = c.ctl("result", commit)

@@ -17,9 +17,14 @@ namespace kiln {
 using QueryFn = std::function<std::string(const std::string &what, const std::string &arg,
                                           std::string &error)>;
 
+// Read the finished commits matching an id prefix back from the store into
+// memory, then call `then` on the loop (PageSources::recall's signature).
+using RecallFn = std::function<void(const std::string &prefix, std::function<void()> then)>;
+
 // `commit_log`: the handler of /api/v1/commits/<id>/log (log_routes.hpp),
-// which shares the commits prefix.
+// which shares the commits prefix.  `recall`: how a commit no longer in
+// memory is found (the answer then comes once it is read back).
 void add_api_routes(HttpServer &http, QueryFn query, EventHub &events,
-                    HttpHandler commit_log = nullptr);
+                    HttpHandler commit_log = nullptr, RecallFn recall = nullptr);
 
 } // namespace kiln

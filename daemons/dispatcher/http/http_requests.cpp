@@ -74,6 +74,40 @@ void answer_error(h2o_req_t *req, int status, const std::string &message,
         answer(req, status, "text/plain; charset=utf-8", message + "\n", headers);
 }
 
+// A request answered later.  H2O frees a request whose client went away:
+// a pooled slot whose dispose runs then tells this object, so a late send()
+// never touches a freed request.
+class H2oLater : public HttpLater {
+  public:
+    explicit H2oLater(h2o_req_t *req) : req_(req) {}
+    static std::shared_ptr<H2oLater> start(h2o_req_t *req)
+    {
+        auto later = std::make_shared<H2oLater>(req);
+        using Watch = std::weak_ptr<H2oLater>;
+        auto **slot = static_cast<Watch **>(
+            h2o_mem_alloc_shared(&req->pool, sizeof(Watch *), [](void *p) noexcept {
+                Watch *watch = *static_cast<Watch **>(p);
+                if (auto l = watch->lock())
+                    l->req_ = nullptr;
+                delete watch;
+            }));
+        *slot = new Watch(later);
+        return later;
+    }
+    void send(int status, const std::string &content_type, std::string body,
+              std::vector<std::pair<std::string, std::string>> headers) override
+    {
+        h2o_req_t *req = req_;
+        req_ = nullptr; // one answer
+        if (req)
+            answer(req, status, content_type, body, headers);
+    }
+    bool gone() const override { return req_ == nullptr; }
+
+  private:
+    h2o_req_t *req_;
+};
+
 class H2oResponder : public HttpResponder {
   public:
     H2oResponder(HttpServer::Impl &server, h2o_req_t *req) : server_(server), req_(req) {}
@@ -87,6 +121,11 @@ class H2oResponder : public HttpResponder {
     {
         claim();
         return H2oStream::start(server_, req_, status, content_type, peer_of(req_));
+    }
+    std::shared_ptr<HttpLater> later() override
+    {
+        claim();
+        return H2oLater::start(req_);
     }
     bool answered() const { return answered_; }
 

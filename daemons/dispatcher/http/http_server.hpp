@@ -69,13 +69,25 @@ class HttpStream {
     std::function<void()> on_close;
 };
 
-// How a handler answers: exactly one send() or stream(), during the call.
+// An answer given after the handler has returned, once a read off the
+// loop is done: one send(), later, on the loop.  gone() once the client has
+// left meanwhile (send() is then a no-op).
+class HttpLater {
+  public:
+    virtual ~HttpLater() = default;
+    virtual void send(int status, const std::string &content_type, std::string body,
+                      std::vector<std::pair<std::string, std::string>> headers = {}) = 0;
+    virtual bool gone() const = 0;
+};
+
+// How a handler answers: exactly one send(), stream() or later(), during the call.
 class HttpResponder {
   public:
     virtual ~HttpResponder() = default;
     virtual void send(int status, const std::string &content_type, std::string body,
                       std::vector<std::pair<std::string, std::string>> headers = {}) = 0;
     virtual std::shared_ptr<HttpStream> stream(int status, const std::string &content_type) = 0;
+    virtual std::shared_ptr<HttpLater> later() = 0;
 };
 
 using HttpHandler = std::function<void(const HttpRequest &, HttpResponder &)>;

@@ -71,6 +71,9 @@ struct PageSources {
     std::function<LiveLogView(uint64_t job_id)> live_log = {};
     // The report receivers' backlog (`/` shows it when there are any).
     std::function<std::vector<ReceiverStatus>()> receivers = {};
+    // Read the finished commits matching an id prefix back from the store
+    // into `jobs` (history out of memory), then call `then` on the loop.
+    std::function<void(const std::string &prefix, std::function<void()> then)> recall = {};
 };
 
 // `/`.  Updates `index` first.

@@ -32,9 +32,20 @@ bool commit_prefix(const std::string &id)
            });
 }
 
-void not_found(HttpResponder &responder, const std::string &what)
+template <class Answer> void not_found(Answer &responder, const std::string &what)
 {
     responder.send(404, kHtml, render_not_found(what), page_headers());
+}
+
+// The commit's page, or a 404 page.
+template <class Answer>
+void answer_commit(Answer &responder, const PageSources &src, const std::string &id)
+{
+    std::string html;
+    if (!commit_prefix(id) || !render_commit(src, id, unix_ms(), html))
+        return not_found(responder, "No job for commit " + id +
+                                        " (unknown, ambiguous, or not 4 to 64 hex digits).");
+    responder.send(200, kHtml, std::move(html), page_headers());
 }
 
 } // namespace
@@ -52,10 +63,16 @@ void add_page_routes(HttpServer &server, PageSources sources)
     server.route("GET", "/commit/", [src](const HttpRequest &req, HttpResponder &responder) {
         std::string id = req.path.substr(std::string("/commit/").size());
         std::string html;
-        if (!commit_prefix(id) || !render_commit(*src, id, unix_ms(), html))
-            return not_found(responder, "No job for commit " + id +
-                                            " (unknown, ambiguous, or not 4 to 64 hex digits).");
-        responder.send(200, kHtml, std::move(html), page_headers());
+        if (!commit_prefix(id) || !src->recall || render_commit(*src, id, unix_ms(), html))
+            return html.empty() ? answer_commit(responder, *src, id)
+                                : responder.send(200, kHtml, std::move(html), page_headers());
+        // Not in memory: a commit that finished a while ago is read back from
+        // the store (off the loop), and the page answered then.
+        auto later = responder.later();
+        src->recall(id, [src, id, later] {
+            if (!later->gone())
+                answer_commit(*later, *src, id);
+        });
     });
     server.route("GET", "/runner/", [src](const HttpRequest &req, HttpResponder &responder) {
         std::string name = req.path.substr(std::string("/runner/").size());
