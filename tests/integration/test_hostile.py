@@ -94,7 +94,13 @@ class FloodTest(kf.ClusterTestCase):
     QUERIES = 2000  # ~200 MB of replies if nothing bounded them
     # VmHWM growth allowed during the flood: the 1 MiB queue, a reply being
     # built and copied, allocator slack.  Unbounded, it would be ~200 MB.
-    BOUND_KIB = 24 * 1024
+    # Under AddressSanitizer (its pass gives the daemons ASAN_OPTIONS) every
+    # freed block waits in a 256 MB quarantine and carries redzones, so RSS
+    # counts what was freed long ago: the store reads of the `jobs` replies
+    # show as +86 MB there (+20 MB with an 8 MB quarantine, +3.7 MB without
+    # ASan).  The real bound is checked by the normal pass; under ASan only
+    # that it stays well below the unbounded ~200 MB.
+    BOUND_KIB = (128 if "ASAN_OPTIONS" in os.environ else 24) * 1024
 
     def test_flood_without_reading(self):
         c = self.cluster(dispatcher_extra="max_frame = 1048576\nmax_peer_buffer = 1048576\n")
