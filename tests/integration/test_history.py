@@ -86,6 +86,10 @@ class HistoryTest(kf.ClusterTestCase):
                      and c.ctl("result", first)["state"] == "done",
                      30.0, "the retried commit's second run")
         self.assertEqual(c.ctl("result", first)["job_id"], old_id)
+        # Its result is reported (the files plugin) before it leaves memory:
+        # only then is nothing live for the restart below.
+        c.wait_until(lambda: c.ctl("status")["jobs_in_memory"] == 0, 15.0,
+                     "the retried commit to leave memory")
 
         # A restart loads only what is live: nothing here.
         c.stop_daemon("dispatcher")
